@@ -1,0 +1,109 @@
+"""The hub: the latest reading, the last raw telegram and bounded subscriptions.
+
+Strategy: the meter task calls `publish()` and never waits: every subscriber has
+a fixed-size ring that drops its oldest sample (and counts it) when the
+consumer falls behind, so a slow MQTT broker or HTTP client can never stall
+the serial reader or grow the heap. Consumers `await sub.get()`.
+"""
+
+import asyncio
+
+from clock import ticks_diff, ticks_ms
+
+
+class Sample:
+    """One accepted telegram: its named readings, its raw bytes, when it came."""
+
+    def __init__(self, seq, reading, raw, ticks):
+        self.seq = seq  # 1, 2, 3 ... per boot
+        self.reading = reading  # OrderedDict from p1.readings.readings()
+        self.raw = raw  # bytes, the telegram exactly as received
+        self.ticks = ticks  # clock.ticks_ms() when its last byte was parsed
+
+    def age_ms(self, now=None):
+        return ticks_diff(ticks_ms() if now is None else now, self.ticks)
+
+
+class Subscription:
+    """A bounded FIFO of samples that drops the oldest when full."""
+
+    def __init__(self, maxlen, name=""):
+        self.name = name
+        self.maxlen = maxlen
+        self.dropped = 0
+        self._ring = [None] * maxlen
+        self._head = 0  # index of the oldest item
+        self._len = 0
+        self._event = asyncio.Event()
+
+    def __len__(self):
+        return self._len
+
+    def put(self, item):
+        if self._len == self.maxlen:
+            self._head = (self._head + 1) % self.maxlen
+            self._len -= 1
+            self.dropped += 1
+        self._ring[(self._head + self._len) % self.maxlen] = item
+        self._len += 1
+        self._event.set()
+
+    def get_nowait(self):
+        """Return the oldest item, or None when empty."""
+        if not self._len:
+            return None
+        item = self._ring[self._head]
+        self._ring[self._head] = None
+        self._head = (self._head + 1) % self.maxlen
+        self._len -= 1
+        return item
+
+    async def get(self):
+        while not self._len:
+            self._event.clear()
+            await self._event.wait()
+        return self.get_nowait()
+
+
+class Hub:
+    """Latest sample, subscriptions and the status sections of every module."""
+
+    def __init__(self):
+        self.sample = None  # latest Sample or None before the first telegram
+        self.seq = 0
+        self._subs = []
+        self._status = {}  # name -> callable returning a dict for /api/v1/status
+
+    def publish(self, reading, raw, ticks=None):
+        """Record an accepted telegram and hand it to every subscriber."""
+        self.seq += 1
+        s = Sample(self.seq, reading, raw, ticks_ms() if ticks is None else ticks)
+        self.sample = s
+        for sub in self._subs:
+            sub.put(s)
+        return s
+
+    def subscribe(self, maxlen=8, name=""):
+        sub = Subscription(maxlen, name)
+        self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub):
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    def add_status(self, name, fn):
+        """Register `fn() -> dict` shown as section `name` of the status."""
+        self._status[name] = fn
+
+    def status(self):
+        out = {}
+        for name in self._status:
+            try:
+                out[name] = self._status[name]()
+            except Exception as e:  # a broken section must not break status
+                out[name] = {"error": repr(e)}
+        out["subscribers"] = [
+            {"name": s.name, "queued": len(s), "dropped": s.dropped} for s in self._subs
+        ]
+        return out
