@@ -1,7 +1,8 @@
 """CRC-16/ARC (poly 0x8005 reflected = 0xA001, init 0, no final XOR), as P1 uses.
 
-`update(crc, data, start, end)` continues a running CRC over `data[start:end]`
-so the framer can check a telegram as its bytes arrive, chunk by chunk.
+`update(crc, data)` continues a running CRC over a bytes-like object (pass a
+memoryview slice to avoid a copy), so the framer checks a telegram chunk by
+chunk as its bytes arrive.
 """
 
 
@@ -18,16 +19,14 @@ def _make_table():
 TABLE = _make_table()
 
 
-def update(crc, data, start=0, end=None):
-    """Return the CRC continued over data[start:end] (a bytes-like object)."""
-    if end is None:
-        end = len(data)
+def update(crc, data):
+    """Return `crc` continued over every byte of `data`."""
     t = TABLE
-    for i in range(start, end):
-        crc = (crc >> 8) ^ t[(crc ^ data[i]) & 0xFF]
+    for b in data:
+        crc = (crc >> 8) ^ t[(crc ^ b) & 0xFF]
     return crc
 
 
 def crc16(data):
     """CRC-16/ARC of a whole bytes-like object."""
-    return update(0, data, 0, len(data))
+    return update(0, data)

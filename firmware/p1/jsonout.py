@@ -1,0 +1,88 @@
+"""JSON text for readings, exact and identical on CPython and MicroPython.
+
+`Num` is written with exactly its digits; floats are refused (they cannot
+hold a meter value exactly on the device). Dicts are written in iteration
+order: use OrderedDict where order matters (MicroPython's dict has no
+insertion order). Non-ASCII is escaped as on CPython's json.dumps.
+"""
+
+from p1.values import Num
+
+_ESC = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
+
+
+def quote(s):
+    """A JSON string literal for `s`."""
+    for ch in s:
+        if ch < " " or ch > "\x7f" or ch == '"' or ch == "\\":
+            break
+    else:
+        return '"' + s + '"'
+    out = ['"']
+    for ch in s:
+        e = _ESC.get(ch)
+        if e is not None:
+            out.append(e)
+        elif ch < " " or ch > "\x7f":
+            o = ord(ch)
+            if o > 0xFFFF:  # UTF-16 surrogate pair, as JSON wants
+                o -= 0x10000
+                out.append("\\u%04x\\u%04x" % (0xD800 | (o >> 10), 0xDC00 | (o & 0x3FF)))
+            else:
+                out.append("\\u%04x" % o)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def dumps(obj):
+    """Serialise dict/list/tuple/str/int/bool/None/Num to compact JSON text."""
+    parts = []
+    _write(obj, parts.append)
+    return "".join(parts)
+
+
+def _write(o, w):
+    if o is None:
+        w("null")
+    elif o is True:
+        w("true")
+    elif o is False:
+        w("false")
+    elif isinstance(o, str):
+        w(quote(o))
+    elif isinstance(o, Num):
+        w(str(o))
+    elif isinstance(o, int):
+        w(str(o))
+    elif isinstance(o, dict):
+        w("{")
+        first = True
+        for k in o:
+            if not first:
+                w(", ")
+            first = False
+            w(quote(k))
+            w(": ")
+            _write(o[k], w)
+        w("}")
+    elif isinstance(o, (list, tuple)):
+        w("[")
+        first = True
+        for v in o:
+            if not first:
+                w(", ")
+            first = False
+            _write(v, w)
+        w("]")
+    else:
+        raise TypeError("not JSON-exact: %r" % (o,))

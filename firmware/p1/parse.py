@@ -1,0 +1,168 @@
+"""Frame -> Telegram: each line split into OBIS code and value groups.
+
+Each object is decoded by its entry in `p1.obis` (kind and unit); unknown
+codes are kept, decoded by the shape of their groups. A malformed line goes
+to `Telegram.errors` with its text and a reason; the other lines are kept.
+"""
+
+try:
+    from collections import OrderedDict
+except ImportError:  # pragma: no cover - every MicroPython port we target has it
+    OrderedDict = dict
+
+from p1.obis import UNITS, lookup
+from p1.values import Num, fixed, is_stamp, stamp
+
+
+class Telegram:
+    """One decoded telegram."""
+
+    def __init__(self, ident, crc, objects, errors, raw_len):
+        self.ident = ident  # identification line without the leading "/"
+        self.crc = crc  # "ok" | "bad" | "none"
+        self.objects = objects  # OrderedDict: OBIS code -> list of values
+        self.errors = errors  # list of (line text, reason)
+        self.raw_len = raw_len
+
+
+def text(b):
+    """Bytes -> str on both interpreters; bytes >= 0x80 map one-to-one (latin-1)."""
+    if not len(b) or max(b) < 0x80:
+        return bytes(b).decode()
+    return "".join([chr(c) for c in b])
+
+
+def parse(frame, crc="ok", std_offset=120):
+    """Decode a frame (bytes-like, `/` .. `!CRC`) into a Telegram.
+
+    `std_offset` is the standard-time UTC offset in minutes (W stamps); S
+    stamps get one hour more. Never raises on malformed content.
+    """
+    objects = OrderedDict()
+    errors = []
+    ident = None
+    last = None  # (code, entry, groups) of the previous object, for continuations
+    for line in text(frame).split("\n"):
+        if line[-1:] == "\r":
+            line = line[:-1]
+        if not line:
+            continue
+        c = line[0]
+        if c == "/":
+            if ident is None:
+                ident = line[1:]
+            else:
+                errors.append((line, "second identification line"))
+            continue
+        if c == "!":
+            break
+        if c == "(":  # DSMR 2/3: a value group continued on its own line
+            more = _groups(line, 0)
+            if last is None or more is None:
+                errors.append((line, "stray value line"))
+                continue
+            code, entry, groups = last
+            groups.extend(more)
+            _store(objects, errors, line, code, entry, groups, std_offset)
+            continue
+        p = line.find("(")
+        if p <= 0:
+            errors.append((line, "no value group"))
+            continue
+        code = line[:p]
+        star = code.find("*")
+        if star >= 0:  # some meters append the F group, "*255": same object
+            code = code[:star]
+        entry = lookup(code)
+        if entry is None and not _is_obis(code):
+            errors.append((line, "bad OBIS code"))
+            continue
+        groups = _groups(line, p)
+        if groups is None:
+            errors.append((line, "unbalanced parentheses"))
+            continue
+        if code in objects:
+            errors.append((line, "duplicate object"))
+            continue
+        last = (code, entry, groups)
+        _store(objects, errors, line, code, entry, groups, std_offset)
+    return Telegram(ident, crc, objects, errors, len(frame))
+
+
+def _store(objects, errors, line, code, entry, groups, std_offset):
+    kind = entry[2] if entry else None
+    multi = len(groups) > 1
+    try:
+        values = [_value(g, kind, std_offset, multi) for g in groups]
+        if entry and entry[1] and not multi:
+            _check_unit(values[0], entry[1])
+    except ValueError as e:
+        objects.pop(code, None)
+        errors.append((line, e.args[0]))
+        return
+    objects[code] = values
+
+
+def _value(g, kind, std_offset, multi):
+    """One value group -> Num, int, str or ""; ValueError(reason) if malformed."""
+    if not g:
+        return ""
+    star = g.find("*")
+    if star >= 0:
+        f = fixed(g[:star])
+        if f is None:
+            raise ValueError("bad number")
+        return Num(f[0], f[1], g[star + 1 :])
+    if kind == "ts" or (kind != "str" and is_stamp(g)):
+        t = stamp(g, std_offset)
+        if t is None:
+            raise ValueError("bad time stamp")
+        return t
+    if kind == "int" or kind == "mbus_type":
+        f = fixed(g)
+        if f is None or f[1]:
+            raise ValueError("not an integer")
+        return f[0]
+    if kind == "cum" or kind == "inst":
+        f = fixed(g)
+        if f is None:
+            raise ValueError("bad number")
+        return Num(f[0], f[1], "")
+    if multi and g.isdigit():  # counts in buffers, a dead M-Bus reading
+        return int(g)
+    return g
+
+
+def _check_unit(v, unit):
+    if isinstance(v, Num) and v.unit.lower() not in UNITS[unit]:
+        raise ValueError("unit %r is not %s" % (v.unit, unit) if v.unit else "no unit")
+
+
+def _groups(line, p):
+    """`(a)(b)(c)` from index p -> ["a", "b", "c"]; None if not well formed."""
+    out = []
+    n = len(line)
+    while p < n:
+        if line[p] != "(":
+            return None
+        q = line.find(")", p + 1)
+        if q < 0:
+            return None
+        out.append(line[p + 1 : q])
+        p = q + 1
+    return out
+
+
+def _is_obis(code):
+    """A-B:C.D.E with decimal groups."""
+    d = code.find("-")
+    c = code.find(":")
+    if d <= 0 or c <= d + 1:
+        return False
+    parts = code[c + 1 :].split(".")
+    if len(parts) != 3:
+        return False
+    for p in [code[:d], code[d + 1 : c]] + parts:
+        if not p.isdigit():
+            return False
+    return True

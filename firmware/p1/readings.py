@@ -1,0 +1,78 @@
+"""Telegram -> named readings in normalised units, exactly.
+
+The names and units come from `p1.obis.TABLE`; HTTP, MQTT and Home
+Assistant all read this one mapping. Unit conversion only moves the decimal
+point (Wh -> kWh), so every value stays exact.
+"""
+
+try:
+    from collections import OrderedDict
+except ImportError:  # pragma: no cover
+    OrderedDict = dict
+
+from p1.obis import MBUS, UNITS, lookup
+from p1.values import Num
+
+
+def convert(v, unit):
+    """Num in any unit of `unit`'s family -> Num in `unit`; None if not convertible."""
+    if not isinstance(v, Num):
+        return None
+    shift = UNITS[unit].get(v.unit.lower())
+    if shift is None:
+        return None
+    return v.shifted(shift, unit)
+
+
+def readings(t):
+    """OrderedDict: timestamp, meter, then every named reading present.
+
+    Values are Num (numbers, in the table's unit), int or str. Objects whose
+    unit does not fit were already reported by the parser and are left out.
+    """
+    out = OrderedDict()
+    out["timestamp"] = None
+    out["meter"] = t.ident
+    objects = t.objects
+    types = {}  # M-Bus channel -> device type
+    for code in objects:
+        e = lookup(code)
+        if e is not None and e[2] == "mbus_type":
+            types[code[2 : code.find(":")]] = objects[code][0]
+    for code in objects:
+        e = lookup(code)
+        if e is None:
+            continue
+        name, unit, kind = e
+        vals = objects[code]
+        if kind == "mbus":
+            _mbus(out, types.get(code[2 : code.find(":")]), vals)
+            continue
+        if name is None or kind == "mbus_type" or len(vals) != 1:
+            continue
+        v = vals[0]
+        if kind == "cum" or kind == "inst":
+            v = convert(v, unit)
+            if v is None:
+                continue
+        elif v == "" and kind != "str":
+            continue
+        out[name] = v
+    return out
+
+
+def _mbus(out, dev_type, vals):
+    if len(vals) < 2 or not isinstance(vals[-1], Num):
+        return  # a dead channel sends (00000000) without unit
+    spec = MBUS.get(dev_type)
+    if spec is None:  # no device type line: guess by unit
+        for t in MBUS:
+            if MBUS[t][1].lower() == vals[-1].unit.lower():
+                spec = MBUS[t]
+                break
+    if spec is None or spec[0] in out:
+        return
+    v = convert(vals[-1], spec[1])
+    if v is not None:
+        out[spec[0]] = v
+        out[spec[2]] = vals[0] if vals[0] != "" else None
