@@ -479,7 +479,7 @@ class Meter:
         lines: list[Line] = [
             ("1-3:0.2.8", ["50"]),
             ("0-0:1.0.0", [stamp(self.clock_ms // 1000, off)]),
-            ("0-0:96.1.1", [_hex(f"E0043007{self._serial}")]),
+            ("0-0:96.1.1", [_hex(f"E004300{self._serial}")]),
         ]
         for reg in ("1.8.1", "1.8.2", "2.8.1", "2.8.2"):
             lines.append((f"1-0:{reg}", [f"{fixed(self.counter_wh(reg), 6, 3)}*kWh"]))
