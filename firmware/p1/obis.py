@@ -71,8 +71,10 @@ TABLE = {
     "0-n:24.1.0": ("mbus_type", None, "mbus_type"),
     "0-n:96.1.0": (None, None, "str"),
     "0-n:96.1.1": (None, None, "str"),
+    "0-n:24.4.0": (None, None, "int"),  # valve position
     "0-n:24.2.1": (None, None, "mbus"),
     "0-n:24.2.3": (None, None, "mbus"),
+    "0-n:24.3.0": (None, None, "mbus"),  # DSMR 2/3: (ts)(..)(..)(..)(obis)(unit)(value)
 }
 
 # M-Bus device type -> (reading name, unit, time stamp name).

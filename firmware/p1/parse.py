@@ -94,6 +94,8 @@ def _store(objects, errors, line, code, entry, groups, std_offset):
     multi = len(groups) > 1
     try:
         values = [_value(g, kind, std_offset, multi) for g in groups]
+        if kind == "mbus" and groups[0]:  # (time stamp)(reading): W/S flag optional
+            values[0] = _value(groups[0], "ts", std_offset, multi)
         if entry and entry[1] and not multi:
             _check_unit(values[0], entry[1])
     except ValueError as e:
@@ -128,8 +130,12 @@ def _value(g, kind, std_offset, multi):
         if f is None:
             raise ValueError("bad number")
         return Num(f[0], f[1], "")
-    if multi and g.isdigit():  # counts in buffers, a dead M-Bus reading
-        return int(g)
+    if multi:
+        if g.isdigit():  # counts in buffers, a dead M-Bus reading
+            return int(g)
+        f = fixed(g)
+        if f is not None:  # DSMR 2/3 gas: the unit is the group before
+            return Num(f[0], f[1], "")
     return g
 
 

@@ -62,17 +62,20 @@ def readings(t):
 
 
 def _mbus(out, dev_type, vals):
-    if len(vals) < 2 or not isinstance(vals[-1], Num):
+    v = vals[-1]
+    if len(vals) < 2 or not isinstance(v, Num):
         return  # a dead channel sends (00000000) without unit
+    if not v.unit and isinstance(vals[-2], str):  # DSMR 2/3: (m3)(00000.000)
+        v = Num(v.value, v.decimals, vals[-2])
     spec = MBUS.get(dev_type)
     if spec is None:  # no device type line: guess by unit
         for t in MBUS:
-            if MBUS[t][1].lower() == vals[-1].unit.lower():
+            if MBUS[t][1].lower() == v.unit.lower():
                 spec = MBUS[t]
                 break
     if spec is None or spec[0] in out:
         return
-    v = convert(vals[-1], spec[1])
+    v = convert(v, spec[1])
     if v is not None:
         out[spec[0]] = v
         out[spec[2]] = vals[0] if vals[0] != "" else None

@@ -1,0 +1,40 @@
+"""Shared helpers for the parser tests: recorded telegrams and their expected CRC."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TELEGRAMS = ROOT / "host_tests" / "telegrams"
+sys.path.insert(0, str(ROOT / "firmware"))
+
+# What a correct parser reports, from telegrams/SOURCES.md.
+BAD_CRC = {"se-aidon-6534-02-edited.txt", "fi-aidon-7534-02.txt", "lu-smarty-01.txt"}
+
+
+def recorded() -> list[Path]:
+    return sorted(TELEGRAMS.glob("*.txt"))
+
+
+def frames(data: bytes, chunks: list[int] | None = None, size: int = 3072, end: bool = True):
+    """Run a Framer over data cut into the given chunk sizes; return (frames, crcs, counters)."""
+    from p1.framer import Framer
+
+    fr = Framer(size)
+    out, crcs = [], []
+    pos = 0
+    sizes = list(chunks or [len(data) or 1])
+    i = 0
+    while pos < len(data):
+        n = sizes[i % len(sizes)] or 1
+        i += 1
+        fr.feed(data[pos : pos + n])
+        pos += n
+        while (f := fr.next_frame()) is not None:
+            out.append(bytes(f))
+            crcs.append(fr.crc)
+    if end and (f := fr.end()) is not None:
+        out.append(bytes(f))
+        crcs.append(fr.crc)
+    return out, crcs, dict(fr.counters)
