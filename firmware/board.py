@@ -1,0 +1,359 @@
+"""The hardware seam: everything the runtime touches on a board goes through here.
+
+Strategy: a board is a data file (`boards/<name>.json`: UART, pins, CPU clock,
+Wi-Fi TX power) plus one of two small classes. `EspBoard` drives `machine`
+(UART, Pin, WDT, freq) and is imported only on the device; `HostBoard`
+(`boards_host.py`) uses files, ptys, sockets and prints on CPython. The rest of
+the firmware sees the same methods on both:
+
+    b = board.load(name)           # never raises: falls back and lists errors
+    src = b.open_meter(source)     # object with async read(n) -> bytes
+    b.data_request(True); b.led(on); b.relay(i, on)
+    b.power_setup(); b.reset_cause(); b.free_heap(); b.feed_watchdog()
+    b.record_boot()  -> boot count (persisted in <storage_dir>/bootinfo.json)
+"""
+
+import gc
+import json
+import os
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_MAX_BOARD_FILE = const(4096)
+
+# Used when the board file is missing or broken: UART2 RX on GPIO16 of a
+# WROOM DevKit, no other pins (safe on every chip), reduced power.
+FALLBACK = {
+    "name": "fallback",
+    "chip": "esp32",
+    "uart": {
+        "id": 2,
+        "rx": 16,
+        "rx_invert": True,
+        "rxbuf": 4096,
+        "baud": 115200,
+        "bits": 8,
+        "parity": None,
+        "stop": 1,
+    },
+    "data_request": None,
+    "led": None,
+    "relays": [],
+    "cpu_mhz": 80,
+    "wifi_txpower_dbm": 8.5,
+    "start_delay_ms": 1500,
+    "watchdog_s": 0,
+    "storage_dir": "/",
+}
+
+RESET_NAMES = (
+    "PWRON_RESET",
+    "HARD_RESET",
+    "WDT_RESET",
+    "DEEPSLEEP_RESET",
+    "SOFT_RESET",
+    "BROWNOUT_RESET",
+)
+
+
+def _dir_of(path):
+    i = path.rfind("/")
+    return path[:i] if i > 0 else ("/" if i == 0 else "")
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def board_dirs():
+    """Where board files are looked for: /boards on the device, repo/boards on a host."""
+    here = _dir_of(__file__)
+    out = ["/boards"]
+    if here:
+        out.append(here + "/../boards")
+    out.append("boards")
+    return out
+
+
+def read_spec(name, dirs=None):
+    """(spec dict, errors) for board `name`; FALLBACK (or host) on any trouble."""
+    errors = []
+    if not isinstance(name, str) or not name or "/" in name or "." in name:
+        errors.append("board: invalid name %r" % (name,))
+        name = "host" if _is_cpython() else "fallback"
+    for d in dirs or board_dirs():
+        path = d + "/" + name + ".json"
+        if not _exists(path):
+            continue
+        try:
+            with open(path) as f:
+                text = f.read(_MAX_BOARD_FILE + 1)
+            if len(text) > _MAX_BOARD_FILE:
+                raise ValueError("file too large")
+            spec = json.loads(text)
+            if not isinstance(spec, dict):
+                raise ValueError("not an object")
+        except Exception as e:  # noqa: BLE001 - a bad file must not stop the boot
+            errors.append("board: %s: %s" % (path, e))
+            break
+        for k in FALLBACK:
+            if k not in spec:
+                spec[k] = FALLBACK[k]
+                if k != "name":
+                    errors.append("board: %s lacks %r, using %r" % (path, k, FALLBACK[k]))
+        return spec, errors
+    if name != "fallback":
+        errors.append("board: no file for %r, using fallback pins" % name)
+    spec = dict(FALLBACK)
+    if name == "host" or _is_cpython():
+        spec["chip"] = "host"
+        spec["cpu_mhz"] = None
+        spec["wifi_txpower_dbm"] = None
+        spec["start_delay_ms"] = 0
+        spec["storage_dir"] = ""
+        spec["name"] = "host"
+    return spec, errors
+
+
+def _is_cpython():
+    try:
+        import machine  # noqa: F401
+
+        return False
+    except ImportError:
+        return True
+
+
+class Board:
+    """What both board kinds share: spec fields, boot record, heap figure."""
+
+    def __init__(self, spec, errors=None):
+        self.spec = spec
+        self.name = spec.get("name", "?")
+        self.chip = spec.get("chip", "?")
+        self.errors = errors or []
+        self.storage_dir = spec.get("storage_dir") or ""
+        self.boot_count = 0
+        self.has_wifi = False
+        self._reset = "unknown"
+
+    # --- storage -----------------------------------------------------------
+    def path(self, name):
+        d = self.storage_dir
+        if not d:
+            return name
+        return d + name if d.endswith("/") else d + "/" + name
+
+    def record_boot(self):
+        """Increment and persist the boot counter; return it. Never raises."""
+        p = self.path("bootinfo.json")
+        n = 0
+        try:
+            with open(p) as f:
+                n = int(json.loads(f.read(256)).get("boots", 0))
+        except Exception:  # noqa: BLE001 - missing or broken: start at 0
+            n = 0
+        n += 1
+        try:
+            tmp = p + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(json.dumps({"boots": n, "last_reset": self.reset_cause()}))
+            _replace(tmp, p)
+        except Exception as e:  # noqa: BLE001 - read-only flash must not stop the boot
+            self.errors.append("bootinfo: %s" % e)
+        self.boot_count = n
+        return n
+
+    # --- system ------------------------------------------------------------
+    def free_heap(self):
+        gc.collect()
+        try:
+            return gc.mem_free()  # type: ignore[attr-defined]
+        except AttributeError:  # CPython has no fixed heap
+            return None
+
+    def reset_cause(self):
+        return self._reset
+
+    def status(self):
+        return {
+            "name": self.name,
+            "chip": self.chip,
+            "errors": self.errors,
+        }
+
+    # --- defaults: boards without the part do nothing -----------------------
+    def power_setup(self):
+        pass
+
+    def data_request(self, on):
+        pass
+
+    def led(self, on):
+        pass
+
+    def relay(self, i, on):
+        pass
+
+    def feed_watchdog(self):
+        pass
+
+    def start_watchdog(self):
+        pass
+
+    def mac_hex(self):
+        return "000000000000"
+
+
+def _replace(tmp, path):
+    try:
+        os.rename(tmp, path)
+    except OSError:  # FAT cannot rename over an existing file
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rename(tmp, path)
+
+
+class UartSource:
+    """The meter on a UART, read without blocking through an asyncio stream."""
+
+    def __init__(self, uart):
+        import asyncio
+
+        self.uart = uart
+        self.reader = asyncio.StreamReader(uart)  # type: ignore[call-arg,arg-type]
+        self.reconnect = True
+        self.name = "uart"
+
+    async def read(self, n):
+        return await self.reader.read(n)
+
+    def close(self):
+        pass
+
+
+class EspBoard(Board):
+    """An ESP32-family board driven through `machine`."""
+
+    def __init__(self, spec, errors=None):
+        Board.__init__(self, spec, errors)
+        import machine
+
+        self._m = machine
+        self.has_wifi = True
+        self._pins = {}
+        self._np = None
+        self._wdt = None
+        self._uart = None
+        try:
+            c = machine.reset_cause()
+            self._reset = str(c)
+            for n in RESET_NAMES:
+                if getattr(machine, n, None) == c:
+                    self._reset = n
+                    break
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _out(self, pin):
+        p = self._pins.get(pin)
+        if p is None:
+            p = self._m.Pin(pin, self._m.Pin.OUT)
+            self._pins[pin] = p
+        return p
+
+    def power_setup(self):
+        mhz = self.spec.get("cpu_mhz")
+        if mhz:
+            try:
+                self._m.freq(int(mhz) * 1000000)
+            except Exception as e:  # noqa: BLE001 - unsupported clock: keep default
+                self.errors.append("cpu_mhz %s: %s" % (mhz, e))
+
+    def open_meter(self, source=""):
+        u = self.spec["uart"]
+        UART = self._m.UART
+        inv = UART.INV_RX if u.get("rx_invert") else 0
+        if self._uart is None:
+            self._uart = UART(
+                u["id"],
+                baudrate=u["baud"],
+                bits=u["bits"],
+                parity=u["parity"],
+                stop=u["stop"],
+                rx=u["rx"],
+                rxbuf=u.get("rxbuf", 4096),
+                invert=inv,
+            )
+        return UartSource(self._uart)
+
+    def data_request(self, on):
+        pin = self.spec.get("data_request")
+        if pin is not None:
+            self._out(pin).value(1 if on else 0)
+
+    def led(self, on):
+        led = self.spec.get("led")
+        if not led:
+            return
+        pin = led["pin"]
+        if led.get("kind") == "ws2812":
+            if self._np is None:
+                from neopixel import NeoPixel
+
+                self._np = NeoPixel(self._m.Pin(pin), 1)
+            self._np[0] = (0, 8, 0) if on else (0, 0, 0)
+            self._np.write()
+            return
+        self._out(pin).value((0 if on else 1) if led.get("active_low") else (1 if on else 0))
+
+    def relay(self, i, on):
+        pins = self.spec.get("relays") or []
+        if 0 <= i < len(pins):
+            self._out(pins[i]).value(1 if on else 0)
+
+    def start_watchdog(self):
+        s = self.spec.get("watchdog_s") or 0
+        if s and self._wdt is None:
+            self._wdt = self._m.WDT(timeout=int(s) * 1000)
+
+    def feed_watchdog(self):
+        if self._wdt is not None:
+            self._wdt.feed()
+
+    def mac_hex(self):
+        try:
+            import network
+
+            mac = network.WLAN(network.STA_IF).config("mac")
+            return "".join("%02x" % b for b in mac)
+        except Exception:  # noqa: BLE001
+            return "000000000000"
+
+
+def load(name, dirs=None):
+    """The board named `name` (host -> HostBoard). Never raises."""
+    spec, errors = read_spec(name, dirs)
+    if spec.get("chip") == "host":
+        from boards_host import HostBoard
+
+        return HostBoard(spec, errors)
+    try:
+        return EspBoard(spec, errors)
+    except ImportError:  # an ESP board file asked for on CPython
+        from boards_host import HostBoard
+
+        errors.append("board: %s needs machine; running as host" % spec.get("name"))
+        return HostBoard(spec, errors)

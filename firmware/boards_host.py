@@ -1,0 +1,174 @@
+"""The `host` board: CPython on a PC. The meter is a file, a pty or serial
+device, a TCP stream (`tcp://HOST:PORT`) or stdin; pins are remembered and
+printed. Never imported on the device.
+"""
+
+import asyncio
+import errno
+import os
+
+from board import Board
+
+
+class FileSource:
+    """A recorded capture: read once, then end of stream."""
+
+    def __init__(self, path):
+        self.name = path
+        self.reconnect = False
+        self._f = open(path, "rb")
+
+    async def read(self, n):
+        await asyncio.sleep(0)
+        return self._f.read(n)
+
+    def close(self):
+        self._f.close()
+
+
+class FdSource:
+    """A non-blocking file descriptor (pty, serial device, stdin) on the loop."""
+
+    def __init__(self, fd, name, own=True):
+        self.fd = fd
+        self.name = name
+        self.reconnect = own  # a device can come back; stdin cannot
+        self._own = own
+
+    async def read(self, n):
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return os.read(self.fd, n)
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                if e.errno == errno.EIO:  # pty peer closed / device gone
+                    return b""
+                raise
+            fut = loop.create_future()
+
+            def ready(f=fut):
+                if not f.done():
+                    f.set_result(None)
+
+            loop.add_reader(self.fd, ready)
+            try:
+                await fut
+            finally:
+                loop.remove_reader(self.fd)
+
+    def close(self):
+        if self._own:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+
+
+class TcpSource:
+    """A raw P1 stream from a TCP server (ser2net, another dongle, the simulator)."""
+
+    def __init__(self, host, port):
+        self.name = "tcp://%s:%d" % (host, port)
+        self.reconnect = True
+        self._addr = (host, port)
+        self._r = None
+        self._w = None
+
+    async def read(self, n):
+        try:
+            if self._r is None:
+                self._r, self._w = await asyncio.open_connection(*self._addr)
+            return await self._r.read(n)
+        except (OSError, asyncio.IncompleteReadError):
+            return b""
+
+    def close(self):
+        if self._w is not None:
+            self._w.close()
+            self._w = None
+            self._r = None
+
+
+def serial_setup(fd, uart):
+    """Raw mode, baud and frame format of a tty (a pty accepts and ignores them)."""
+    import termios
+
+    try:
+        a = termios.tcgetattr(fd)
+    except termios.error:
+        return  # a FIFO or similar: nothing to set
+    speed = getattr(termios, "B%d" % uart.get("baud", 115200), termios.B115200)
+    cflag = termios.CREAD | termios.CLOCAL
+    cflag |= termios.CS7 if uart.get("bits") == 7 else termios.CS8
+    parity = uart.get("parity")
+    if parity is not None:
+        cflag |= termios.PARENB | (termios.PARODD if parity == 1 else 0)
+    if uart.get("stop") == 2:
+        cflag |= termios.CSTOPB
+    a[0] = termios.IGNBRK | (termios.INPCK | termios.ISTRIP if parity is not None else 0)
+    a[1] = 0
+    a[2] = cflag
+    a[3] = 0
+    a[4] = a[5] = speed
+    a[6][termios.VMIN] = 0
+    a[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, a)
+
+
+def parse_tcp(source):
+    """'tcp://HOST:PORT' -> (host, port); ValueError otherwise."""
+    rest = source[len("tcp://") :].rstrip("/")
+    host, _, port = rest.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected tcp://HOST:PORT, got %r" % source)
+    return host, int(port)
+
+
+class HostBoard(Board):
+    def __init__(self, spec, errors=None):
+        Board.__init__(self, spec, errors)
+        self._reset = "host"
+        self.led_on = False
+        self.data_request_on = False
+        self.relays = {}
+
+    def open_meter(self, source=""):
+        """An async byte source for `source`; raises OSError/ValueError if unusable."""
+        if not source:
+            raise ValueError("no meter source configured (meter.source)")
+        if source.startswith("tcp://"):
+            return TcpSource(*parse_tcp(source))
+        if source in ("-", "stdin"):
+            os.set_blocking(0, False)
+            return FdSource(0, "stdin", own=False)
+        import stat
+
+        st = os.stat(source)
+        if stat.S_ISREG(st.st_mode):
+            return FileSource(source)
+        fd = os.open(source, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            serial_setup(fd, self.spec.get("uart") or {})
+        except Exception:
+            os.close(fd)
+            raise
+        return FdSource(fd, source)
+
+    def data_request(self, on):
+        self.data_request_on = bool(on)
+
+    def led(self, on):
+        self.led_on = bool(on)
+
+    def relay(self, i, on):
+        self.relays[i] = bool(on)
+        print("relay %d %s" % (i, "on" if on else "off"))
+
+    def mac_hex(self):
+        import uuid
+
+        return "%012x" % uuid.getnode()

@@ -1,0 +1,56 @@
+"""Tiny logger: a line on the console, the last warnings kept for status.
+
+`log.info("...")`, `log.warn("...")`, `log.error("...")`, `log.exc(e, "where")`.
+The ring of recent warnings/errors is bounded (`_KEEP`) and shown by
+/api/v1/status as `log`.
+"""
+
+import sys
+
+from clock import ticks_diff, ticks_ms
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_KEEP = const(8)
+_T0 = ticks_ms()
+recent = []  # last _KEEP warnings / errors, oldest first
+quiet = False  # tests silence info lines
+
+
+def _emit(level, msg):
+    line = "%7d %s %s" % (ticks_diff(ticks_ms(), _T0) // 1000, level, msg)
+    if level != "I":
+        recent.append(line)
+        if len(recent) > _KEEP:
+            recent.pop(0)
+    if level != "I" or not quiet:
+        print(line)
+
+
+def info(msg):
+    _emit("I", msg)
+
+
+def warn(msg):
+    _emit("W", msg)
+
+
+def error(msg):
+    _emit("E", msg)
+
+
+def exc(e, where=""):
+    """Log an exception with its traceback on the console."""
+    _emit("E", "%s: %s: %r" % (where, type(e).__name__, e))
+    try:
+        sys.print_exception(e)  # type: ignore[attr-defined]  # MicroPython
+    except AttributeError:
+        import traceback
+
+        traceback.print_exception(type(e), e, e.__traceback__)

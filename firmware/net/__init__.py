@@ -1,0 +1,1 @@
+"""Network services: Wi-Fi, raw telegram server, MQTT."""

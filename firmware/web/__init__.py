@@ -1,0 +1,1 @@
+"""Web server: API routes (api.py) and the live page (static/)."""

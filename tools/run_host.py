@@ -1,0 +1,190 @@
+"""`p1tool.py run`: the firmware on the host board, wired to the meter simulator.
+
+Without --source the simulator (tools/simulate.py) runs as a subprocess serving
+telegrams on a free loopback TCP port and the firmware reads it as
+`tcp://127.0.0.1:PORT`, the same code path as a real ser2net P1 cable. With
+--source the firmware reads that instead (a capture file, /dev/ttyUSB0, a pty,
+tcp://HOST:PORT or - for stdin). Ctrl-C (or SIGTERM) stops both cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+for p in (ROOT / "firmware", ROOT / "tools"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="p1tool.py run", description=__doc__.splitlines()[0])
+    p.add_argument("--interval", type=float, default=10.0, help="simulator: seconds between telegrams")
+    p.add_argument("--source", default="", help="meter: FILE, /dev/tty*, tcp://HOST:PORT or -")
+    p.add_argument("--port", type=int, help="HTTP port (default: config, 8080)")
+    p.add_argument("--raw-port", type=int, help="raw telegram TCP port (default: config, 2323)")
+    p.add_argument("--mqtt", metavar="URL", help="mqtt://[user:pass@]host[:port] or mqtts://...")
+    p.add_argument("--config", default=str(ROOT / "run" / "config.json"), help="config file")
+    p.add_argument("--dialect", default="fi", choices=("fi", "dsmr5"), help="simulator dialect")
+    p.add_argument("--noise", type=float, default=0.0, help="simulator: noisy telegram rate 0..1")
+    p.add_argument("--seed", type=int, default=0, help="simulator seed")
+    p.add_argument("--bursts", action="store_true", help="simulator: telegrams in pieces")
+    p.add_argument("--quiet", action="store_true", help="no info lines")
+    return p
+
+
+def parse_mqtt_url(url: str) -> dict:
+    """mqtt://[user:pass@]host[:port] -> the mqtt config keys it sets."""
+    u = urlsplit(url)
+    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+        raise ValueError(f"--mqtt wants mqtt://[user:pass@]host[:port] or mqtts://..., got {url!r}")
+    tls = u.scheme == "mqtts"
+    return {
+        "enabled": True,
+        "host": u.hostname,
+        "port": u.port or (8883 if tls else 1883),
+        "tls": tls,
+        "user": unquote(u.username or ""),
+        "password": unquote(u.password or ""),
+    }
+
+
+def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    """The simulator serving on a free loopback port; (process, tcp:// source)."""
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools" / "simulate.py"),
+        "--tcp",
+        "127.0.0.1:0",
+        "--interval",
+        str(args.interval),
+        "--dialect",
+        args.dialect,
+        "--noise",
+        str(args.noise),
+        "--seed",
+        str(args.seed),
+    ]
+    if args.bursts:
+        cmd.append("--bursts")
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,  # Ctrl-C reaches us only; we stop it ourselves
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode(errors="replace")
+    m = re.search(r"listening on (\S+):(\d+)", line)
+    if not m:
+        proc.kill()
+        rest = proc.stderr.read().decode(errors="replace")
+        raise RuntimeError(f"simulator did not start: {line}{rest}")
+
+    def drain() -> None:  # keep its stderr flowing to ours
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            sys.stderr.write("simulate: " + raw.decode(errors="replace"))
+
+    threading.Thread(target=drain, daemon=True).start()
+    return proc, f"tcp://{m.group(1)}:{m.group(2)}"
+
+
+def stop_simulator(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def load_config(path: str) -> tuple[dict, list[str]]:
+    import config
+
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        config.save(path, config.copy_defaults())
+        print(f"created {path} with defaults", file=sys.stderr)
+    return config.load(path)
+
+
+async def serve(cfg: dict, errors: list[str], config_path: str) -> int:
+    import board
+    import log
+    from app import App
+
+    name = cfg["board"]
+    b = board.load("host")
+    if name != "host":
+        b.errors.append(f"config board {name!r} ignored: this is the host board")
+    b.storage_dir = os.path.dirname(os.path.abspath(config_path))
+    app = App(cfg, errors, b)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+    except OSError as e:
+        log.error(f"cannot start: {e}")
+        await app.stop()
+        return 1
+    port = cfg["http"]["port"]
+    print(f"http://127.0.0.1:{port}/", flush=True)
+    waiter = asyncio.create_task(stop.wait())
+    done = asyncio.create_task(app.wait())
+    await asyncio.wait([waiter, done], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    done.cancel()
+    await app.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    import log
+
+    log.quiet = args.quiet
+    cfg, errors = load_config(args.config)
+    for e in errors:
+        print(e, file=sys.stderr)
+    if args.port is not None:
+        cfg["http"]["port"] = args.port
+    if args.raw_port is not None:
+        cfg["raw_tcp"]["port"] = args.raw_port
+    if args.mqtt:
+        try:
+            cfg["mqtt"].update(parse_mqtt_url(args.mqtt))
+        except ValueError as e:
+            print(f"run: {e}", file=sys.stderr)
+            return 2
+    sim = None
+    try:
+        if args.source:
+            cfg["meter"]["source"] = args.source
+        elif not cfg["meter"]["source"]:
+            sim, cfg["meter"]["source"] = start_simulator(args)
+        print(f"meter source {cfg['meter']['source']}", file=sys.stderr, flush=True)
+        return asyncio.run(serve(cfg, errors, args.config))
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as e:
+        print(f"run: {e}", file=sys.stderr)
+        return 1
+    finally:
+        stop_simulator(sim)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
