@@ -7,6 +7,7 @@ Everything is checked from the written bytes with an independent reference
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import os
 import re
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -306,10 +308,6 @@ def test_noise_is_deterministic_and_off_by_default() -> None:
 # --- CLI -------------------------------------------------------------------------------
 
 
-def sim(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(SIM), *args], **kw)
-
-
 def meter_stream(n: int, seed: int, start: str, dialect: str = "fi", step: float = 10) -> bytes:
     m, out = Meter(seed=seed, start=start, dialect=dialect), b""
     for _ in range(n):
@@ -351,13 +349,25 @@ def test_cli_refuses_non_loopback_tcp(capsys: pytest.CaptureFixture[str]) -> Non
     assert simulate.parse_tcp("localhost:0") == ("127.0.0.1", 0)
 
 
-def test_cli_tcp_serves_two_clients_the_same_bytes() -> None:
-    args = ["--tcp", "127.0.0.1:0", "--wait-clients", "2", "--count", "3", "--interval", "0.05"]
-    p = sim(*args, "--seed", "2", "--start", START, stderr=subprocess.PIPE)
+@contextlib.contextmanager
+def simulator(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The CLI in a subprocess and the first line it writes to stderr."""
+    p = subprocess.Popen([sys.executable, str(SIM), *args], stderr=subprocess.PIPE)
+    assert p.stderr is not None
     try:
-        line = p.stderr.readline().decode()
-        port = int(re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", line)[1])
-        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        yield p, p.stderr.readline().decode()
+    finally:
+        p.kill()
+        p.wait()
+        p.stderr.close()
+
+
+def test_cli_tcp_serves_two_clients_the_same_bytes() -> None:
+    args = "--tcp 127.0.0.1:0 --wait-clients 2 --count 3 --interval 0.05 --seed 2 --start"
+    with simulator(*args.split(), START) as (p, line):
+        m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", line)
+        assert m, line
+        clients = [socket.create_connection(("127.0.0.1", int(m[1])), timeout=5) for _ in "ab"]
         got = []
         for c in clients:
             buf = b""
@@ -366,17 +376,14 @@ def test_cli_tcp_serves_two_clients_the_same_bytes() -> None:
             c.close()
             got.append(buf)
         assert p.wait(timeout=5) == 0
-    finally:
-        p.kill()
-        p.stderr.close()
     assert got[0] == got[1] == meter_stream(3, 2, START, step=0.05)
 
 
 def test_cli_pty_and_sigterm() -> None:
-    p = sim("--pty", "--interval", "0.05", "--bursts", "--start", START, stderr=subprocess.PIPE)
-    try:
-        path = re.fullmatch(r"pty (/dev/\S+)\n", p.stderr.readline().decode())[1]
-        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY)
+    with simulator("--pty", "--interval", "0.05", "--bursts", "--start", START) as (p, line):
+        m = re.fullmatch(r"pty (/dev/\S+)\n", line)
+        assert m, line
+        fd = os.open(m[1], os.O_RDONLY | os.O_NOCTTY)
         buf, deadline = b"", time.monotonic() + 5
         while len(FRAME.findall(buf)) < 3 and time.monotonic() < deadline:
             if select.select([fd], [], [], 0.5)[0]:
@@ -384,11 +391,8 @@ def test_cli_pty_and_sigterm() -> None:
         os.close(fd)
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=5) == 0
-    finally:
-        p.kill()
-        p.stderr.close()
     tgs = FRAME.findall(buf)
-    assert len(tgs) >= 3 and all(crc_ok(t) for t in tgs[1:])  # the first may predate our open
+    assert len(tgs) >= 3 and all(crc_ok(t) for t in tgs)
 
 
 def test_cli_replay_reproduces_recorded_bytes(tmp_path: Path) -> None:
