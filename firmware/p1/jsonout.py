@@ -19,12 +19,16 @@ _ESC = {
 }
 
 
-def quote(s):
-    """A JSON string literal for `s`."""
+def _plain(s):
     for ch in s:
         if ch < " " or ch > "\x7f" or ch == '"' or ch == "\\":
-            break
-    else:
+            return False
+    return True
+
+
+def quote(s):
+    """A JSON string literal for `s`."""
+    if _plain(s):
         return '"' + s + '"'
     out = ['"']
     for ch in s:
@@ -51,6 +55,15 @@ def dumps(obj):
     return "".join(parts)
 
 
+def _str(s, w):
+    if _plain(s):  # the common case: no copy of the text
+        w('"')
+        w(s)
+        w('"')
+    else:
+        w(quote(s))
+
+
 def _write(o, w):
     if o is None:
         w("null")
@@ -59,7 +72,7 @@ def _write(o, w):
     elif o is False:
         w("false")
     elif isinstance(o, str):
-        w(quote(o))
+        _str(o, w)
     elif isinstance(o, Num):
         w(str(o))
     elif isinstance(o, int):
@@ -71,7 +84,7 @@ def _write(o, w):
             if not first:
                 w(", ")
             first = False
-            w(quote(k))
+            _str(k, w)
             w(": ")
             _write(o[k], w)
         w("}")

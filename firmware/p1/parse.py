@@ -42,9 +42,8 @@ def parse(frame, crc="ok", std_offset=120):
     errors = []
     ident = None
     last = None  # (code, entry, groups) of the previous object, for continuations
-    for line in text(frame).split("\n"):
-        if line[-1:] == "\r":
-            line = line[:-1]
+    s = text(frame)
+    for line in s.split("\r\n") if "\r\n" in s else s.split("\n"):
         if not line:
             continue
         c = line[0]
@@ -93,7 +92,9 @@ def _store(objects, errors, line, code, entry, groups, std_offset):
     kind = entry[2] if entry else None
     multi = len(groups) > 1
     try:
-        values = [_value(g, kind, std_offset, multi) for g in groups]
+        values = []
+        for g in groups:
+            values.append(_value(g, kind, std_offset, multi))
         if kind == "mbus" and groups[0]:  # (time stamp)(reading): W/S flag optional
             values[0] = _value(groups[0], "ts", std_offset, multi)
         if entry and entry[1] and not multi:

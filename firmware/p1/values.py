@@ -56,18 +56,17 @@ def fixed(s):
         s = s[1:]
     p = s.find(".")
     if p < 0:
-        ip, fp = s, ""
-    else:
-        ip, fp = s[:p], s[p + 1 :]
-        if not fp.isdigit():
+        if not s.isdigit():
             return None
-    if ip and not ip.isdigit():
-        return None
-    digits = ip + fp
-    if not digits:
-        return None
-    v = int(digits)
-    return (-v if neg else v), len(fp)
+        v = int(s)
+        d = 0
+    else:
+        d = len(s) - p - 1
+        digits = s.replace(".", "")  # one allocation; a second dot fails isdigit
+        if not d or len(digits) != len(s) - 1 or not digits.isdigit():
+            return None
+        v = int(digits)
+    return (-v if neg else v), d
 
 
 def offset_text(minutes):
