@@ -75,6 +75,8 @@ class RawServer:
         sub = self.hub.subscribe(_QUEUE, "raw " + peer)
         timeout = self.write_timeout_ms / 1000
         slow = False
+        me = asyncio.current_task()
+        watcher = asyncio.create_task(_watch_eof(reader, me))
         try:
             while True:
                 s = await sub.get()
@@ -83,14 +85,25 @@ class RawServer:
         except asyncio.TimeoutError:
             self.dropped_slow += 1
             slow = True
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError:  # peer hung up (or shutdown)
+            pass
         except Exception:  # noqa: BLE001 - peer gone (reset, broken pipe): just end
             pass
         finally:
+            watcher.cancel()
             self.hub.unsubscribe(sub)
             self.clients -= 1
             await _close(writer, slow)
+
+
+async def _watch_eof(reader, task):
+    """Discard what the client sends; when it hangs up, end its writer task."""
+    try:
+        while await reader.read(64):
+            pass
+    except Exception:  # noqa: BLE001 - reset counts as gone
+        pass
+    task.cancel()
 
 
 def _small_buffers(writer):

@@ -295,6 +295,7 @@ def make_app(app):
     async def _events(req, sse):
         sub = app.hub.subscribe(_SSE_QUEUE, "sse")
         stats["sse_clients"] += 1
+        watcher = _watch_eof(req)
         try:
             s = app.hub.sample
             if s is not None:
@@ -310,8 +311,28 @@ def make_app(app):
                     continue
                 await sse.send(reading_body(s), event="reading", event_id=str(s.seq))
         finally:
+            if watcher is not None:
+                watcher.cancel()
             stats["sse_clients"] -= 1
             app.hub.unsubscribe(sub)
+
+    def _watch_eof(req):
+        """A task that cancels this SSE handler when the client hangs up, so its
+        subscription goes at once rather than at the next write."""
+        reader = req.sock[0] if req.sock else None
+        me = asyncio.current_task()
+        if reader is None or me is None:
+            return None
+
+        async def watch():
+            try:
+                while await reader.read(64):
+                    pass
+            except Exception:  # noqa: BLE001 - reset counts as gone
+                pass
+            me.cancel()
+
+        return asyncio.create_task(watch())
 
     events_sse = with_sse(_events)
 
