@@ -77,9 +77,9 @@ class TcpSource:
         self._w = None
 
     async def read(self, n):
+        if self._r is None:  # a refused connection raises: shown as the source error
+            self._r, self._w = await asyncio.open_connection(*self._addr)
         try:
-            if self._r is None:
-                self._r, self._w = await asyncio.open_connection(*self._addr)
             return await self._r.read(n)
         except (OSError, asyncio.IncompleteReadError):
             return b""

@@ -199,6 +199,17 @@ def make_app(app):
     from microdot import Microdot, Request, Response
     from microdot.sse import with_sse
 
+    try:  # a malformed request is a warning line, not a traceback on the console
+        import microdot.microdot as _md
+
+        def _short(e):
+            import log
+
+            log.warn("http: %s: %s" % (type(e).__name__, e))
+
+        _md.print_exception = _short
+    except (ImportError, AttributeError):
+        pass
     Request.max_content_length = _MAX_CONTENT
     Request.max_body_length = _MAX_CONTENT
     Request.max_readline = 1024

@@ -1,0 +1,121 @@
+"""firmware/config.py: defaults, key-by-key validation, never raising, atomic save."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "firmware"))
+
+import config  # noqa: E402
+
+
+def test_defaults_roundtrip(tmp_path):
+    p = tmp_path / "config.json"
+    config.save(str(p), config.copy_defaults())
+    cfg, errors = config.load(str(p))
+    assert errors == []
+    assert cfg == config.DEFAULTS
+    assert not (tmp_path / "config.json.tmp").exists()
+    assert json.loads(p.read_text()) == config.DEFAULTS
+
+
+def test_missing_and_invalid_files_give_defaults(tmp_path):
+    cfg, errors = config.load(str(tmp_path / "nope.json"))
+    assert cfg == config.DEFAULTS and len(errors) == 1 and "cannot read" in errors[0]
+    for text in ("{", "", "[1, 2]", "null", '"x"', "\x00\xff"):
+        p = tmp_path / "c.json"
+        p.write_text(text, errors="surrogateescape")
+        cfg, errors = config.load(str(p))
+        assert cfg == config.DEFAULTS
+        assert len(errors) == 1
+
+
+def test_too_large_file(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text('{"board": "' + "x" * 9000 + '"}')
+    cfg, errors = config.load(str(p))
+    assert cfg == config.DEFAULTS and "larger" in errors[0]
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("http.port", 0),
+        ("http.port", 70000),
+        ("http.port", "8080"),
+        ("http.port", True),
+        ("raw_tcp.enabled", 1),
+        ("meter.std_offset", "+2"),
+        ("meter.std_offset", "+25:00"),
+        ("meter.buffer", 100),
+        ("mqtt.qos", 2),
+        ("mqtt.port", 1.5),
+        ("wifi.hostname", "bad name!"),
+        ("wifi.ssid", "x" * 33),
+        ("board", "../etc"),
+        ("mqtt.tls", "yes"),
+    ],
+)
+def test_bad_value_falls_back_with_one_error(key, value):
+    section, _, sub = key.partition(".")
+    data = {section: {sub: value}} if sub else {section: value}
+    data["http"] = dict(data.get("http", {}), bind="127.0.0.1") if section != "http" else data["http"]
+    cfg, errors = config.validate(data)
+    assert len(errors) == 1 and key in errors[0], errors
+    got = cfg[section][sub] if sub else cfg[section]
+    want = config.DEFAULTS[section][sub] if sub else config.DEFAULTS[section]
+    assert got == want
+
+
+def test_good_values_kept_and_unknown_keys_reported():
+    data = {
+        "board": "esp32-devkit",
+        "http": {"port": 80, "color": "red"},
+        "meter": {"std_offset": "-03:30"},
+        "mqtt": {"enabled": True, "host": "broker", "qos": 0},
+        "extra": {},
+        "wifi": "oops",
+    }
+    cfg, errors = config.validate(data)
+    assert cfg["board"] == "esp32-devkit"
+    assert cfg["http"] == {"port": 80, "bind": ""}
+    assert cfg["meter"]["std_offset"] == "-03:30"
+    assert cfg["mqtt"]["enabled"] is True and cfg["mqtt"]["qos"] == 0
+    assert cfg["wifi"] == config.DEFAULTS["wifi"]
+    assert len(errors) == 3
+    assert config.parse_offset("-03:30") == -210
+    assert config.parse_offset("+02:00") == 120
+
+
+def test_public_masks_secrets_and_does_not_alias():
+    cfg = config.copy_defaults()
+    cfg["wifi"]["password"] = "secret"
+    cfg["mqtt"]["password"] = "pw"
+    cfg["admin"]["password_hash"] = "abc"
+    pub = config.public(cfg)
+    assert pub["wifi"]["password"] == "***"
+    assert pub["mqtt"]["password"] == "***"
+    assert pub["admin"]["password_hash"] == "***"
+    assert pub["wifi"]["ap_password"] == ""  # unset stays empty
+    assert cfg["wifi"]["password"] == "secret"
+    assert config.DEFAULTS["wifi"]["password"] == ""
+
+
+def test_copy_defaults_is_deep():
+    a = config.copy_defaults()
+    a["http"]["port"] = 1
+    assert config.DEFAULTS["http"]["port"] == 8080
+
+
+def test_save_replaces_atomically(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text("old")
+    cfg = config.copy_defaults()
+    cfg["http"]["port"] = 9000
+    config.save(str(p), cfg)
+    assert config.load(str(p)) == (cfg, [])
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["c.json"]
