@@ -104,7 +104,8 @@ class App:
             pass
         b.power_setup()
         b.record_boot()
-        log.info("p1 %s on %s, reset %s, boot %d" % (VERSION, b.name, b.reset_cause(), b.boot_count))
+        msg = "p1 %s on %s, reset %s, boot %d"
+        log.info(msg % (VERSION, b.name, b.reset_cause(), b.boot_count))
         b.start_watchdog()
         self._task(run_meter(b, self.pipeline, self.cfg["meter"]["source"]), "meter")
         self._task(self._supervise(), "supervisor")
@@ -132,16 +133,16 @@ class App:
         self.web = make_app(self)
         host = self._bind("http")
         port = self.cfg["http"]["port"]
-        t = self._task(self._serve_http(host, port), "http")
+        t = self._task(self._serve_http(self.web, host, port), "http")
         while getattr(self.web, "server", None) is None and not t.done():
             await sleep_ms(10)
         if self.http_error:
             raise OSError(self.http_error)
         log.info("http on %s:%d" % (host, port))
 
-    async def _serve_http(self, host, port):
+    async def _serve_http(self, web, host, port):
         try:
-            await self.web.start_server(host=host, port=port)
+            await web.start_server(host=host, port=port)
         except OSError as e:
             self.http_error = "listen %s:%d: %s" % (host, port, e)
             log.error("http: " + self.http_error)

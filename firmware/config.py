@@ -182,7 +182,8 @@ def load(path):
     except OSError as e:
         return copy_defaults(), ["config: cannot read %s (%s), using defaults" % (path, e)]
     if len(text) > _MAX_FILE:
-        return copy_defaults(), ["config: %s larger than %d bytes, using defaults" % (path, _MAX_FILE)]
+        why = "config: %s larger than %d bytes, using defaults" % (path, _MAX_FILE)
+        return copy_defaults(), [why]
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -214,7 +215,7 @@ def dumps(cfg):
         v = cfg[k]
         if isinstance(v, dict):
             inner = ",\n".join(
-                '    %s: %s' % (json.dumps(sk), json.dumps(v[sk])) for sk in DEFAULTS[k] if sk in v
+                "    %s: %s" % (json.dumps(sk), json.dumps(v[sk])) for sk in DEFAULTS[k] if sk in v
             )
             parts.append("  %s: {\n%s\n  }" % (json.dumps(k), inner))
         else:

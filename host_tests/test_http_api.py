@@ -75,7 +75,12 @@ def test_static(fw):
     assert st == 200 and headers["content-type"].startswith("text/html") and b"<html" in body
     st, headers, _ = fw.get("/static/index.html")
     assert st == 200 and headers["content-type"].startswith("text/html")
-    for bad in ("/static/../config.py", "/static/.hidden", "/static/%2e%2e/app.py", "/static/nope.js"):
+    for bad in (
+        "/static/../config.py",
+        "/static/.hidden",
+        "/static/%2e%2e/app.py",
+        "/static/nope.js",
+    ):
         st, headers, body = fw.get(bad)
         assert st in (400, 404), bad
         assert headers["content-type"].startswith("application/json")

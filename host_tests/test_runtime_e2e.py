@@ -114,6 +114,7 @@ def test_noise_counted_never_a_value(tmp_path):
         clean_n = 0
         kinds = set()
         i = 0
+        clean = False
         while i < 40 or not clean:
             data, clean = meter.emit()
             kinds.add(meter.last_noise)
@@ -123,7 +124,7 @@ def test_noise_counted_never_a_value(tmp_path):
                 fw.wait(lambda: accepted(fw) == clean_n, what=f"clean telegram {clean_n}")
                 st, reading = fw.json("/api/v1/reading")
                 check_values(reading, meter.expected())
-                assert fw.get("/api/v1/telegram")[2] == data[data.index(b"/"):]
+                assert fw.get("/api/v1/telegram")[2] == data[data.index(b"/") :]
             else:
                 time.sleep(0.05)
                 assert accepted(fw) == clean_n

@@ -28,7 +28,9 @@ for p in (ROOT / "firmware", ROOT / "tools"):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="p1tool.py run", description=__doc__.splitlines()[0])
-    p.add_argument("--interval", type=float, default=10.0, help="simulator: seconds between telegrams")
+    p.add_argument(
+        "--interval", type=float, default=10.0, help="simulator: seconds between telegrams"
+    )
     p.add_argument("--source", default="", help="meter: FILE, /dev/tty*, tcp://HOST:PORT or -")
     p.add_argument("--port", type=int, help="HTTP port (default: config, 8080)")
     p.add_argument("--raw-port", type=int, help="raw telegram TCP port (default: config, 2323)")
@@ -77,7 +79,10 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     if args.bursts:
         cmd.append("--bursts")
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         start_new_session=True,  # Ctrl-C reaches us only; we stop it ourselves
     )
     assert proc.stderr is not None

@@ -113,7 +113,7 @@ def _small_buffers(writer):
 
         sock = writer.get_extra_info("socket")
         if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
+            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_SNDBUF"), _SNDBUF)
         writer.transport.set_write_buffer_limits(high=_SNDBUF)
     except Exception:  # noqa: BLE001 - MicroPython: lwIP's buffers are small already
         pass

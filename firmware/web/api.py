@@ -207,13 +207,15 @@ def make_app(app):
 
             log.warn("http: %s: %s" % (type(e).__name__, e))
 
-        _md.print_exception = _short
+        setattr(_md, "print_exception", _short)
     except (ImportError, AttributeError):
         pass
     Request.max_content_length = _MAX_CONTENT
     Request.max_body_length = _MAX_CONTENT
     Request.max_readline = 1024
     web = Microdot()
+    # every handler is async: microdot would run a plain function in a thread
+    # pool on CPython
     stats = {"requests": 0, "errors": 0, "sse_clients": 0, "sse_refused": 0}
     app.hub.add_status("http", lambda: stats)
 
@@ -225,31 +227,31 @@ def make_app(app):
         return js(error_body(status, message), status)
 
     @web.before_request
-    def count(req):
+    async def count(req):
         stats["requests"] += 1
 
     @web.errorhandler(400)
-    def bad_request(req):
+    async def bad_request(req):
         return err(400, "bad request")
 
     @web.errorhandler(404)
-    def not_found(req):
+    async def not_found(req):
         return err(404, "not found")
 
     @web.errorhandler(405)
-    def not_allowed(req):
+    async def not_allowed(req):
         return err(405, "method not allowed")
 
     @web.errorhandler(413)
-    def too_large(req):
+    async def too_large(req):
         return err(413, "request too large")
 
     @web.errorhandler(500)
-    def server_error(req):
+    async def server_error(req):
         return err(500, "internal error")
 
     @web.errorhandler(Exception)
-    def crashed(req, e):
+    async def crashed(req, e):
         import log
 
         log.exc(e, "http")
@@ -265,25 +267,25 @@ def make_app(app):
         return Response.send_file(path, content_type=content_type(path), max_age=60)
 
     @web.get("/")
-    def index(req):
+    async def index(req):
         return _file(STATIC + "/index.html")
 
     @web.get("/static/<path:path>")
-    def static(req, path):
+    async def static(req, path):
         p = static_path(path)
         if p is None:
             return err(400, "bad path")
         return _file(p)
 
     @web.get("/api/v1/reading")
-    def reading(req):
+    async def reading(req):
         s = app.hub.sample
         if s is None:
             return err(503, "no telegram yet")
         return js(reading_body(s))
 
     @web.get("/api/v1/telegram")
-    def telegram(req):
+    async def telegram(req):
         s = app.hub.sample
         if s is None:
             return err(503, "no telegram yet")
@@ -294,11 +296,11 @@ def make_app(app):
         )
 
     @web.get("/api/v1/status")
-    def status(req):
+    async def status(req):
         return js(status_body(app))
 
     @web.get("/metrics")
-    def metrics(req):
+    async def metrics(req):
         return Response(
             metrics_text(app), 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )
