@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_mqtt_url(url: str) -> dict:
     """mqtt://[user:pass@]host[:port] -> the mqtt config keys it sets."""
+    if "://" not in url:  # make run MQTT=127.0.0.1:1883
+        url = "mqtt://" + url
     u = urlsplit(url)
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
         raise ValueError(f"--mqtt wants mqtt://[user:pass@]host[:port] or mqtts://..., got {url!r}")
@@ -176,9 +178,9 @@ def main(argv: list[str]) -> int:
             return 2
     sim = None
     try:
-        if args.source:
+        if args.source and args.source != "sim":
             cfg["meter"]["source"] = args.source
-        elif not cfg["meter"]["source"]:
+        elif args.source == "sim" or not cfg["meter"]["source"]:
             sim, cfg["meter"]["source"] = start_simulator(args)
         print(f"meter source {cfg['meter']['source']}", file=sys.stderr, flush=True)
         return asyncio.run(serve(cfg, errors, args.config))
