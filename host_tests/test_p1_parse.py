@@ -176,9 +176,11 @@ def test_control_byte_in_ident_survives():
 
 
 def test_non_ascii_noise_never_crashes():
-    t = parse(b"/X\xe9\r\n\r\n1-0:1.8.0(\xff*kWh)\r\n!", "bad")
+    t = parse(b"/X\xe9\r\n\r\n1-0:1.8.0(\xff*kWh)\r\n0-0:96.7.21(\xb2)\r\n1-0:2.8.0(1\xb2.0*kWh)\r\n"
+              b"0-1:24.2.1(\xb2)(\xb2)\r\n!", "bad")
     assert t.ident == "X\xe9"
-    assert t.errors[0][1] == "bad number"
+    assert [why for _, why in t.errors] == ["bad number", "not an integer", "bad number", "bad time stamp"]
+    assert list(t.objects) == []
     assert dumps({"i": t.ident}) == '{"i": "X\\u00e9"}'
 
 

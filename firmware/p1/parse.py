@@ -10,7 +10,7 @@ try:
 except ImportError:  # pragma: no cover - every MicroPython port we target has it
     OrderedDict = dict
 
-from p1.obis import UNITS, lookup
+from p1.obis import TABLE, UNITS, lookup
 from p1.values import Num, fixed, is_stamp, stamp
 
 
@@ -25,10 +25,14 @@ class Telegram:
         self.raw_len = raw_len
 
 
+_ISASCII = hasattr(b"", "isascii")  # CPython; MicroPython has no bytes.isascii
+
+
 def text(b):
     """Bytes -> str on both interpreters; bytes >= 0x80 map one-to-one (latin-1)."""
-    if not len(b) or max(b) < 0x80:
-        return bytes(b).decode()
+    b = bytes(b)
+    if b.isascii() if _ISASCII else (not b or max(b) < 0x80):
+        return b.decode()
     return "".join([chr(c) for c in b])
 
 
@@ -69,6 +73,21 @@ def parse(frame, crc="ok", std_offset=120):
             errors.append((line, "no value group"))
             continue
         code = line[:p]
+        entry = TABLE.get(code)
+        if (
+            entry is not None
+            and line[-1] == ")"
+            and line.find("(", p + 1) < 0
+            and code not in objects
+        ):  # fast path, most lines: one group of a known object
+            g = line[p + 1 : -1]
+            v = _fast_value(g, entry, std_offset)
+            if v is not None:
+                groups = [g]
+                objects[code] = [v]
+                last = (code, entry, groups)
+                continue
+        # The general path; it gives the same result for what the fast path took.
         star = code.find("*")
         if star >= 0:  # some meters append the F group, "*255": same object
             code = code[:star]
@@ -86,6 +105,28 @@ def parse(frame, crc="ok", std_offset=120):
         last = (code, entry, groups)
         _store(objects, errors, line, code, entry, groups, std_offset)
     return Telegram(ident, crc, objects, errors, len(frame))
+
+
+def _fast_value(g, entry, std_offset):
+    """The value of a well-formed single group, or None to take the general path."""
+    kind = entry[2]
+    if kind == "cum" or kind == "inst":
+        star = g.find("*")
+        if star > 0:
+            f = fixed(g[:star])
+            u = g[star + 1 :]
+            if f is not None and u.lower() in UNITS[entry[1]]:
+                return Num(f[0], f[1], u)
+    elif kind == "int":
+        f = fixed(g)
+        if f is not None and not f[1] and g[:1] not in "+-":
+            return f[0]
+    elif kind == "str":
+        if g.find("*") < 0:
+            return g
+    elif kind == "ts":
+        return stamp(g, std_offset)
+    return None
 
 
 def _store(objects, errors, line, code, entry, groups, std_offset):
@@ -132,11 +173,11 @@ def _value(g, kind, std_offset, multi):
             raise ValueError("bad number")
         return Num(f[0], f[1], "")
     if multi:
-        if g.isdigit():  # counts in buffers, a dead M-Bus reading
-            return int(g)
         f = fixed(g)
-        if f is not None:  # DSMR 2/3 gas: the unit is the group before
-            return Num(f[0], f[1], "")
+        if f is not None:
+            if not f[1] and g.isdigit():  # counts in buffers, a dead M-Bus reading
+                return f[0]
+            return Num(f[0], f[1], "")  # DSMR 2/3 gas: the unit is the group before
     return g
 
 

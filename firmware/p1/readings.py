@@ -10,7 +10,7 @@ try:
 except ImportError:  # pragma: no cover
     OrderedDict = dict
 
-from p1.obis import MBUS, UNITS, lookup
+from p1.obis import MBUS, TABLE, UNITS, lookup
 from p1.values import Num
 
 
@@ -21,6 +21,8 @@ def convert(v, unit):
     shift = UNITS[unit].get(v.unit.lower())
     if shift is None:
         return None
+    if not shift and v.unit == unit:
+        return v  # already exact in the table's unit (Num is never mutated)
     return v.shifted(shift, unit)
 
 
@@ -34,18 +36,16 @@ def readings(t):
     out["timestamp"] = None
     out["meter"] = t.ident
     objects = t.objects
-    types = {}  # M-Bus channel -> device type
+    types = None  # M-Bus channel -> device type, gathered on first need
     for code in objects:
-        e = lookup(code)
-        if e is not None and e[2] == "mbus_type":
-            types[code[2 : code.find(":")]] = objects[code][0]
-    for code in objects:
-        e = lookup(code)
+        e = TABLE.get(code) or lookup(code)
         if e is None:
             continue
         name, unit, kind = e
         vals = objects[code]
         if kind == "mbus":
+            if types is None:
+                types = _mbus_types(objects)
             _mbus(out, types.get(code[2 : code.find(":")]), vals)
             continue
         if name is None or kind == "mbus_type" or len(vals) != 1:
@@ -59,6 +59,15 @@ def readings(t):
             continue
         out[name] = v
     return out
+
+
+def _mbus_types(objects):
+    types = {}
+    for code in objects:
+        e = lookup(code)
+        if e is not None and e[2] == "mbus_type":
+            types[code[2 : code.find(":")]] = objects[code][0]
+    return types
 
 
 def _mbus(out, dev_type, vals):

@@ -56,16 +56,19 @@ def fixed(s):
         s = s[1:]
     p = s.find(".")
     if p < 0:
-        if not s.isdigit():
-            return None
-        v = int(s)
+        digits = s
         d = 0
     else:
         d = len(s) - p - 1
         digits = s.replace(".", "")  # one allocation; a second dot fails isdigit
-        if not d or len(digits) != len(s) - 1 or not digits.isdigit():
+        if not d or len(digits) != len(s) - 1:
             return None
+    if not digits.isdigit():
+        return None
+    try:
         v = int(digits)
+    except ValueError:  # CPython's isdigit() also accepts "²" (0xB2 as latin-1)
+        return None
     return (-v if neg else v), d
 
 
