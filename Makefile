@@ -1,0 +1,148 @@
+# P1/HAN dongle: one entry point for setup, tests, the host run and the device.
+# Every target sets up what it needs itself (on a fresh Debian machine too);
+# stamp files make a second run fast.  `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+VBIN := $(VENV)/bin
+
+# Device-side pins (the device runs MicroPython 1.29).
+STUBS := micropython-esp32-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
+STUBS_TAG := 1.29.0.post1
+ESPTOOL := esptool==5.6.0
+MPREMOTE := mpremote==1.29.0
+APT_PKGS := mosquitto mosquitto-clients chromium
+
+VENV_STAMP := $(VENV)/.p1-requirements.stamp
+NODE_STAMP := tools/mp/node_modules/.p1-npm.stamp
+TYPINGS_STAMP := typings/.p1-stubs-$(STUBS_TAG).stamp
+
+# `make run` options, forwarded only when set: make run INTERVAL=1 SOURCE=sim MQTT=127.0.0.1:1883
+RUNARGS := $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(SOURCE),--source $(SOURCE)) \
+	$(if $(MQTT),--mqtt $(MQTT)) $(if $(PORT),--port $(PORT)) $(ARGS)
+
+# Flashing: make flash FIRMWARE=ESP32_GENERIC-v1.29.0.bin [PORT=/dev/ttyUSB0] [CHIP=esp32]
+CHIP ?= esp32
+BAUD ?= 460800
+DEVICE_PORT = $(or $(PORT),/dev/ttyUSB0)
+# MicroPython images start at 0x1000 on ESP32 and ESP32-S2, at 0x0 on the others.
+FLASH_ADDR ?= $(if $(filter esp32 esp32s2,$(CHIP)),0x1000,0x0)
+
+.PHONY: help setup apt test lint typecheck pytest bench run build flash deploy clean distclean
+
+help:
+	@echo "make run        run the dongle on this machine against a simulated meter"
+	@echo "                (INTERVAL=, SOURCE=, MQTT=, PORT= and ARGS= are passed on)"
+	@echo "make test       ruff, pyright (firmware vs. ESP32 stubs), pytest host_tests"
+	@echo "make bench      tools/bench.py"
+	@echo "make build      compile firmware + microdot to .mpy in build/device/"
+	@echo "make flash      FIRMWARE=micropython.bin [PORT=/dev/ttyUSB0] [CHIP=esp32]"
+	@echo "make deploy     copy build/device/ to the board [PORT=/dev/ttyUSB0], reset"
+	@echo "make setup      apt packages, .venv, node runner, device stubs (all targets do this)"
+	@echo "make clean      remove build output and caches; distclean also .venv etc."
+
+# ---------------------------------------------------------------- setup
+setup: apt $(VENV_STAMP) $(NODE_STAMP) $(TYPINGS_STAMP)
+
+# Debian packages, installed only when missing (node/npm and python3-venv only
+# when the machine lacks them).  Needs root or sudo only if something is missing.
+apt:
+	@pkgs="$(APT_PKGS)"; \
+	command -v node >/dev/null || pkgs="$$pkgs nodejs"; \
+	command -v npm >/dev/null || pkgs="$$pkgs npm"; \
+	test -x $(VPY) || $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || pkgs="$$pkgs python3-venv"; \
+	missing=""; \
+	for p in $$pkgs; do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null; then sudo="sudo"; \
+	else echo "make setup: missing Debian packages:$$missing"; \
+	     echo "make setup: run as root (or install sudo) so that it can apt-get install them"; \
+	     exit 1; fi; \
+	echo "apt-get install:$$missing"; \
+	$$sudo apt-get update -qq; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+$(VENV_STAMP): requirements-dev.txt | apt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+$(NODE_STAMP): tools/mp/package.json tools/mp/package-lock.json | apt
+	cd tools/mp && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Device API stubs go into typings/, not into .venv (they would shadow CPython's);
+# microdot's device files join them so that pyright resolves `import microdot`.
+$(TYPINGS_STAMP): $(VENV_STAMP)
+	rm -rf typings
+	$(VPY) -m pip install --disable-pip-version-check -q --no-user --target typings $(STUBS)
+	mkdir -p typings/microdot
+	md=$$($(VPY) -c 'import microdot, os; print(os.path.dirname(microdot.__file__))'); \
+	for f in __init__ microdot helpers sse; do \
+	  cp "$$md/$$f.py" typings/microdot/; \
+	  if [ -f "$$md/$$f.pyi" ]; then cp "$$md/$$f.pyi" typings/microdot/; fi; \
+	done
+	touch $@
+
+# ---------------------------------------------------------------- test
+test: setup
+	@rc=0; \
+	echo "== ruff check ."; $(VBIN)/ruff check . || rc=1; \
+	echo "== pyright (firmware/ against ESP32 MicroPython stubs)"; $(VBIN)/pyright -p pyrightconfig.json || rc=1; \
+	echo "== pytest host_tests"; $(VBIN)/pytest host_tests $(PYTEST_ARGS) || rc=1; \
+	exit $$rc
+
+lint: $(VENV_STAMP)
+	$(VBIN)/ruff check .
+
+typecheck: $(TYPINGS_STAMP)
+	$(VBIN)/pyright -p pyrightconfig.json
+
+pytest: setup
+	$(VBIN)/pytest host_tests $(PYTEST_ARGS)
+
+# ---------------------------------------------------------------- run / bench
+bench: setup
+	$(VPY) tools/bench.py
+
+run: setup
+	$(VPY) tools/p1tool.py run $(strip $(RUNARGS))
+
+# ---------------------------------------------------------------- device
+build: $(VENV_STAMP)
+	$(VPY) tools/build_device.py --out build/device
+
+flash:
+	@if [ -z "$(FIRMWARE)" ]; then \
+	  echo "make flash: FIRMWARE is not set."; \
+	  echo "  Download the MicroPython image for your board from micropython.org/download"; \
+	  echo "  (e.g. ESP32_GENERIC-<date>-v1.29.0.bin), then:"; \
+	  echo "  make flash FIRMWARE=path/to/image.bin [PORT=$(DEVICE_PORT)] [CHIP=esp32|esp32s2|esp32s3|esp32c3]"; \
+	  exit 2; fi
+	@test -f "$(FIRMWARE)" || { echo "make flash: FIRMWARE=$(FIRMWARE): no such file"; exit 2; }
+	@$(MAKE) --no-print-directory $(VENV_STAMP)
+	@test -x $(VBIN)/esptool || $(VPY) -m pip install --disable-pip-version-check -q "$(ESPTOOL)"
+	$(VBIN)/esptool --chip $(CHIP) --port $(DEVICE_PORT) erase-flash
+	$(VBIN)/esptool --chip $(CHIP) --port $(DEVICE_PORT) --baud $(BAUD) write-flash -z $(FLASH_ADDR) "$(FIRMWARE)"
+
+deploy: build
+	@test -x $(VBIN)/mpremote || $(VPY) -m pip install --disable-pip-version-check -q "$(MPREMOTE)"
+	cd build/device && ../../$(VBIN)/mpremote connect $(DEVICE_PORT) fs cp -r $$(ls) : + reset
+
+# ---------------------------------------------------------------- clean
+clean:
+	rm -rf build .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -not -path './.venv/*' -not -path './typings/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) typings tools/mp/node_modules
