@@ -14,7 +14,8 @@
 // What the script sees:
 //   - the repo's firmware/ and boards/ at their host absolute paths, firmware/ first on
 //     sys.path; boards/ also at /boards (where the device keeps them); microdot's files
-//     (from the repo's .venv) under /lib/microdot when present
+//     (from the repo's .venv) under /lib/microdot when present; host_tests/telegrams/ at
+//     its host absolute path
 //   - SCRIPT's directory second on sys.path, with its sibling *.py files copied in
 //   - every argument naming an existing host file copied to the same absolute path
 //   - the FS current directory equal to the host's, so relative paths resolve the same
@@ -205,6 +206,9 @@ if (fs.existsSync(boards)) {
   copyTree(boards, boards, skipJunk);
   copyTree(boards, "/boards", skipJunk);
 }
+// recorded telegrams: test data for every script
+const telegrams = path.join(REPO, "host_tests", "telegrams");
+if (fs.existsSync(telegrams)) copyTree(telegrams, telegrams, skipJunk);
 // microdot, as it would sit in /lib on the device
 const venvLib = path.join(REPO, ".venv", "lib");
 if (fs.existsSync(venvLib)) {
