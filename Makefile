@@ -62,7 +62,9 @@ apt:
 	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed' \
 	    || missing="$$missing $$p"; \
 	done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ -z "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "setup: not root; Debian packages already present, apt skipped"; fi; \
+	  exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	elif command -v sudo >/dev/null; then sudo="sudo"; \
 	else echo "make setup: missing Debian packages:$$missing"; \
