@@ -165,10 +165,14 @@ def test_live_page_against_simulator(browser, sim_fw):
         snap, reading = matching(tab, sim_fw.port)
         check_page_shows(snap, reading)
 
-        # status panel: parser counters and the firmware's identity
+        # status panel: parser counters (refreshed while the page is open)
+        # and the firmware's identity
+        pg.wait_for_selector("[data-k=accepted]")
+        first = int(tab.text("[data-k=accepted]"))
         pg.wait_for_function(
-            "() => +(document.querySelector('[data-k=accepted]') || {}).textContent > 0",
-            timeout=5000,
+            "n => +document.querySelector('[data-k=accepted]').textContent > n",
+            arg=first,
+            timeout=8000,
         )
         status = get_json(sim_fw.port, "/api/v1/status")
         panel = tab.text("#parser")

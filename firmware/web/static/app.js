@@ -37,7 +37,7 @@
   const show = (e, on) => { e.hidden = !on; };
   const key = (e, k) => { if (k) e.setAttribute("data-k", k); return e; };
   function item(dl, label, value, unit, k, note) {
-    const row = el("div"), dd = el("dd");
+    const row = el("div", null, String(value).length > 15 ? "wide" : ""), dd = el("dd");
     row.append(el("dt", label), dd);
     dd.append(key(el("span", value == null || value === "" ? "\u2013" : value, "v"), k));
     if (unit) dd.append(el("small", " " + unit));
