@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from runtime_harness import REPO, Firmware, MeterServer
+from runtime_harness import REPO, Firmware, MeterServer, free_port
 
 sys.path.insert(0, str(REPO / "tools"))
 from simulate import Meter  # noqa: E402
@@ -247,7 +247,9 @@ def test_waiting_then_first_telegram_then_stale(browser, tmp_path):
     then silence (the page's clock runs ahead), then the next telegram."""
     meter = Meter(seed=5, dialect="dsmr5")
     sim = MeterServer()
-    fw = Firmware(tmp_path, "--source", sim.source, config='{"bogus": 1}')
+    broker = free_port()  # nothing listens there: MQTT stays disconnected
+    cfg = {"bogus": 1, "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker}}
+    fw = Firmware(tmp_path, "--source", sim.source, config=json.dumps(cfg))
     tab = Tab(browser)
     pg = tab.page
     try:
@@ -274,13 +276,23 @@ def test_waiting_then_first_telegram_then_stale(browser, tmp_path):
             assert snap["values"][k] == reading[k]
         assert snap["flow"] in ("import", "export", "zero")
 
-        # a browser without EventSource polls and shows the same
+        pg.wait_for_selector("#mqttbox:not([hidden])", timeout=5000)
+        state = tab.text("[data-k=mqtt_state]")
+        assert re.fullmatch(rf"(connecting|disconnected) \u00b7 127\.0\.0\.1:{broker}", state)
+        assert tab.text("[data-k=mqtt_error]")  # connection refused
+
+        # an older browser (no EventSource, no JSON.parse source text) polls and
+        # parses through the tokenizer: the same exact text
         poller = Tab(browser, scheme="dark")
         try:
-            poller.page.add_init_script("delete window.EventSource")
+            poller.page.add_init_script(
+                "delete window.EventSource; const p = JSON.parse;"
+                "JSON.parse = (t, r) => p(t, r && ((k, v) => r.call(this, k, v)));"
+            )
             poller.page.goto(f"http://127.0.0.1:{fw.port}/")
             poller.page.wait_for_selector("#now:not([hidden])", timeout=5000)
             assert poller.page.locator("#live").get_attribute("data-state") == "polling"
+            assert poller.page.evaluate("P1.viaSource") is False
             check_page_shows(poller.snapshot(), reading)
             assert poller.errors == []
         finally:

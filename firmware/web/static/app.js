@@ -182,6 +182,7 @@
     if (q && q.state) {
       item(mq, "State", q.state + (q.broker ? " \u00b7 " + q.broker : ""), "", "mqtt_state");
       item(mq, "Published", q.published, "", "mqtt_published");
+      item(mq, "Queued", q.queued, "", "mqtt_queued");
       item(mq, "Dropped", q.dropped, "", "mqtt_dropped");
     }
     if (q && (q.last_error || q.error)) item(mq, "Error", q.last_error || q.error, "", "mqtt_error");
