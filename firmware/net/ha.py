@@ -1,0 +1,129 @@
+"""Home Assistant MQTT discovery: pure functions from a reading to config payloads.
+
+One retained config per reading the meter actually sends, all reading the one
+`<base>/state` JSON through a `value_template`, so a telegram is one message.
+Units stay as the OBIS table gives them (kW, kWh, kvar, kvarh, V, A, GJ);
+only the spelling is mapped where Home Assistant insists on another (m3 -> m³).
+"""
+
+from p1.jsonout import dumps
+from p1.obis import BY_NAME
+from p1.values import Num
+
+# Unit -> Home Assistant device class. kvarh -> reactive_energy exists since
+# HA 2025.6 (architecture discussion #724); older versions log a warning for it.
+DEVICE_CLASS = {
+    "kWh": "energy",
+    "Wh": "energy",
+    "GJ": "energy",
+    "kW": "power",
+    "W": "power",
+    "kvar": "reactive_power",
+    "var": "reactive_power",
+    "kvarh": "reactive_energy",
+    "varh": "reactive_energy",
+    "V": "voltage",
+    "A": "current",
+    "m3": "gas",
+}
+
+# Units that Home Assistant spells differently.
+HA_UNIT = {"m3": "m³"}
+
+# Meter ident flag (first 3 letters, FLAG Association) -> manufacturer.
+MANUFACTURER = {
+    "LGF": "Landis+Gyr",
+    "LGZ": "Landis+Gyr",
+    "ADN": "Aidon",
+    "ELL": "Sagemcom",  # Swedish Sagemcom S211/T211 send /ELL5
+    "SAG": "Sagemcom",
+    "KFM": "Kaifa",
+    "ISK": "Iskra",
+    "KAM": "Kamstrup",
+    "EMH": "EMH",
+    "ESY": "EasyMeter",
+    "XMX": "Xemex",
+}
+
+SKIP = ("meter",)  # in the state, but the device block carries it
+_UNIT_WORDS = ("kwh", "kw", "kvarh", "kvar", "v", "a", "m3", "gj")
+
+
+def friendly(name):
+    """ "l1_voltage_v" -> "L1 voltage", "energy_import_kwh" -> "Energy import"."""
+    words = name.split("_")
+    if len(words) > 1 and words[-1] in _UNIT_WORDS:
+        words = words[:-1]
+    s = " ".join(words)
+    if s[:1] == "l" and s[1:2] in "123" and s[1:2]:
+        return "L" + s[1:]
+    return s[:1].upper() + s[1:]
+
+
+def manufacturer(ident):
+    """Manufacturer name from a meter ident like "LGF5E360"; the flag itself if unknown."""
+    flag = (ident or "")[:3].upper()
+    return MANUFACTURER.get(flag, flag or "unknown")
+
+
+def model(ident):
+    """Model part of the ident: "LGF5E360" -> "E360", "ISk5\\2MT382-1000" -> "MT382-1000"."""
+    s = (ident or "")[4:]
+    if s[:1] == "\\":
+        s = s[2:]
+    out = "".join(c for c in s if " " < c <= "~")
+    return out or (ident or "unknown")
+
+
+def device(device_id, ident, sw_version):
+    return {
+        "identifiers": [device_id],
+        "name": "P1 reader " + device_id,
+        "manufacturer": manufacturer(ident),
+        "model": model(ident),
+        "sw_version": sw_version,
+    }
+
+
+def sensor_config(name, value, device_id, base, dev):
+    """The discovery config (a dict) of one reading `name` whose current value is `value`."""
+    entry = BY_NAME.get(name)
+    kind = entry[2] if entry else None
+    unit = entry[1] if entry else None
+    if unit is None and isinstance(value, Num) and value.unit:
+        unit = value.unit
+    cfg = {
+        "unique_id": device_id + "_" + name,
+        "default_entity_id": "sensor.p1_" + name,
+        "name": friendly(name),
+        "state_topic": base + "/state",
+        "value_template": "{{ value_json.%s }}" % name,
+        "availability_topic": base + "/status",
+        "device": dev,
+    }
+    if kind == "ts" or name == "timestamp":
+        cfg["device_class"] = "timestamp"
+    elif isinstance(value, (Num, int)) and not isinstance(value, bool):
+        if unit:
+            cfg["unit_of_measurement"] = HA_UNIT.get(unit, unit)
+            dc = DEVICE_CLASS.get(unit)
+            if dc:
+                cfg["device_class"] = dc
+        cfg["state_class"] = "total_increasing" if kind == "cum" else "measurement"
+        if isinstance(value, Num):
+            cfg["suggested_display_precision"] = value.decimals
+    return cfg
+
+
+def config_topic(prefix, device_id, name):
+    return "%s/sensor/%s/%s/config" % (prefix, device_id, name)
+
+
+def configs(reading, device_id, base, prefix, sw_version):
+    """Yield (topic, payload str) for every reading in `reading` (an OrderedDict)."""
+    dev = device(device_id, reading.get("meter", ""), sw_version)
+    for name in reading:
+        if name in SKIP:
+            continue
+        cfg = sensor_config(name, reading[name], device_id, base, dev)
+        yield config_topic(prefix, device_id, name), dumps(cfg)

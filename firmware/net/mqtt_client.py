@@ -1,0 +1,469 @@
+"""MQTT policy: one supervisor task that keeps the dongle published.
+
+Strategy (after peterhinch's mqtt_as): `net.mqtt` encodes and decodes and
+raises `OSError`; everything that decides lives here.
+
+- An intake task takes samples from a small hub subscription, applies
+  `interval_s`, encodes the state JSON once and puts the messages into the
+  outbox ring (`buffer` messages, drop-oldest, counted). It never waits on
+  the network, so the meter task never does either.
+- The supervisor task owns the connection: connect (CONNECT with a retained
+  "offline" Last Will, then "online", subscriptions, discovery), a session
+  loop, and reconnects with exponential backoff plus jitter.
+- While connected, a reader task decodes what the broker sends (PUBACK,
+  PINGRESP, commands) and wakes the supervisor; only the supervisor writes.
+- QoS 1: at most `max_inflight` unacknowledged messages; one not acknowledged
+  within `ack_timeout_ms` is sent again with DUP, and everything still in
+  flight is sent again (DUP, in order) after a reconnect, before the ring.
+- Keepalive: a PINGREQ when nothing was sent, or nothing heard, for half the
+  keepalive; a connection that stays silent for the whole keepalive is dead.
+"""
+
+import asyncio
+
+from clock import ticks_diff, ticks_ms
+from hub import Subscription
+from net import mqtt
+from p1.jsonout import dumps
+
+try:
+    from random import getrandbits
+except ImportError:  # pragma: no cover - every port we use has it
+
+    def getrandbits(n):
+        return ticks_ms() & ((1 << n) - 1)
+
+
+DEFAULTS = {
+    "enabled": False,
+    "host": "",
+    "port": 1883,
+    "tls": False,
+    "ca": "",
+    "insecure": False,
+    "user": "",
+    "password": "",
+    "base_topic": "",
+    "client_id": "",
+    "discovery": True,
+    "discovery_prefix": "homeassistant",
+    "interval_s": 0,
+    "qos": 1,
+    "keepalive_s": 30,
+    "per_value_topics": False,
+    "raw_topic": False,
+    "buffer": 64,
+}
+
+
+def tls_context(ca, insecure):
+    """An SSL context for the client side, on CPython or MicroPython."""
+    import ssl
+
+    create = getattr(ssl, "create_default_context", None)
+    if create is not None:  # CPython
+        ctx = create(cafile=ca or None)
+        if insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # MicroPython >= 1.23
+    if insecure:
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        with open(ca, "rb") as f:
+            ctx.load_verify_locations(cadata=f.read())
+    return ctx
+
+
+class Outbox:
+    """What waits for the broker: a drop-oldest ring plus the QoS 1 in-flight list.
+
+    Ring items are messages `(topic, payload, retain)`; in-flight entries are
+    `[pid, message, sent_ticks, tries]` in send order. Pure: no I/O.
+    """
+
+    def __init__(self, size, max_inflight=8):
+        self.ring = Subscription(size, "mqtt-outbox")
+        self.inflight = []
+        self.max_inflight = max_inflight
+        self._pid = 0
+
+    def __len__(self):
+        return len(self.ring) + len(self.inflight)
+
+    @property
+    def dropped(self):
+        return self.ring.dropped
+
+    def put(self, msg):
+        self.ring.put(msg)
+
+    def next_pid(self):
+        while True:
+            self._pid = self._pid % 65535 + 1
+            for e in self.inflight:
+                if e[0] == self._pid:
+                    break
+            else:
+                return self._pid
+
+    def take(self, qos, now):
+        """The next message to send and its pid (0 for QoS 0), or None."""
+        if qos and len(self.inflight) >= self.max_inflight:
+            return None
+        msg = self.ring.get_nowait()
+        if msg is None:
+            return None
+        if not qos:
+            return msg, 0
+        pid = self.next_pid()
+        self.inflight.append([pid, msg, now, 1])
+        return msg, pid
+
+    def ack(self, pid):
+        """Forget in-flight `pid`; the message, or None if it was not in flight."""
+        for i in range(len(self.inflight)):
+            if self.inflight[i][0] == pid:
+                return self.inflight.pop(i)[1]
+        return None
+
+    def overdue(self, now, timeout_ms):
+        """In-flight entries sent at least `timeout_ms` ago, oldest first."""
+        return [e for e in self.inflight if ticks_diff(now, e[2]) >= timeout_ms]
+
+
+class MqttService:
+    """Publishes the hub's readings to one broker; see the module docstring."""
+
+    # Tunables (class attributes: a test or a board may change them).
+    connect_timeout_ms = 10000
+    write_timeout_ms = 10000
+    ack_timeout_ms = 5000
+    max_tries = 3  # sends of one QoS 1 message per connection before it is declared dead
+    backoff_min_ms = 1000
+    backoff_max_ms = 60000
+    auth_backoff_ms = 30000  # first wait after "not authorized"
+    max_inflight = 8
+    intake_size = 8
+
+    def __init__(self, hub, cfg, device_id, version="", board=None):
+        c = dict(DEFAULTS)
+        c.update(cfg or {})
+        self.cfg = c
+        self.hub = hub
+        self.board = board
+        self.device_id = device_id
+        self.version = version
+        self.base = c["base_topic"] or "p1/" + device_id
+        self.client_id = c["client_id"] or "p1-" + device_id
+        self.qos = 1 if c["qos"] else 0
+        self.keepalive_ms = max(int(c["keepalive_s"]), 2) * 1000
+        self.interval_ms = int(c["interval_s"]) * 1000
+        self.state_topic = self.base + "/state"
+        self.status_topic = self.base + "/status"
+        self.set_prefix = self.base + "/set/"
+        self.ha_status_topic = c["discovery_prefix"] + "/status"
+        self.outbox = Outbox(max(int(c["buffer"]), 1), self.max_inflight)
+        self._sub = None
+        self._state = "disconnected" if c["enabled"] else "disabled"
+        self._last_error = ""
+        self._published = 0
+        self._reconnects = 0
+        self._connects = 0
+        self._skipped = 0
+        self._commands = 0
+        self._bad_commands = 0
+        self._discovery_sent = 0
+        self._announced = set()  # reading names with a discovery config sent
+        self._discover = False  # a discovery round is due
+        self._last_offer = None
+        self._since = ticks_ms()
+        self._wake = asyncio.Event()
+        self._rx_error = None
+        self._pubacks = []  # pids of QoS 1 commands to acknowledge
+        self._requests = []  # command names to answer
+        self._writer = None
+        self._last_tx = self._last_rx = self._last_ping = 0
+        self._tasks = []
+
+    # ---- status -------------------------------------------------------------------
+
+    def status(self):
+        c = self.cfg
+        return {
+            "state": self._state,
+            "broker": "%s:%d" % (c["host"], c["port"]),
+            "tls": bool(c["tls"]),
+            "user": c["user"],
+            "client_id": self.client_id,
+            "base_topic": self.base,
+            "last_error": self._last_error,
+            "queued": len(self.outbox),
+            "inflight": len(self.outbox.inflight),
+            "published": self._published,
+            "dropped": self.outbox.dropped + (self._sub.dropped if self._sub else 0),
+            "skipped": self._skipped,
+            "reconnects": self._reconnects,
+            "since_ms": ticks_diff(ticks_ms(), self._since),
+            "discovery_sent": self._discovery_sent,
+            "commands": self._commands,
+            "bad_commands": self._bad_commands,
+        }
+
+    def _set_state(self, state):
+        if state != self._state:
+            self._state = state
+            self._since = ticks_ms()
+
+    # ---- intake (never waits on the network) --------------------------------------
+
+    def offer(self, sample):
+        """Queue the messages of one sample (after `interval_s`); True if queued."""
+        if self.interval_ms and self._last_offer is not None:
+            if ticks_diff(sample.ticks, self._last_offer) < self.interval_ms:
+                self._skipped += 1
+                return False
+        self._last_offer = sample.ticks
+        r = sample.reading
+        self.outbox.put((self.state_topic, dumps(r), False))
+        if self.cfg["per_value_topics"]:
+            for name in r:
+                v = r[name]
+                self.outbox.put((self.base + "/" + name, v if isinstance(v, str) else str(v), False))
+        if self.cfg["raw_topic"] and sample.raw:
+            self.outbox.put((self.base + "/telegram", sample.raw, False))
+        if self.cfg["discovery"]:
+            for name in r:
+                if name not in self._announced and name != "meter":
+                    self._discover = True
+                    break
+        self._wake.set()
+        return True
+
+    async def _intake(self, sub):
+        while True:
+            self.offer(await sub.get())
+
+    # ---- supervisor ---------------------------------------------------------------
+
+    async def run(self):
+        """The service: never returns (cancel it to stop)."""
+        if not self.cfg["enabled"]:
+            self._set_state("disabled")
+            return
+        if self._sub is None:
+            self._sub = self.hub.subscribe(self.intake_size, "mqtt")
+        self._tasks.append(asyncio.create_task(self._intake(self._sub)))
+        delay = 0
+        while True:
+            if delay:
+                await asyncio.sleep(delay / 1000)
+            try:
+                reader, writer = await self._connect()
+            except mqtt.MQTTError as e:
+                self._fail(e, "auth_failed" if e.code in (4, 5) else "disconnected")
+                delay = self._backoff(max(delay * 2, self.auth_backoff_ms))
+                continue
+            except Exception as e:  # OSError, TimeoutError, ssl errors...
+                self._fail(e)
+                delay = self._backoff(delay * 2)
+                continue
+            self._connects += 1
+            if self._connects > 1:
+                self._reconnects += 1
+            delay = 0
+            try:
+                await self._session(reader, writer)
+            except Exception as e:
+                self._fail(e)
+                delay = self._backoff(self.backoff_min_ms)
+            finally:
+                await self._close(writer)
+
+    def _backoff(self, ms):
+        ms = min(max(ms, self.backoff_min_ms), max(self.backoff_max_ms, self.backoff_min_ms))
+        return ms // 2 + getrandbits(16) % (ms // 2 + 1)  # 50..100 %
+
+    def _fail(self, e, state="disconnected"):
+        msg = str(e) or e.__class__.__name__
+        if isinstance(e, asyncio.TimeoutError):
+            msg = "timeout"
+        self._last_error = msg
+        self._set_state(state)
+
+    async def _connect(self):
+        c = self.cfg
+        self._set_state("connecting")
+        if c["tls"]:
+            ctx = tls_context(c["ca"], c["insecure"])
+            aw = asyncio.open_connection(c["host"], c["port"], ssl=ctx)
+        else:
+            aw = asyncio.open_connection(c["host"], c["port"])
+        reader, writer = await mqtt.wait_ms(aw, self.connect_timeout_ms)
+        try:
+            pkt = mqtt.connect(
+                self.client_id,
+                self.keepalive_ms // 1000,
+                c["user"] or None,
+                c["password"] if c["user"] else None,
+                (self.status_topic, "offline", 1, True),
+            )
+            await mqtt.write(writer, pkt, self.write_timeout_ms)
+            first, body = await mqtt.read_packet(reader, self.connect_timeout_ms)
+            p = mqtt.decode(first, body)
+            if p.type != mqtt.CONNACK:
+                raise OSError("expected CONNACK")
+            if p.rc:
+                raise mqtt.MQTTError(p.rc)
+        except BaseException:
+            await self._close(writer)
+            raise
+        return reader, writer
+
+    async def _close(self, writer):
+        for t in self._tasks[1:]:
+            t.cancel()
+        del self._tasks[1:]
+        self._writer = None
+        try:
+            writer.close()
+            await mqtt.wait_ms(writer.wait_closed(), 1000)
+        except Exception:
+            pass
+
+    async def _send(self, data):
+        await mqtt.write(self._writer, data, self.write_timeout_ms)
+        self._last_tx = ticks_ms()
+
+    async def _session(self, reader, writer):
+        self._writer = writer
+        self._rx_error = None
+        self._pubacks = []
+        self._requests = []
+        now = ticks_ms()
+        self._last_tx = self._last_rx = self._last_ping = now
+        self._tasks.append(asyncio.create_task(self._rx(reader)))
+        self._set_state("connected")
+        self._last_error = ""
+        await self._send(mqtt.publish(self.status_topic, "online", 0, True))
+        topics = [(self.set_prefix + "#", 0)]
+        if self.cfg["discovery"]:
+            topics.append((self.ha_status_topic, 0))
+            self._discover = True
+            self._announced = set()
+        await self._send(mqtt.subscribe(self.outbox.next_pid(), topics))
+        for e in self.outbox.inflight:  # unacknowledged before the break: again, in order
+            e[2] = ticks_ms()
+            e[3] = 1
+            await self._send(mqtt.publish(e[1][0], e[1][1], self.qos, e[1][2], True, e[0]))
+        ping_ms = self.keepalive_ms // 2
+        while True:
+            self._wake.clear()
+            if self._rx_error is not None:
+                raise self._rx_error
+            now = ticks_ms()
+            if ticks_diff(now, self._last_rx) >= self.keepalive_ms:
+                raise OSError("broker silent for %d s" % (self.keepalive_ms // 1000))
+            if ticks_diff(now, self._last_tx) >= ping_ms or (
+                ticks_diff(now, self._last_rx) >= ping_ms and ticks_diff(now, self._last_ping) >= ping_ms
+            ):
+                self._last_ping = now
+                await self._send(mqtt.PINGREQ_PACKET)
+            for e in self.outbox.overdue(now, self.ack_timeout_ms):
+                if e[3] >= self.max_tries:
+                    raise OSError("no PUBACK for packet %d" % e[0])
+                e[2] = now
+                e[3] += 1
+                await self._send(mqtt.publish(e[1][0], e[1][1], self.qos, e[1][2], True, e[0]))
+            while self._pubacks:
+                await self._send(mqtt.puback(self._pubacks.pop(0)))
+            while self._requests:
+                await self._answer(self._requests.pop(0))
+            if self._discover and self.hub.sample is not None:
+                await self._send_discovery(self.hub.sample.reading)
+            while True:
+                m = self.outbox.take(self.qos, ticks_ms())
+                if m is None:
+                    break
+                (topic, payload, retain), pid = m  # pyright: ignore[reportGeneralTypeIssues]
+                await self._send(mqtt.publish(topic, payload, self.qos, retain, False, pid))
+                if not pid and topic == self.state_topic:
+                    self._published += 1
+            wait = ping_ms - ticks_diff(ticks_ms(), self._last_tx)
+            if self.outbox.inflight:
+                wait = min(wait, self.ack_timeout_ms - ticks_diff(ticks_ms(), self.outbox.inflight[0][2]))
+            try:
+                await mqtt.wait_ms(self._wake.wait(), max(min(wait, 1000), 10))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _send_discovery(self, reading):
+        from net import ha
+
+        self._discover = False
+        prefix = self.cfg["discovery_prefix"]
+        for topic, payload in ha.configs(reading, self.device_id, self.base, prefix, self.version):
+            await self._send(mqtt.publish(topic, payload, 0, True))
+        for name in reading:
+            self._announced.add(name)
+        self._discovery_sent += 1
+
+    async def _answer(self, name):
+        if name == "status":
+            try:
+                payload = dumps(self.hub.status())
+            except Exception:  # a section that jsonout cannot write
+                payload = dumps({"mqtt": self.status()})
+            await self._send(mqtt.publish(self.status_topic + "/detail", payload, 0, False))
+        elif name == "discovery":
+            self._discover = True
+
+    def _command(self, topic, payload):
+        """A message from the broker: a command or Home Assistant's birth message."""
+        if topic == self.ha_status_topic:
+            if payload == b"online":
+                self._discover = True
+            return
+        name = topic[len(self.set_prefix) :] if topic.startswith(self.set_prefix) else ""
+        if name in ("status", "discovery") and len(payload) <= 64:
+            self._commands += 1
+            if len(self._requests) < 4:
+                self._requests.append(name)
+        else:
+            self._bad_commands += 1
+
+    async def _rx(self, reader):
+        try:
+            while True:
+                first, body = await mqtt.read_packet(reader, 2 * self.keepalive_ms)
+                self._last_rx = ticks_ms()
+                p = mqtt.decode(first, body)
+                if p.type == mqtt.PUBACK:
+                    msg = self.outbox.ack(p.pid)
+                    if msg is not None and msg[0] == self.state_topic:
+                        self._published += 1
+                elif p.type == mqtt.PUBLISH:
+                    if p.qos and len(self._pubacks) < 16:
+                        self._pubacks.append(p.pid)
+                    self._command(p.topic, p.payload)
+                else:
+                    continue
+                self._wake.set()
+        except Exception as e:
+            self._rx_error = e if isinstance(e, OSError) else OSError(repr(e))
+            self._wake.set()
+
+    async def stop(self):
+        """Say "offline" (retained), disconnect cleanly and stop the tasks."""
+        if self._writer is not None:
+            try:
+                await self._send(mqtt.publish(self.status_topic, "offline", 0, True))
+                await self._send(mqtt.DISCONNECT_PACKET)
+            except Exception:
+                pass
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
+        self._set_state("disconnected")
