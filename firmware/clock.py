@@ -6,7 +6,7 @@ except ImportError:  # CPython host board
     import time
 
     def ticks_ms():
-        return time.monotonic_ns() // 1_000_000
+        return time.monotonic_ns() // 1_000_000  # pyright: ignore[reportAttributeAccessIssue]
 
     def ticks_diff(a, b):
         return a - b
