@@ -25,7 +25,7 @@ TYPINGS_STAMP := typings/.p1-stubs-$(STUBS_TAG).stamp
 
 # `make run` options, forwarded only when set: make run INTERVAL=1 SOURCE=sim MQTT=127.0.0.1:1883
 RUNARGS := $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(SOURCE),--source $(SOURCE)) \
-	$(if $(MQTT),--mqtt $(MQTT)) $(if $(PORT),--port $(PORT)) $(ARGS)
+	$(if $(MQTT),--mqtt $(MQTT)) $(if $(HTTP_PORT),--port $(HTTP_PORT)) $(ARGS)
 
 # Flashing: make flash FIRMWARE=ESP32_GENERIC-v1.29.0.bin [PORT=/dev/ttyUSB0] [CHIP=esp32]
 CHIP ?= esp32
@@ -38,7 +38,7 @@ FLASH_ADDR ?= $(if $(filter esp32 esp32s2,$(CHIP)),0x1000,0x0)
 
 help:
 	@echo "make run        run the dongle on this machine against a simulated meter"
-	@echo "                (INTERVAL=, SOURCE=, MQTT=, PORT= and ARGS= are passed on)"
+	@echo "                (INTERVAL=, SOURCE=, MQTT=, HTTP_PORT= and ARGS= are passed on)"
 	@echo "make test       ruff, pyright (firmware vs. ESP32 stubs), pytest host_tests"
 	@echo "make bench      tools/bench.py"
 	@echo "make build      compile firmware + microdot to .mpy in build/device/"
