@@ -363,7 +363,9 @@ def outage(broker: Mosquitto, outage_s: float, rate_hz: float = 4, buffer: int =
                 r.hub.publish(reading_of(tels[i]), tels[i])
                 i += 1
                 await asyncio.sleep(1 / rate_hz)
-            await asyncio.to_thread(sub.wait, lambda: len({p for p in sub.on(BASE + "/state")}) >= i, 20 + outage_s)
+            last = dumps(reading_of(tels[i - 1])).encode()  # arrives last: order is kept
+            await asyncio.to_thread(sub.wait, lambda: last in sub.on(BASE + "/state"), 20 + outage_s)
+            await asyncio.sleep(0.2)  # a late duplicate, if any
             return i, r.svc.status()
 
     sent_n, status = asyncio.run(main())

@@ -77,6 +77,17 @@ def tls_context(ca, insecure):
     return ctx
 
 
+def _nodelay(writer):
+    """No Nagle delay for our small packets (CPython; skipped where not offered)."""
+    try:
+        import socket
+
+        s = writer.get_extra_info("socket")
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except Exception:
+        pass
+
+
 class Outbox:
     """What waits for the broker: a drop-oldest ring plus the QoS 1 in-flight list.
 
@@ -302,6 +313,7 @@ class MqttService:
         else:
             aw = asyncio.open_connection(c["host"], c["port"])
         reader, writer = await mqtt.wait_ms(aw, self.connect_timeout_ms)
+        _nodelay(writer)
         try:
             pkt = mqtt.connect(
                 self.client_id,
