@@ -405,3 +405,37 @@ def test_outage_longer_than_the_ring_drops_the_oldest_and_counts_them(broker):
     assert sent[-5:] == got[-5:]
     idx = [sent.index(m) for m in got]
     assert idx == sorted(idx)  # what arrives is in order
+
+
+def test_end_to_end_p1tool_run_simulator_to_subscriber(broker, tmp_path):
+    """`p1tool.py run --mqtt URL --interval 0.1`: simulator -> firmware -> broker -> us.
+
+    Every state equals the HTTP API's reading of the same telegram (minus its
+    `age_s`), digit for digit; "online" is retained; SIGINT leaves "offline".
+    """
+    from runtime_harness import Firmware, exact_json
+
+    sub = Subscriber(broker, ["p1/+/state", "p1/+/status"])
+    fw = Firmware(tmp_path, "--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--interval", "0.1")
+    try:
+        fw.wait(lambda: fw.status().get("mqtt", {}).get("state") == "connected", 10, "mqtt connected")
+        found, states = False, []
+        for _ in range(50):
+            time.sleep(0.1)
+            st, http = fw.json("/api/v1/reading")
+            if st != 200:  # 503 before the first telegram
+                continue
+            del http["age_s"]
+            states = [exact_json(p) for t, p, _ in sub.messages if t.endswith("/state")]
+            if http in states and len(states) >= 3:  # the same telegram over HTTP and MQTT
+                found = True
+                break
+        assert found, (http, states[-3:])
+        status_topic = [t for t, _, _ in sub.messages if t.endswith("/status")][0]
+        assert sub.on(status_topic)[0] == b"online"
+        m = fw.status()["mqtt"]
+        assert m["broker"] == f"127.0.0.1:{broker.port}" and m["published"] >= 2
+    finally:
+        fw.stop()
+    assert sub.wait(lambda: sub.on(status_topic)[-1:] == [b"offline"], 5)
+    sub.close()

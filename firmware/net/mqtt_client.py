@@ -260,13 +260,25 @@ class MqttService:
     # ---- supervisor ---------------------------------------------------------------
 
     async def run(self):
-        """The service: never returns (cancel it to stop)."""
+        """The service: returns only when disabled; cancel it (or `stop()`) to end it.
+
+        Cancelled while connected, it says "offline" and disconnects cleanly.
+        """
         if not self.cfg["enabled"]:
             self._set_state("disabled")
             return
         if self._sub is None:
             self._sub = self.hub.subscribe(self.intake_size, "mqtt")
         self._tasks.append(asyncio.create_task(self._intake(self._sub)))
+        try:
+            await self._supervise()
+        finally:
+            for t in self._tasks:
+                t.cancel()
+            self._tasks = []
+            self._set_state("disconnected")
+
+    async def _supervise(self):
         delay = 0
         while True:
             if delay:
@@ -287,6 +299,9 @@ class MqttService:
             delay = 0
             try:
                 await self._session(reader, writer)
+            except asyncio.CancelledError:
+                await self._goodbye()
+                raise
             except Exception as e:
                 self._fail(e)
                 delay = self._backoff(self.backoff_min_ms)
@@ -467,14 +482,18 @@ class MqttService:
             self._rx_error = e if isinstance(e, OSError) else OSError(repr(e))
             self._wake.set()
 
-    async def stop(self):
-        """Say "offline" (retained), disconnect cleanly and stop the tasks."""
+    async def _goodbye(self):
+        """Retained "offline" and DISCONNECT (which tells the broker to drop the will)."""
         if self._writer is not None:
             try:
-                await self._send(mqtt.publish(self.status_topic, "offline", 0, True))
-                await self._send(mqtt.DISCONNECT_PACKET)
+                await mqtt.write(self._writer, mqtt.publish(self.status_topic, "offline", 0, True), 1000)
+                await mqtt.write(self._writer, mqtt.DISCONNECT_PACKET, 1000)
             except Exception:
                 pass
+
+    async def stop(self):
+        """Say "offline" (retained), disconnect cleanly and stop the helper tasks."""
+        await self._goodbye()
         for t in self._tasks:
             t.cancel()
         self._tasks = []
