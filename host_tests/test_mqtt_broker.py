@@ -439,3 +439,90 @@ def test_end_to_end_p1tool_run_simulator_to_subscriber(broker, tmp_path):
         fw.stop()
     assert sub.wait(lambda: sub.on(status_topic)[-1:] == [b"offline"], 5)
     sub.close()
+
+
+class StubbornBroker:
+    """A loopback server that accepts CONNECT, answers PINGREQ only if `pings`,
+    never PUBACKs, and records every packet per connection: what a dead or
+    wedged broker looks like from the dongle."""
+
+    def __init__(self, pings: bool):
+        self.pings = pings
+        self.conns: list[list] = []
+
+    async def start(self):
+        from net import mqtt
+
+        async def handle(reader, writer):
+            got: list = []
+            self.conns.append(got)
+            try:
+                while True:
+                    first, body = await mqtt.read_packet(reader, 60000)
+                    got.append(mqtt.decode(first, body))
+                    if first >> 4 == mqtt.CONNECT:
+                        writer.write(b"\x20\x02\x00\x00")
+                    elif first >> 4 == mqtt.PINGREQ and self.pings:
+                        writer.write(b"\xd0\x00")
+                    await writer.drain()
+            except (OSError, asyncio.CancelledError):
+                writer.close()
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+
+def test_a_silent_broker_is_declared_dead_after_the_keepalive():
+    async def main():
+        b = StubbornBroker(pings=False)
+        await b.start()
+        svc = MqttService(Hub(), {"enabled": True, "host": "127.0.0.1", "port": b.port, "keepalive_s": 2}, DEV)
+        svc.backoff_min_ms = 100
+        task = asyncio.create_task(svc.run())
+        t0 = time.monotonic()
+        while svc.status()["reconnects"] < 1 and time.monotonic() - t0 < 10:
+            await asyncio.sleep(0.05)
+        took = time.monotonic() - t0
+        st = svc.status()
+        task.cancel()
+        b.server.close()
+        return b, st, took
+
+    b, st, took = asyncio.run(main())
+    from net import mqtt
+
+    assert st["reconnects"] >= 1 and 2 <= took < 5, (st, took)
+    assert "silent" in st["last_error"]
+    assert any(p.type == mqtt.PINGREQ for p in b.conns[0])  # it asked before giving up
+
+
+def test_unacknowledged_qos1_is_resent_with_dup_then_again_after_reconnect():
+    from net import mqtt
+
+    raw = E360.read_bytes()
+
+    async def main():
+        b = StubbornBroker(pings=True)
+        await b.start()
+        hub = Hub()
+        svc = MqttService(hub, {"enabled": True, "host": "127.0.0.1", "port": b.port, "discovery": False}, DEV)
+        svc.ack_timeout_ms = 200
+        svc.backoff_min_ms = 100
+        task = asyncio.create_task(svc.run())
+        while svc.status()["state"] != "connected":
+            await asyncio.sleep(0.02)
+        hub.publish(reading_of(raw), raw)
+        while len(b.conns) < 2 or not [p for p in b.conns[1] if p.type == mqtt.PUBLISH and p.qos]:
+            await asyncio.sleep(0.02)
+        st = svc.status()
+        task.cancel()
+        b.server.close()
+        return b, st
+
+    b, st = asyncio.run(main())
+    first = [p for p in b.conns[0] if p.type == mqtt.PUBLISH and p.qos == 1]
+    assert [p.dup for p in first] == [False, True, True]  # max_tries sends, then the link is dead
+    assert len({p.pid for p in first}) == 1 and first[0].payload == dumps(reading_of(raw)).encode()
+    again = [p for p in b.conns[1] if p.type == mqtt.PUBLISH and p.qos == 1]
+    assert again[0].dup and again[0].payload == first[0].payload
+    assert "PUBACK" in st["last_error"] and st["queued"] == 1

@@ -77,6 +77,11 @@ def tls_context(ca, insecure):
     return ctx
 
 
+def jitter(ms):
+    """50..100 % of `ms`, so dongles that lost the same broker do not return in step."""
+    return ms // 2 + getrandbits(16) % (ms // 2 + 1)
+
+
 def _nodelay(writer):
     """No Nagle delay for our small packets (CPython; skipped where not offered)."""
     try:
@@ -170,7 +175,9 @@ class MqttService:
         self.base = c["base_topic"] or "p1/" + device_id
         self.client_id = c["client_id"] or "p1-" + device_id
         self.qos = 1 if c["qos"] else 0
-        self.keepalive_ms = max(int(c["keepalive_s"]), 2) * 1000
+        self.keepalive_s = int(c["keepalive_s"])  # sent in CONNECT; 0 = broker never times us out
+        # Our own ping / dead-link timing; with keepalive 0 we still check every 60 s.
+        self.keepalive_ms = max(self.keepalive_s or 60, 2) * 1000
         self.interval_ms = int(c["interval_s"]) * 1000
         self.state_topic = self.base + "/state"
         self.status_topic = self.base + "/status"
@@ -197,7 +204,8 @@ class MqttService:
         self._requests = []  # command names to answer
         self._writer = None
         self._last_tx = self._last_rx = self._last_ping = 0
-        self._tasks = []
+        self._intake_task = None
+        self._rx_task = None
 
     # ---- status -------------------------------------------------------------------
 
@@ -269,34 +277,38 @@ class MqttService:
             return
         if self._sub is None:
             self._sub = self.hub.subscribe(self.intake_size, "mqtt")
-        self._tasks.append(asyncio.create_task(self._intake(self._sub)))
+        self._intake_task = asyncio.create_task(self._intake(self._sub))
         try:
             await self._supervise()
         finally:
-            for t in self._tasks:
-                t.cancel()
-            self._tasks = []
+            self._cancel_tasks()
             self._set_state("disconnected")
 
+    def _cancel_tasks(self):
+        for t in (self._intake_task, self._rx_task):
+            if t is not None:
+                t.cancel()
+        self._intake_task = self._rx_task = None
+
     async def _supervise(self):
-        delay = 0
+        backoff = 0  # ms before the next attempt, before jitter; 0 = none
         while True:
-            if delay:
-                await asyncio.sleep(delay / 1000)
+            if backoff:
+                await asyncio.sleep(jitter(backoff) / 1000)
             try:
                 reader, writer = await self._connect()
             except mqtt.MQTTError as e:
                 self._fail(e, "auth_failed" if e.code in (4, 5) else "disconnected")
-                delay = self._backoff(max(delay * 2, self.auth_backoff_ms))
+                backoff = self._next_backoff(max(backoff * 2, self.auth_backoff_ms))
                 continue
             except Exception as e:  # OSError, TimeoutError, ssl errors...
                 self._fail(e)
-                delay = self._backoff(delay * 2)
+                backoff = self._next_backoff(backoff * 2)
                 continue
             self._connects += 1
             if self._connects > 1:
                 self._reconnects += 1
-            delay = 0
+            backoff = self.backoff_min_ms
             try:
                 await self._session(reader, writer)
             except asyncio.CancelledError:
@@ -304,13 +316,11 @@ class MqttService:
                 raise
             except Exception as e:
                 self._fail(e)
-                delay = self._backoff(self.backoff_min_ms)
             finally:
                 await self._close(writer)
 
-    def _backoff(self, ms):
-        ms = min(max(ms, self.backoff_min_ms), max(self.backoff_max_ms, self.backoff_min_ms))
-        return ms // 2 + getrandbits(16) % (ms // 2 + 1)  # 50..100 %
+    def _next_backoff(self, ms):
+        return min(max(ms, self.backoff_min_ms), max(self.backoff_max_ms, self.backoff_min_ms))
 
     def _fail(self, e, state="disconnected"):
         msg = str(e) or e.__class__.__name__
@@ -332,7 +342,7 @@ class MqttService:
         try:
             pkt = mqtt.connect(
                 self.client_id,
-                self.keepalive_ms // 1000,
+                self.keepalive_s,
                 c["user"] or None,
                 c["password"] if c["user"] else None,
                 (self.status_topic, "offline", 1, True),
@@ -350,9 +360,9 @@ class MqttService:
         return reader, writer
 
     async def _close(self, writer):
-        for t in self._tasks[1:]:
-            t.cancel()
-        del self._tasks[1:]
+        if self._rx_task is not None:
+            self._rx_task.cancel()
+            self._rx_task = None
         self._writer = None
         try:
             writer.close()
@@ -371,9 +381,8 @@ class MqttService:
         self._requests = []
         now = ticks_ms()
         self._last_tx = self._last_rx = self._last_ping = now
-        self._tasks.append(asyncio.create_task(self._rx(reader)))
-        self._set_state("connected")
-        self._last_error = ""
+        self._rx_task = asyncio.create_task(self._rx(reader))
+        self._set_state("connected")  # last_error stays: the most recent failure
         await self._send(mqtt.publish(self.status_topic, "online", 0, True))
         topics = [(self.set_prefix + "#", 0)]
         if self.cfg["discovery"]:
@@ -494,7 +503,5 @@ class MqttService:
     async def stop(self):
         """Say "offline" (retained), disconnect cleanly and stop the helper tasks."""
         await self._goodbye()
-        for t in self._tasks:
-            t.cancel()
-        self._tasks = []
+        self._cancel_tasks()
         self._set_state("disconnected")
