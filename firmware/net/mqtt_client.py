@@ -250,7 +250,8 @@ class MqttService:
         if self.cfg["per_value_topics"]:
             for name in r:
                 v = r[name]
-                self.outbox.put((self.base + "/" + name, v if isinstance(v, str) else str(v), False))
+                if v is not None:  # a telegram without a time stamp has timestamp None
+                    self.outbox.put((self.base + "/" + name, v if isinstance(v, str) else str(v), False))
         if self.cfg["raw_topic"] and sample.raw:
             self.outbox.put((self.base + "/telegram", sample.raw, False))
         if self.cfg["discovery"]:
