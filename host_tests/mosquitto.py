@@ -19,18 +19,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from runtime_harness import free_port
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 
 def available() -> bool:
     return os.access(MOSQUITTO, os.X_OK)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_certs(folder: Path) -> tuple[Path, Path, Path]:
