@@ -40,9 +40,7 @@ class Firmware:
         ]  # fmt: skip
         self.err_path = tmp / "firmware.stderr"
         self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err
-        )
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err)
         self.lines: list[str] = []
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 20
@@ -162,9 +160,7 @@ class SseClient:
 
     def __init__(self, port: int):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.sendall(
-            b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
-        )
+        self.sock.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
         self.events: list[tuple[str, str, str]] = []
         self.head = b""
         self.closed = False

@@ -63,9 +63,7 @@ def test_too_large_file(tmp_path):
 def test_bad_value_falls_back_with_one_error(key, value):
     section, _, sub = key.partition(".")
     data = {section: {sub: value}} if sub else {section: value}
-    data["http"] = (
-        dict(data.get("http", {}), bind="127.0.0.1") if section != "http" else data["http"]
-    )
+    data["http"] = dict(data.get("http", {}), bind="127.0.0.1") if section != "http" else data["http"]
     cfg, errors = config.validate(data)
     assert len(errors) == 1 and key in errors[0], errors
     got = cfg[section][sub] if sub else cfg[section]

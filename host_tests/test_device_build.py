@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import FIRMWARE, REPO, VENV_BIN
 
-FIRMWARE_PY = sorted(
-    p for p in FIRMWARE.rglob("*.py") if "__pycache__" not in p.parts
-)
+FIRMWARE_PY = sorted(p for p in FIRMWARE.rglob("*.py") if "__pycache__" not in p.parts)
 P1_PY = [p for p in FIRMWARE_PY if p.relative_to(FIRMWARE).parts[0] == "p1"]
 MICRODOT_DEVICE_FILES = ("__init__", "microdot", "helpers", "sse")
 

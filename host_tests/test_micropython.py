@@ -47,9 +47,8 @@ def test_decode_identical_on_both_interpreters(micropython, path: Path):
     tool = run_cpython([REPO / "tools" / "p1tool.py", "decode", rel], firmware_on_path=False)
     assert tool.returncode == 0, describe(tool)
 
-    assert mp.stdout == cp.stdout, (
-        f"MicroPython and CPython differ for {rel}\n"
-        + _first_difference(cp.stdout, mp.stdout, "cpython", "micropython")
+    assert mp.stdout == cp.stdout, f"MicroPython and CPython differ for {rel}\n" + _first_difference(
+        cp.stdout, mp.stdout, "cpython", "micropython"
     )
     assert tool.stdout == cp.stdout, (
         f"tools/p1tool.py decode differs from python -m p1 decode for {rel}\n"

@@ -16,9 +16,16 @@ from p1.parse import parse
 from p1.values import Num
 
 SPEC_BY_IDENT = [
-    ("/LGF", specs.SWEDEN), ("/ADN", specs.SWEDEN), ("/ELL", specs.SWEDEN),
-    ("/KFM", specs.V4), ("/ISk5\x02", specs.ISKRA_IE), ("/ISk5", specs.V5), ("/ISK5", specs.V5),
-    ("/NWA", specs.V5), ("/FLU", specs.BELGIUM_FLUVIUS), ("/EST", specs.V5),
+    ("/LGF", specs.SWEDEN),
+    ("/ADN", specs.SWEDEN),
+    ("/ELL", specs.SWEDEN),
+    ("/KFM", specs.V4),
+    ("/ISk5\x02", specs.ISKRA_IE),
+    ("/ISk5", specs.V5),
+    ("/ISK5", specs.V5),
+    ("/NWA", specs.V5),
+    ("/FLU", specs.BELGIUM_FLUVIUS),
+    ("/EST", specs.V5),
 ]
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 CASES = [p for p in recorded() if p.name not in BAD_CRC]

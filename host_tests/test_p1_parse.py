@@ -162,9 +162,7 @@ def test_malformed_lines_are_reported_and_the_rest_kept():
 
 
 def test_dsmr3_gas_value_on_its_own_line():
-    t = parse(
-        b"/X\r\n\r\n0-1:24.3.0(121030140000)(00)(60)(1)(0-1:24.2.1)(m3)\r\n(00000.000)\r\n!", "none"
-    )
+    t = parse(b"/X\r\n\r\n0-1:24.3.0(121030140000)(00)(60)(1)(0-1:24.2.1)(m3)\r\n(00000.000)\r\n!", "none")
     assert t.objects["0-1:24.3.0"][-1] == Num(0, 3, "")
     assert len(t.objects["0-1:24.3.0"]) == 7
     r = readings(t)
@@ -176,8 +174,11 @@ def test_control_byte_in_ident_survives():
 
 
 def test_non_ascii_noise_never_crashes():
-    t = parse(b"/X\xe9\r\n\r\n1-0:1.8.0(\xff*kWh)\r\n0-0:96.7.21(\xb2)\r\n1-0:2.8.0(1\xb2.0*kWh)\r\n"
-              b"0-1:24.2.1(\xb2)(\xb2)\r\n!", "bad")
+    t = parse(
+        b"/X\xe9\r\n\r\n1-0:1.8.0(\xff*kWh)\r\n0-0:96.7.21(\xb2)\r\n1-0:2.8.0(1\xb2.0*kWh)\r\n"
+        b"0-1:24.2.1(\xb2)(\xb2)\r\n!",
+        "bad",
+    )
     assert t.ident == "X\xe9"
     assert [why for _, why in t.errors] == ["bad number", "not an integer", "bad number", "bad time stamp"]
     assert list(t.objects) == []
@@ -186,8 +187,18 @@ def test_non_ascii_noise_never_crashes():
 
 @pytest.mark.parametrize(
     "text,expected",
-    [("00012345.678", (12345678, 3)), ("-001.2", (-12, 1)), ("000", (0, 0)), (".5", (5, 1)),
-     ("0.48", (48, 2)), ("1.", None), ("", None), ("1-2", None), ("+7", (7, 0)), ("1.2.3", None)],
+    [
+        ("00012345.678", (12345678, 3)),
+        ("-001.2", (-12, 1)),
+        ("000", (0, 0)),
+        (".5", (5, 1)),
+        ("0.48", (48, 2)),
+        ("1.", None),
+        ("", None),
+        ("1-2", None),
+        ("+7", (7, 0)),
+        ("1.2.3", None),
+    ],
 )
 def test_fixed_point(text, expected):
     assert fixed(text) == expected
@@ -195,8 +206,14 @@ def test_fixed_point(text, expected):
 
 @pytest.mark.parametrize(
     "num,text",
-    [(Num(12345678, 3), "12345.678"), (Num(0, 3), "0.000"), (Num(-12, 1), "-1.2"),
-     (Num(5, 3), "0.005"), (Num(7, 0), "7"), (Num(-5, 3), "-0.005")],
+    [
+        (Num(12345678, 3), "12345.678"),
+        (Num(0, 3), "0.000"),
+        (Num(-12, 1), "-1.2"),
+        (Num(5, 3), "0.005"),
+        (Num(7, 0), "7"),
+        (Num(-5, 3), "-0.005"),
+    ],
 )
 def test_num_text_has_exactly_the_meters_digits(num, text):
     assert str(num) == text

@@ -94,15 +94,11 @@ def test_fi_telegram_has_the_e360_layout() -> None:
         assert crc_ok(tg)
         got = lines(tg)
         assert [o for o, _ in got] == [o for o, _ in ref]
-        assert [[shape(g) for g in gs] for _, gs in got] == [
-            [shape(g) for g in gs] for _, gs in ref
-        ]
+        assert [[shape(g) for g in gs] for _, gs in got] == [[shape(g) for g in gs] for _, gs in ref]
 
 
 def test_dsmr5_telegram_has_the_iskra_layout() -> None:
-    ref = [
-        (o, gs) for o, gs in lines(recorded("nl-dsmr5-iskra-01.txt")) if not o.startswith("0-2:")
-    ]
+    ref = [(o, gs) for o, gs in lines(recorded("nl-dsmr5-iskra-01.txt")) if not o.startswith("0-2:")]
     special = {  # lines whose recorded sample differs in content, not layout
         "0-0:96.1.1": r"[0-9A-F]{32}",
         "0-1:96.1.0": r"[0-9A-F]{34}",
@@ -241,9 +237,7 @@ def test_dsmr5_gas_is_latched_every_five_minutes_and_grows() -> None:
         ("2025-03-30T00:59:50+00:00", "fi", "250330025950W", "250330040000S"),
     ],
 )
-def test_w_s_switches_at_the_eu_dst_boundaries(
-    start: str, dialect: str, before: str, after: str
-) -> None:
+def test_w_s_switches_at_the_eu_dst_boundaries(start: str, dialect: str, before: str, after: str) -> None:
     m = Meter(start=start, dialect=dialect)
     assert values(m.telegram())["0-0:1.0.0"] == before
     m.step(10)

@@ -76,8 +76,11 @@ check(r["timestamp"] == "2021-02-22T16:19:00+02:00", "time stamp with W offset")
 check(str(r["l1_voltage_v"]) == "230.1", "voltage exact")
 big = parse(b"/X\r\n\r\n1-0:1.8.0(123456.789*kWh)\r\n1-0:2.8.0(99999999.999*kWh)\r\n!", "none")
 rb = readings(big)
-check(dumps(rb) == '{"timestamp": null, "meter": "X", "energy_import_kwh": 123456.789, '
-      '"energy_export_kwh": 99999999.999}', "large counters exact: " + dumps(rb))
+check(
+    dumps(rb) == '{"timestamp": null, "meter": "X", "energy_import_kwh": 123456.789, '
+    '"energy_export_kwh": 99999999.999}',
+    "large counters exact: " + dumps(rb),
+)
 at = readings(parse(read("at-sagemcom-t210dr-01.txt"), "ok", 60))
 check(str(at["energy_import_kwh"]) == "6545.766", "Wh -> kWh exact")
 try:
@@ -117,9 +120,11 @@ for i in range(20):
     frame_only.append(gc.mem_alloc() - a0)
     gc.enable()
 first, last = per[1], per[-1]
-print("heap: framer buffer 3072 B preallocated; per telegram (%d B E360): framer %d B, "
-      "framer+parse+readings+JSON %d B at #2, %d B at #60, max %d B"
-      % (len(e360), frame_only[-1], first, last, max(per[1:])))
+print(
+    "heap: framer buffer 3072 B preallocated; per telegram (%d B E360): framer %d B, "
+    "framer+parse+readings+JSON %d B at #2, %d B at #60, max %d B"
+    % (len(e360), frame_only[-1], first, last, max(per[1:]))
+)
 check(max(per[1:]) - min(per[1:]) <= 256, "allocation per telegram is flat: %r" % (per,))
 check(frame_only[-1] <= 256, "framer allocates almost nothing: %r" % (frame_only,))
 

@@ -91,9 +91,7 @@ class FakeBoard(Board):
 # --- config ------------------------------------------------------------------
 cfg, errs = config.validate({})
 check(errs == [] and cfg["http"]["port"] == 8080, "config defaults")
-cfg, errs = config.validate(
-    {"http": {"port": 0}, "meter": {"std_offset": "+01:00"}, "mqtt": {"tls": 1}, "x": 1}
-)
+cfg, errs = config.validate({"http": {"port": 0}, "meter": {"std_offset": "+01:00"}, "mqtt": {"tls": 1}, "x": 1})
 check(len(errs) == 3, "config: three errors, got %r" % (errs,))
 check(cfg["http"]["port"] == 8080 and cfg["meter"]["std_offset"] == "+01:00", "config fallback")
 check(cfg["mqtt"]["tls"] is False, "config: int is not a bool")
@@ -268,10 +266,7 @@ def one_with_json(i):
 a = per_telegram(one, 40)
 b = per_telegram(one_with_json, 40)
 check(p.accepted == 80, "80 telegrams accepted")
-print(
-    "heap: framer buffer %d B preallocated; bytes allocated per %d-byte telegram:"
-    % (p.framer.size, len(FI))
-)
+print("heap: framer buffer %d B preallocated; bytes allocated per %d-byte telegram:" % (p.framer.size, len(FI)))
 print("  pipeline+hub+2 subscribers: #2 %d, #40 %d, max %d" % (a[1], a[-1], max(a[1:])))
 print("  + reading JSON (one SSE event): #2 %d, #40 %d, max %d" % (b[1], b[-1], max(b[1:])))
 check(max(a[1:]) - min(a[1:]) <= 256, "allocation per telegram flat: %r" % (a,))
@@ -287,10 +282,7 @@ if TestClient is not None:
     api.make_app(app)
 start_web = alloc() - a0
 gc.enable()
-print(
-    "  at start: App (hub, pipeline, 3 KB frame buffer) %d B; microdot app + routes %d B"
-    % (start_app, start_web)
-)
+print("  at start: App (hub, pipeline, 3 KB frame buffer) %d B; microdot app + routes %d B" % (start_app, start_web))
 app.pipeline.feed(FI)
 c = per_telegram(lambda i: (api.status_body(app), api.metrics_text(app)), 20)
 print("  one /api/v1/status + one /metrics: #2 %d, #20 %d" % (c[1], c[-1]))
