@@ -48,8 +48,8 @@ class App:
         )
         self.hub.add_status("meter", self.pipeline.status)
         mac = board.mac_hex()
-        self.device_id = "p1-" + mac[-4:]
-        self.hostname = cfg["wifi"]["hostname"] or self.device_id
+        self.device_id = board.device_id()  # MQTT base topic, HA unique ids
+        self.hostname = cfg["wifi"]["hostname"] or "p1-" + mac[-4:]  # p1-xxxx.local
         self.wifi = None
         self.web = None
         self.raw = None

@@ -214,6 +214,10 @@ class Board:
     def mac_hex(self):
         return "000000000000"
 
+    def device_id(self):
+        """Stable id for MQTT topics and Home Assistant: the MAC as 12 hex digits."""
+        return self.mac_hex()
+
 
 def _replace(tmp, path):
     try:

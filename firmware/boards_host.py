@@ -172,3 +172,10 @@ class HostBoard(Board):
         import uuid
 
         return "%012x" % uuid.getnode()
+
+    def device_id(self):
+        """`host-<hostname>`: a PC has no single MAC worth naming the dongle after."""
+        import socket
+
+        name = socket.gethostname().split(".")[0].lower()
+        return "host-" + ("".join(c if c.isalnum() or c == "-" else "-" for c in name) or "pc")

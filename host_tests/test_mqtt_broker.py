@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -433,8 +434,12 @@ def test_end_to_end_p1tool_run_simulator_to_subscriber(broker, tmp_path):
         assert found, (http, states[-3:])
         status_topic = [t for t, _, _ in sub.messages if t.endswith("/status")][0]
         assert sub.on(status_topic)[0] == b"online"
-        m = fw.status()["mqtt"]
+        st = fw.status()
+        m = st["mqtt"]
         assert m["broker"] == f"127.0.0.1:{broker.port}" and m["published"] >= 2
+        host = socket.gethostname().split(".")[0].lower()
+        assert st["device_id"] == "host-" + "".join(c if c.isalnum() or c == "-" else "-" for c in host)
+        assert status_topic == "p1/%s/status" % st["device_id"]  # the default base topic
     finally:
         fw.stop()
     assert sub.wait(lambda: sub.on(status_topic)[-1:] == [b"offline"], 5)

@@ -164,7 +164,7 @@ check(p.accepted == 2 and fb.dr is True and p.source_state == "ended", "meter.ru
 # --- app + payload builders ------------------------------------------------------
 cfg = config.copy_defaults()
 app = App(cfg, ["config: test error"], FakeBoard())
-check(app.device_id == "p1-0000", "device id")
+check(app.device_id == "000000000000" and app.hostname == "p1-0000", "device id from the MAC, mDNS name p1-<last 4 hex>")
 check(api.metrics_text(app).find("p1_reading") < 0, "metrics before the first telegram")
 app.pipeline.feed(FI)
 body = api.reading_body(app.hub.sample)
