@@ -175,7 +175,9 @@ class App:
         try:
             from net.mqtt_client import MqttService
 
-            svc = MqttService(self.hub, mc, self.device_id, self.version, self.board.name)
+            svc = MqttService(
+                self.hub, mc, self.device_id, self.version, self.board.name, spool_dir=self.board.storage_dir
+            )
         except Exception as e:  # noqa: BLE001 - missing module or bad config: show it
             msg = "mqtt unavailable: %s: %s" % (type(e).__name__, e)
             log.error(msg)

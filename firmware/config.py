@@ -61,7 +61,8 @@ DEFAULTS = {
         "keepalive_s": 30,
         "per_value_topics": False,
         "raw_topic": False,
-        "buffer": 64,
+        "buffer": 16,
+        "spill_kb": 256,
     },
 }
 
@@ -77,6 +78,7 @@ RANGES = {
     "mqtt.qos": (0, 1),
     "mqtt.keepalive_s": (0, 3600),
     "mqtt.buffer": (1, 1024),
+    "mqtt.spill_kb": (0, 4096),
 }
 MAXLEN = {"wifi.ssid": 32, "wifi.password": 64, "wifi.hostname": 32, "wifi.ap_password": 64}
 _MAXLEN_DEFAULT = const(256)

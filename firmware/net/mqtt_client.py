@@ -5,8 +5,10 @@ raises `OSError`; everything that decides lives here.
 
 - An intake task takes samples from a small hub subscription, applies
   `interval_s`, encodes the state JSON once and puts the messages into the
-  outbox ring (`buffer` messages, drop-oldest, counted). It never waits on
-  the network, so the meter task never does either.
+  outbox ring (room for `buffer` readings' messages). Full: the oldest message moves to the
+  flash spool (`net.spool`, `spill_kb`, when a spool dir is given), or is
+  dropped and counted without one. It never waits on the network, so the
+  meter task never does either.
 - The supervisor task owns the connection: connect (CONNECT with a retained
   "offline" Last Will, then "online", subscriptions, discovery), a session
   loop, and reconnects with exponential backoff plus jitter.
@@ -14,7 +16,8 @@ raises `OSError`; everything that decides lives here.
   PINGRESP, commands) and wakes the supervisor; only the supervisor writes.
 - QoS 1: at most `max_inflight` unacknowledged messages; one not acknowledged
   within `ack_timeout_ms` is sent again with DUP, and everything still in
-  flight is sent again (DUP, in order) after a reconnect, before the ring.
+  flight is sent again (DUP, in order) after a reconnect, before the spool
+  (oldest) and then the ring: the order the readings were taken.
 - Keepalive: a PINGREQ when nothing was sent, or nothing heard, for half the
   keepalive; a connection that stays silent for the whole keepalive is dead.
 """
@@ -52,7 +55,8 @@ DEFAULTS = {
     "keepalive_s": 30,
     "per_value_topics": False,
     "raw_topic": False,
-    "buffer": 64,
+    "buffer": 16,  # RAM ring, messages (~1 KB of heap each for a state)
+    "spill_kb": 256,  # flash spool for what the ring cannot hold; 0 = off
 }
 
 
@@ -94,27 +98,45 @@ def _nodelay(writer):
 
 
 class Outbox:
-    """What waits for the broker: a drop-oldest ring plus the QoS 1 in-flight list.
+    """What waits for the broker: a ring, an optional flash spool, the QoS 1 in-flight list.
 
     Ring items are messages `(topic, payload, retain)`; in-flight entries are
-    `[pid, message, sent_ticks, tries]` in send order. Pure: no I/O.
+    `[pid, message, sent_ticks, tries, spool_pos]` in send order (`spool_pos`:
+    where the message sits in the spool, None if it came from the ring). With a
+    `spool` (net.spool.Spool) a full ring moves its oldest message to flash
+    instead of dropping it, and `take()` reads the spool first; otherwise pure.
     """
 
-    def __init__(self, size, max_inflight=8):
+    def __init__(self, size, max_inflight=8, spool=None):
         self.ring = Subscription(size, "mqtt-outbox")
         self.inflight = []
         self.max_inflight = max_inflight
+        self.spool = spool
+        self.qos = 1  # recorded with spooled messages
         self._pid = 0
 
     def __len__(self):
+        """Messages in RAM (ring and in flight); `spool` has its own count."""
         return len(self.ring) + len(self.inflight)
 
     @property
     def dropped(self):
-        return self.ring.dropped
+        return self.ring.dropped + (self.spool.dropped if self.spool is not None else 0)
 
     def put(self, msg):
+        sp = self.spool
+        if sp is not None and len(self.ring) >= self.ring.maxlen:
+            old = self.ring.get_nowait()
+            if old is not None:
+                sp.append(old[0], old[1], self.qos, old[2])  # counts its own failures
         self.ring.put(msg)
+
+    def _spool_upto(self):
+        """Where the oldest spooled message still in flight sits; None if there is none."""
+        for e in self.inflight:
+            if e[4] is not None:
+                return e[4]
+        return None
 
     def next_pid(self):
         while True:
@@ -129,20 +151,32 @@ class Outbox:
         """The next message to send and its pid (0 for QoS 0), or None."""
         if qos and len(self.inflight) >= self.max_inflight:
             return None
-        msg = self.ring.get_nowait()
+        msg = pos = None
+        sp = self.spool
+        if sp is not None:
+            r = sp.read()  # no file I/O when nothing is spooled
+            if r is not None:
+                msg, pos = (r[0], r[1], r[3]), sp.last
         if msg is None:
-            return None
+            msg = self.ring.get_nowait()
+            if msg is None:
+                return None
         if not qos:
+            if pos is not None:
+                sp.commit(self._spool_upto())  # pyright: ignore[reportOptionalMemberAccess]
             return msg, 0
         pid = self.next_pid()
-        self.inflight.append([pid, msg, now, 1])
+        self.inflight.append([pid, msg, now, 1, pos])
         return msg, pid
 
     def ack(self, pid):
         """Forget in-flight `pid`; the message, or None if it was not in flight."""
         for i in range(len(self.inflight)):
             if self.inflight[i][0] == pid:
-                return self.inflight.pop(i)[1]
+                e = self.inflight.pop(i)
+                if e[4] is not None and self.spool is not None:
+                    self.spool.commit(self._spool_upto())
+                return e[1]
         return None
 
     def overdue(self, now, timeout_ms):
@@ -164,7 +198,7 @@ class MqttService:
     max_inflight = 8
     intake_size = 8
 
-    def __init__(self, hub, cfg, device_id, version="", board=None):
+    def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
         c = dict(DEFAULTS)
         c.update(cfg or {})
         self.cfg = c
@@ -183,7 +217,20 @@ class MqttService:
         self.status_topic = self.base + "/status"
         self.set_prefix = self.base + "/set/"
         self.ha_status_topic = c["discovery_prefix"] + "/status"
-        self.outbox = Outbox(max(int(c["buffer"]), 1), self.max_inflight)
+        spool = None
+        if spool_dir is not None and int(c["spill_kb"]) > 0:
+            from net.spool import Spool
+
+            spool = Spool(spool_dir, int(c["spill_kb"]) * 1024)
+        # `buffer` counts readings: each one is a state, plus a message per value
+        # with per_value_topics and the telegram with raw_topic.
+        per_reading = 1 + (1 if c["raw_topic"] else 0)
+        if c["per_value_topics"]:
+            from p1.obis import BY_NAME
+
+            per_reading += len(BY_NAME)
+        self.outbox = Outbox(max(int(c["buffer"]), 1) * per_reading, self.max_inflight, spool)
+        self.outbox.qos = self.qos
         self._sub = None
         self._state = "disconnected" if c["enabled"] else "disabled"
         self._last_error = ""
@@ -211,6 +258,7 @@ class MqttService:
 
     def status(self):
         c = self.cfg
+        sp = self.outbox.spool
         return {
             "state": self._state,
             "broker": "%s:%d" % (c["host"], c["port"]),
@@ -229,6 +277,10 @@ class MqttService:
             "discovery_sent": self._discovery_sent,
             "commands": self._commands,
             "bad_commands": self._bad_commands,
+            "spooled": len(sp) if sp is not None else 0,
+            "spool_bytes": sp.nbytes if sp is not None else 0,
+            "spool_dropped": sp.dropped if sp is not None else 0,
+            "spool_errors": sp.errors if sp is not None else 0,
         }
 
     def _set_state(self, state):
