@@ -67,9 +67,9 @@ def cfg_for(b: Mosquitto, **kw):
 class Running:
     """MqttService on its own event loop in the test's thread (async with)."""
 
-    def __init__(self, broker: Mosquitto, **cfg):
+    def __init__(self, broker: Mosquitto, spool_dir: str | None = None, **cfg):
         self.hub = Hub()
-        self.svc = MqttService(self.hub, cfg_for(broker, **cfg), DEV, "0.1-test", None)
+        self.svc = MqttService(self.hub, cfg_for(broker, **cfg), DEV, "0.1-test", None, spool_dir=spool_dir)
         self.svc.backoff_max_ms = 500
 
     async def __aenter__(self):
@@ -335,10 +335,11 @@ def test_last_will_offline_when_the_firmware_process_is_killed(broker):
     late.close()
 
 
-def outage(broker: Mosquitto, outage_s: float, rate_hz: float = 4, buffer: int = 500):
+def outage(broker: Mosquitto, outage_s: float, rate_hz: float = 4, buffer: int = 500, spool_dir=None, **cfg):
     """Readings at rate_hz before, during and after a broker outage of outage_s.
 
-    Returns (sent states, received states, service status).
+    Returns (sent states, received states, service status); the status has
+    `peak_spooled`, the most messages seen on flash during the outage.
     """
     n_before, n_after = 5, 5
     n_during = int(outage_s * rate_hz)
@@ -346,7 +347,7 @@ def outage(broker: Mosquitto, outage_s: float, rate_hz: float = 4, buffer: int =
     sub = Subscriber(broker, [BASE + "/state"], qos=1, clean=False, client_id="outage-sub")
 
     async def main():
-        async with Running(broker, buffer=buffer, keepalive_s=2) as r:
+        async with Running(broker, spool_dir, buffer=buffer, keepalive_s=2, **cfg) as r:
             await r.until(lambda: r.svc.status()["state"] == "connected")
             i = 0
             for _ in range(n_before):
@@ -355,10 +356,12 @@ def outage(broker: Mosquitto, outage_s: float, rate_hz: float = 4, buffer: int =
                 await asyncio.sleep(1 / rate_hz)
             await asyncio.to_thread(broker.stop)
             t_end = time.monotonic() + outage_s
+            peak = 0
             while time.monotonic() < t_end and i < n_before + n_during:
                 r.hub.publish(reading_of(tels[i]), tels[i])
                 i += 1
                 await asyncio.sleep(1 / rate_hz)
+                peak = max(peak, r.svc.status()["spooled"])
             await asyncio.to_thread(broker.start)
             while i < len(tels):
                 r.hub.publish(reading_of(tels[i]), tels[i])
@@ -367,7 +370,7 @@ def outage(broker: Mosquitto, outage_s: float, rate_hz: float = 4, buffer: int =
             last = dumps(reading_of(tels[i - 1])).encode()  # arrives last: order is kept
             await asyncio.to_thread(sub.wait, lambda: last in sub.on(BASE + "/state"), 20 + outage_s)
             await asyncio.sleep(0.2)  # a late duplicate, if any
-            return i, r.svc.status()
+            return i, dict(r.svc.status(), peak_spooled=peak)
 
     sent_n, status = asyncio.run(main())
     sub.close()
@@ -398,14 +401,72 @@ def test_broker_outage_loses_nothing_and_keeps_order(broker, outage_s):
     assert status["state"] == "connected"
 
 
-def test_outage_longer_than_the_ring_drops_the_oldest_and_counts_them(broker):
-    sent, got, status = outage(broker, 3, rate_hz=5, buffer=4)
+def test_outage_longer_than_the_ring_drops_the_oldest_and_counts_them(broker, tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    sent, got, status = outage(broker, 3, rate_hz=5, buffer=4, spool_dir=str(spool), spill_kb=0)
     got = dedupe_in_order(got)
     assert status["dropped"] > 0
     assert len(got) + status["dropped"] >= len(sent)
     assert sent[-5:] == got[-5:]
     idx = [sent.index(m) for m in got]
     assert idx == sorted(idx)  # what arrives is in order
+    assert status["peak_spooled"] == status["spool_bytes"] == status["spool_dropped"] == 0
+    assert list(spool.iterdir()) == []  # spill_kb 0: flash untouched
+
+
+def test_outage_longer_than_the_ring_spills_to_flash_and_loses_nothing(broker, tmp_path):
+    """Ring of 4, ~40 readings while the broker is away: the rest wait on flash."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    sent, got, status = outage(broker, 2, rate_hz=20, buffer=4, spool_dir=str(spool))
+    assert len(sent) >= 30
+    assert dedupe_in_order(got) == sent  # in order, none lost
+    assert len(got) - len(sent) <= 8  # duplicates only from the QoS 1 window
+    assert status["peak_spooled"] >= 20
+    assert (status["dropped"], status["spool_dropped"], status["spool_errors"]) == (0, 0, 0)
+    assert (status["spooled"], status["spool_bytes"], status["queued"]) == (0, 0, 0)
+    assert list(spool.iterdir()) == []  # all delivered: the segments are gone
+
+
+def test_spooled_readings_survive_a_restart_of_the_service(broker, tmp_path):
+    """Broker down, 30 readings (26 on flash, 4 in the RAM ring), the service
+    restarts (a reboot), 3 more, broker back: the 26 arrive, then the 3."""
+    spool = str(tmp_path)
+    tels = sim_telegrams(35, seed=3)
+    sub = Subscriber(broker, [BASE + "/state"], qos=1, clean=False, client_id="restart-sub")
+
+    async def main():
+        async with Running(broker, spool, buffer=4, keepalive_s=2) as r:
+            await r.until(lambda: r.svc.status()["state"] == "connected")
+            for t in tels[:2]:
+                r.hub.publish(reading_of(t), t)
+            await r.until(lambda: r.svc.status()["published"] == 2)
+            await asyncio.to_thread(broker.stop)
+            await r.until(lambda: r.svc.status()["state"] != "connected")
+            for t in tels[2:32]:
+                r.hub.publish(reading_of(t), t)
+                await asyncio.sleep(0.01)
+            before = r.svc.status()
+        async with Running(broker, spool, buffer=4, keepalive_s=2) as r:
+            after = r.svc.status()
+            await r.until(lambda: "refused" in r.svc.status()["last_error"] or "failed" in r.svc.status()["last_error"])
+            for t in tels[32:35]:
+                r.hub.publish(reading_of(t), t)
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(broker.start)
+            last = dumps(reading_of(tels[34])).encode()
+            await asyncio.to_thread(sub.wait, lambda: last in sub.on(BASE + "/state"), 20)
+            await asyncio.sleep(0.2)
+            return before, after, r.svc.status()
+
+    before, after, end = asyncio.run(main())
+    sub.close()
+    assert (before["spooled"], before["queued"]) == (26, 4)
+    assert after["spooled"] == 26
+    want = [dumps(reading_of(t)).encode() for t in tels[:28] + tels[32:35]]
+    assert dedupe_in_order(sub.on(BASE + "/state")) == want  # the RAM ring of the old run is gone
+    assert (end["spooled"], end["dropped"], end["spool_errors"]) == (0, 0, 0)
 
 
 def test_end_to_end_p1tool_run_simulator_to_subscriber(broker, tmp_path):
