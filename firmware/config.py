@@ -21,6 +21,8 @@ Keys (defaults in DEFAULTS):
   meter.source          host board: file, pty/serial device, tcp://HOST:PORT, "-"
   admin.password_hash   for future write endpoints; never shown
   mqtt.*                see docs/RUNTIME.md; used by net/mqtt_client.py
+                        (mqtt.buffer: RAM ring in readings, ~1 KB heap each;
+                        mqtt.spill_kb: flash spool, 0 = off)
 """
 
 import json

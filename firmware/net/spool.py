@@ -192,16 +192,15 @@ class Spool:
     def _count(self, n, off, size):
         """Records from `off` up to the first bad header (no CRC check: a figure)."""
         count = 0
+        h = bytearray(HEADER_LEN)
         try:
             with open(self._seg_path(n), "rb") as f:
                 while off + HEADER_LEN <= size:
                     f.seek(off)
-                    h = f.read(HEADER_LEN)
-                    if len(h) < HEADER_LEN:
+                    if f.readinto(h) != HEADER_LEN:
                         break
-                    magic, _, _, tl, pl, _ = struct.unpack(HEADER, h)
-                    end = off + HEADER_LEN + tl + pl
-                    if magic != MAGIC or end > size:
+                    end = off + HEADER_LEN + (h[4] | h[5] << 8) + (h[6] | h[7] << 8)  # no allocation
+                    if h[0] | h[1] << 8 != MAGIC or end > size:
                         break
                     count += 1
                     off = end
