@@ -143,7 +143,11 @@ async def run(board, pipeline, source=""):
                 if not data:
                     break
                 backoff = _BACKOFF_MIN_MS
-                pipeline.feed(data)
+                if pipeline.feed(data):
+                    # A read that returns buffered bytes does not yield: let the
+                    # subscribers (raw TCP, SSE, MQTT) take this telegram before
+                    # the next one, so a burst cannot overflow their queues.
+                    await asyncio.sleep(0)
             pipeline.end()
             pipeline.source_state = "ended"
             if not src.reconnect:

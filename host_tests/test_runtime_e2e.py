@@ -231,3 +231,32 @@ def test_bad_keys_fall_back_one_by_one(tmp_path):
         assert b"hunter2" not in body and b'"pw"' not in body
     finally:
         assert fw.stop() == 0
+
+
+def test_ctrl_c_with_a_stuck_raw_client_and_an_open_sse_stream_stops_cleanly(tmp_path):
+    """A peer that never reads must not hold shutdown (a closing socket waits to flush)."""
+    meter = Meter(seed=3)
+    sim = MeterServer()
+    fw = Firmware(tmp_path, "--source", sim.source, config='{"raw_tcp": {"write_timeout_s": 30}}')
+    stuck = socket.socket()
+    sse = None
+    try:
+        sim.accept()
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        stuck.connect(("127.0.0.1", fw.raw_port))
+        sse = socket.create_connection(("127.0.0.1", fw.port))
+        sse.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: t\r\n\r\n")
+        fw.wait(lambda: fw.status()["raw_tcp"]["clients"] == 1, what="the stuck raw client")
+        for _ in range(30):  # far more than the stuck client's buffers hold
+            sim.send(meter.emit()[0])
+            meter.step(1)
+        fw.wait(lambda: fw.status()["meter"]["accepted"] >= 20, what="telegrams accepted")
+        t0 = time.monotonic()
+        assert fw.stop(signal.SIGINT) == 0
+        assert time.monotonic() - t0 < 8
+        assert "Traceback" not in fw.stderr()
+    finally:
+        stuck.close()
+        if sse is not None:
+            sse.close()
+        sim.close()

@@ -154,8 +154,33 @@ async def serve(cfg: dict, errors: list[str], config_path: str) -> int:
     waiter.cancel()
     done.cancel()
     await app.stop()
+    await _cancel_rest(5.0)
     print("stopped", flush=True)
     return 0
+
+
+async def _cancel_rest(timeout: float) -> None:
+    """Cancel tasks the app does not own (per-client handlers); name any that hang."""
+    loop = asyncio.get_running_loop()
+
+    def quiet(loop: asyncio.AbstractEventLoop, ctx: dict) -> None:
+        # CPython 3.11's streams callback calls task.exception() on a handler we
+        # cancelled, which raises CancelledError: expected here, not an error.
+        if not isinstance(ctx.get("exception"), asyncio.CancelledError):
+            loop.default_exception_handler(ctx)
+
+    loop.set_exception_handler(quiet)
+    me = asyncio.current_task()
+    rest = [t for t in asyncio.all_tasks() if t is not me]
+    for t in rest:
+        t.cancel()
+    if not rest:
+        return
+    _, pending = await asyncio.wait(rest, timeout=timeout)
+    for t in pending:
+        print(f"run: task still running after {timeout:.0f} s:", file=sys.stderr)
+        t.print_stack(limit=8, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def main(argv: list[str]) -> int:

@@ -19,6 +19,7 @@ except ImportError:  # CPython
 
 _QUEUE = const(4)  # telegrams queued per client
 _SNDBUF = const(4096)  # CPython: kernel/transport buffer, so a stuck client shows soon
+_CLOSE_S = const(2)  # seconds a closing client may take to flush
 
 
 class RawServer:
@@ -85,8 +86,8 @@ class RawServer:
         except asyncio.TimeoutError:
             self.dropped_slow += 1
             slow = True
-        except asyncio.CancelledError:  # peer hung up (or shutdown)
-            pass
+        except asyncio.CancelledError:  # peer hung up (or shutdown): do not flush
+            slow = True
         except Exception:  # noqa: BLE001 - peer gone (reset, broken pipe): just end
             pass
         finally:
@@ -120,12 +121,16 @@ def _small_buffers(writer):
 
 
 async def _close(writer, abort=False):
+    """Close a client; never wait long for a peer that does not take its data."""
+    t = getattr(writer, "transport", None)
     try:
-        t = getattr(writer, "transport", None)
         if abort and t is not None:  # CPython: do not wait to flush to a stuck peer
             t.abort()
             return
         writer.close()
-        await writer.wait_closed()
+        await asyncio.wait_for(writer.wait_closed(), _CLOSE_S)
+    except asyncio.TimeoutError:
+        if t is not None:
+            t.abort()
     except Exception:  # noqa: BLE001
         pass
