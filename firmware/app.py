@@ -201,6 +201,11 @@ class App:
 
     async def stop(self):
         """Cancel every task and close the servers."""
+        if self.mqtt is not None:  # "offline" + DISCONNECT first (bounded: 1 s writes)
+            try:
+                await self.mqtt.stop()
+            except Exception:  # noqa: BLE001
+                pass
         if self.raw is not None:
             self.raw.close()
         if self.web is not None and getattr(self.web, "server", None) is not None:

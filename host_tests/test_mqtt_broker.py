@@ -78,12 +78,10 @@ class Running:
         return self
 
     async def __aexit__(self, *exc):
-        await self.svc.stop()
+        await asyncio.wait([asyncio.ensure_future(self.svc.stop())], timeout=10)
         self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
+        done, _ = await asyncio.wait([self.task], timeout=10)
+        assert done, "MqttService did not stop within 10 s; status: %r" % self.svc.status()
 
     async def until(self, pred, timeout=10.0):
         deadline = time.monotonic() + timeout

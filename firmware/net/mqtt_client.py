@@ -202,6 +202,7 @@ class MqttService:
         c = dict(DEFAULTS)
         c.update(cfg or {})
         self.cfg = c
+        self._stopping = False  # set by stop(): ends the supervisor even if a cancel was lost
         self.hub = hub
         self.board = board
         self.device_id = device_id
@@ -345,9 +346,13 @@ class MqttService:
 
     async def _supervise(self):
         backoff = 0  # ms before the next attempt, before jitter; 0 = none
-        while True:
+        # CPython 3.11's asyncio.wait_for can swallow a cancel that races with
+        # completion; the flag makes stop() final all the same.
+        while not self._stopping:
             if backoff:
                 await asyncio.sleep(jitter(backoff) / 1000)
+                if self._stopping:
+                    break
             try:
                 reader, writer = await self._connect()
             except mqtt.MQTTError as e:
@@ -555,6 +560,7 @@ class MqttService:
 
     async def stop(self):
         """Say "offline" (retained), disconnect cleanly and stop the helper tasks."""
+        self._stopping = True
         await self._goodbye()
         self._cancel_tasks()
         self._set_state("disconnected")
