@@ -14,10 +14,11 @@ supervisor feeds the watchdog and turns the telegram LED off again.
 import asyncio
 
 import log
+from aio import sleep_ms
 from clock import ticks_diff, ticks_ms
 from config import parse_offset
 from hub import Hub
-from meter import Pipeline, sleep_ms
+from meter import Pipeline
 from meter import run as run_meter
 from version import VERSION
 

@@ -15,7 +15,8 @@ the firmware sees the same methods on both:
 
 import gc
 import json
-import os
+
+from fsutil import exists, write_atomic
 
 try:
     from micropython import const
@@ -67,14 +68,6 @@ def _dir_of(path):
     return path[:i] if i > 0 else ("/" if i == 0 else "")
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def board_dirs():
     """Where board files are looked for: /boards on the device, repo/boards on a host."""
     here = _dir_of(__file__)
@@ -93,7 +86,7 @@ def read_spec(name, dirs=None):
         name = "host" if _is_cpython() else "fallback"
     for d in dirs or board_dirs():
         path = d + "/" + name + ".json"
-        if not _exists(path):
+        if not exists(path):
             continue
         try:
             with open(path) as f:
@@ -165,10 +158,7 @@ class Board:
             n = 0
         n += 1
         try:
-            tmp = p + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(json.dumps({"boots": n, "last_reset": self.reset_cause()}))
-            _replace(tmp, p)
+            write_atomic(p, json.dumps({"boots": n, "last_reset": self.reset_cause()}))
         except Exception as e:  # noqa: BLE001 - read-only flash must not stop the boot
             self.errors.append("bootinfo: %s" % e)
         self.boot_count = n
@@ -217,17 +207,6 @@ class Board:
     def device_id(self):
         """Stable id for MQTT topics and Home Assistant: the MAC as 12 hex digits."""
         return self.mac_hex()
-
-
-def _replace(tmp, path):
-    try:
-        os.rename(tmp, path)
-    except OSError:  # FAT cannot rename over an existing file
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        os.rename(tmp, path)
 
 
 class UartSource:

@@ -26,7 +26,8 @@ Keys (defaults in DEFAULTS):
 """
 
 import json
-import os
+
+from fsutil import write_atomic
 
 try:
     from micropython import const
@@ -63,8 +64,8 @@ DEFAULTS = {
         "keepalive_s": 30,
         "per_value_topics": False,
         "raw_topic": False,
-        "buffer": 16,
-        "spill_kb": 256,
+        "buffer": 16,  # RAM ring, readings (~1 KB of heap each for a state)
+        "spill_kb": 256,  # flash spool for what the ring cannot hold; 0 = off
     },
 }
 
@@ -197,17 +198,7 @@ def load(path):
 
 def save(path, cfg):
     """Write `cfg` atomically: a temporary file renamed over `path`."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(dumps(cfg))
-    try:
-        os.rename(tmp, path)
-    except OSError:  # FAT cannot rename over an existing file
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        os.rename(tmp, path)
+    write_atomic(path, dumps(cfg))
 
 
 def dumps(cfg):

@@ -13,6 +13,7 @@ a damaged frame and is rejected and counted.
 
 import asyncio
 
+from aio import sleep_ms
 from p1.framer import Framer
 from p1.parse import parse
 from p1.readings import readings
@@ -28,15 +29,6 @@ except ImportError:  # CPython
 _READ = const(512)  # bytes per read from the source
 _BACKOFF_MIN_MS = const(500)
 _BACKOFF_MAX_MS = const(30000)
-
-
-async def sleep_ms(ms):
-    """asyncio.sleep_ms on MicroPython, asyncio.sleep on CPython."""
-    f = getattr(asyncio, "sleep_ms", None)
-    if f is not None:
-        await f(ms)
-    else:
-        await asyncio.sleep(ms / 1000)
 
 
 class Pipeline:

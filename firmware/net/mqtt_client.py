@@ -24,6 +24,8 @@ raises `OSError`; everything that decides lives here.
 
 import asyncio
 
+from config import DEFAULTS as _CONFIG_DEFAULTS
+
 from clock import ticks_diff, ticks_ms
 from hub import Subscription
 from net import mqtt
@@ -37,27 +39,9 @@ except ImportError:  # pragma: no cover - every port we use has it
         return ticks_ms() & ((1 << n) - 1)
 
 
-DEFAULTS = {
-    "enabled": False,
-    "host": "",
-    "port": 1883,
-    "tls": False,
-    "ca": "",
-    "insecure": False,
-    "user": "",
-    "password": "",
-    "base_topic": "",
-    "client_id": "",
-    "discovery": True,
-    "discovery_prefix": "homeassistant",
-    "interval_s": 0,
-    "qos": 1,
-    "keepalive_s": 30,
-    "per_value_topics": False,
-    "raw_topic": False,
-    "buffer": 16,  # RAM ring, messages (~1 KB of heap each for a state)
-    "spill_kb": 256,  # flash spool for what the ring cannot hold; 0 = off
-}
+# One source for the mqtt section's keys and defaults: the config module
+# (already loaded at boot; documented there).
+DEFAULTS = _CONFIG_DEFAULTS["mqtt"]
 
 
 def tls_context(ca, insecure):

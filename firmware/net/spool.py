@@ -33,6 +33,8 @@ while it is read or written.
 import os
 import struct
 
+from fsutil import write_atomic
+
 try:
     from binascii import crc32
 except ImportError:  # pragma: no cover - every port we use has it
@@ -142,13 +144,7 @@ class Spool:
     def _write_cursor(self, n, off):
         p = self._path(CURSOR)
         try:
-            with open(p + ".tmp", "w") as f:
-                f.write("%d %d\n" % (n, off))
-            try:
-                os.rename(p + ".tmp", p)
-            except OSError:  # FAT cannot rename over an existing file
-                self._remove(p)
-                os.rename(p + ".tmp", p)
+            write_atomic(p, "%d %d\n" % (n, off))
             self._unsaved = 0
         except OSError as e:
             self._error(e)

@@ -9,6 +9,8 @@ dropped, so a stuck peer can never hold memory or stall anything else.
 
 import asyncio
 
+from aio import watch_eof
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -77,7 +79,7 @@ class RawServer:
         timeout = self.write_timeout_ms / 1000
         slow = False
         me = asyncio.current_task()
-        watcher = asyncio.create_task(_watch_eof(reader, me))
+        watcher = asyncio.create_task(watch_eof(reader, me))
         try:
             while True:
                 s = await sub.get()
@@ -95,16 +97,6 @@ class RawServer:
             self.hub.unsubscribe(sub)
             self.clients -= 1
             await _close(writer, slow)
-
-
-async def _watch_eof(reader, task):
-    """Discard what the client sends; when it hangs up, end its writer task."""
-    try:
-        while await reader.read(64):
-            pass
-    except Exception:  # noqa: BLE001 - reset counts as gone
-        pass
-    task.cancel()
 
 
 def _small_buffers(writer):

@@ -196,6 +196,7 @@ def make_app(app):
     """The microdot application serving `app` (an App)."""
     import asyncio
 
+    from aio import watch_eof
     from microdot import Microdot, Request, Response
     from microdot.sse import with_sse
 
@@ -337,15 +338,7 @@ def make_app(app):
         if reader is None or me is None:
             return None
 
-        async def watch():
-            try:
-                while await reader.read(64):
-                    pass
-            except Exception:  # noqa: BLE001 - reset counts as gone
-                pass
-            me.cancel()
-
-        return asyncio.create_task(watch())
+        return asyncio.create_task(watch_eof(reader, me))
 
     events_sse = with_sse(_events)
 
