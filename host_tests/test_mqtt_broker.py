@@ -590,3 +590,37 @@ def test_unacknowledged_qos1_is_resent_with_dup_then_again_after_reconnect():
     again = [p for p in b.conns[1] if p.type == mqtt.PUBLISH and p.qos == 1]
     assert again[0].dup and again[0].payload == first[0].payload
     assert "PUBACK" in st["last_error"] and st["queued"] == 1
+
+
+def test_p1tool_run_mqtts_with_login_and_ca_from_the_url(tmp_path):
+    """`make run MQTT=mqtts://user:pw@127.0.0.1:PORT?ca=FILE`: TLS and a login, no file edited."""
+    from runtime_harness import Firmware, exact_json
+
+    with Mosquitto(tmp_path, users={"meter": "s3cret-pw"}, tls=True) as b:
+        sub = Subscriber(b, ["p1/+/state"], user="meter", password="s3cret-pw")
+        url = f"mqtts://meter:s3cret-pw@127.0.0.1:{b.port}?ca={b.ca}"
+        fw = Firmware(tmp_path, "--mqtt", url, "--interval", "0.1")
+        try:
+            fw.wait(lambda: fw.status().get("mqtt", {}).get("state") == "connected", 10, "mqtts connected")
+            assert sub.wait(lambda: len(sub.messages) >= 2, 10)
+            state = exact_json(sub.messages[-1][1])
+            assert state["meter"] == "LGF5E360" and "energy_import_kwh" in state
+            st = fw.status()
+            assert st["mqtt"]["tls"] is True and st["mqtt"]["user"] == "meter"
+            assert "s3cret-pw" not in json.dumps(st)  # never echoed back
+        finally:
+            assert fw.stop() == 0
+            sub.close()
+
+
+def test_mqtt_url_options_are_checked():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from run_host import parse_mqtt_url
+
+    c = parse_mqtt_url("mqtts://u:p%40ss@127.0.0.1?ca=/x/ca.crt")
+    assert (c["tls"], c["port"], c["ca"], c["insecure"], c["password"]) == (True, 8883, "/x/ca.crt", False, "p@ss")
+    assert parse_mqtt_url("127.0.0.1:1884")["port"] == 1884
+    assert parse_mqtt_url("mqtts://h?insecure=1")["insecure"] is True
+    for bad in ("mqtt://h?ca=/x", "mqtts://h?cert=1", "http://h", "mqtt://"):
+        with pytest.raises(ValueError):
+            parse_mqtt_url(bad)

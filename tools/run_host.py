@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 for p in (ROOT / "firmware", ROOT / "tools"):
@@ -45,18 +45,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_mqtt_url(url: str) -> dict:
-    """mqtt://[user:pass@]host[:port] -> the mqtt config keys it sets."""
+    """mqtt://[user:pass@]host[:port] -> the mqtt config keys it sets.
+
+    mqtts:// turns TLS on; `?ca=PATH` names the CA file that signed the
+    broker's certificate (default: the system's trust store), `?insecure=1`
+    skips verification.
+    """
     if "://" not in url:  # make run MQTT=127.0.0.1:1883
         url = "mqtt://" + url
     u = urlsplit(url)
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
         raise ValueError(f"--mqtt wants mqtt://[user:pass@]host[:port] or mqtts://..., got {url!r}")
     tls = u.scheme == "mqtts"
+    query = parse_qs(u.query)
+    unknown = set(query) - {"ca", "insecure"}
+    if unknown:
+        raise ValueError(f"--mqtt: unknown option {sorted(unknown)[0]!r} (ca=PATH, insecure=1)")
+    if query and not tls:
+        raise ValueError("--mqtt: ca= and insecure= go with mqtts://")
     return {
         "enabled": True,
         "host": u.hostname,
         "port": u.port or (8883 if tls else 1883),
         "tls": tls,
+        "ca": query.get("ca", [""])[-1],
+        "insecure": query.get("insecure", ["0"])[-1] in ("1", "true", "yes"),
         "user": unquote(u.username or ""),
         "password": unquote(u.password or ""),
     }
