@@ -72,6 +72,17 @@ def test_wh_and_w_become_exact_kwh_and_kw():
     assert r["reactive_power_export_kvar"] == "0.166"
 
 
+def test_unit_spellings_are_exact_never_case_folded():
+    t = parse(
+        b"/X\r\n\r\n1-0:1.8.0(00012.345*MWh)\r\n1-0:2.8.0(00012.345*mWh)\r\n1-0:3.8.0(1.5*kVarh)\r\n!", "none"
+    )
+    r = readings(t)
+    assert str(r["energy_import_kwh"]) == "12345"  # MWh -> kWh: x1000, exact
+    assert "energy_export_kwh" not in r  # milli-watt-hours are not mega: reported, not guessed
+    assert t.errors == [("1-0:2.8.0(00012.345*mWh)", "unit 'mWh' is not kWh")]
+    assert str(r["reactive_energy_import_kvarh"]) == "1.5"
+
+
 def test_large_counter_survives_exactly():
     t = parse(b"/X\r\n\r\n1-0:1.8.0(99999999.999*kWh)\r\n!", "none")
     v = readings(t)["energy_import_kwh"]

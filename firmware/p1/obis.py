@@ -84,18 +84,25 @@ MBUS = {
     7: ("water_m3", "m3", "water_timestamp"),
 }
 
-# Unit a meter writes (lower case) -> decimal shift into the table's unit.
-# Only exact powers of ten: a unit outside its family is reported, not guessed.
+# Unit as a meter writes it -> decimal shift into the table's unit. Exact
+# spellings only: only powers of ten, and never by case-folding, since "mWh"
+# (milli) and "MWh" (mega) differ by 10**9. Meters write kvarh, kVArh, kVarh
+# ... for the same unit; a unit not listed is reported, never guessed.
 UNITS = {
-    "kWh": {"kwh": 0, "wh": 3, "mwh": -3},
-    "kW": {"kw": 0, "w": 3, "mw": -3},
-    "kvarh": {"kvarh": 0, "varh": 3},
-    "kvar": {"kvar": 0, "var": 3},
-    "V": {"v": 0},
-    "A": {"a": 0},
-    "m3": {"m3": 0},
-    "GJ": {"gj": 0},
+    "kWh": {"kWh": 0, "kwh": 0, "KWH": 0, "Wh": 3, "wh": 3, "WH": 3, "MWh": -3},
+    "kW": {"kW": 0, "kw": 0, "KW": 0, "W": 3, "w": 3, "MW": -3},
+    "kvarh": {"kvarh": 0, "kVArh": 0, "kVarh": 0, "KVARH": 0, "varh": 3, "VArh": 3, "Varh": 3, "VARH": 3},
+    "kvar": {"kvar": 0, "kVAr": 0, "kVar": 0, "KVAR": 0, "var": 3, "VAr": 3, "Var": 3, "VAR": 3},
+    "V": {"V": 0, "v": 0},
+    "A": {"A": 0, "a": 0},
+    "m3": {"m3": 0, "M3": 0, "m\xb3": 0},
+    "GJ": {"GJ": 0, "gj": 0, "Gj": 0},
 }
+
+
+def unit_shift(unit, written):
+    """Decimal shift from the unit a meter `written` into table unit `unit`; None if foreign."""
+    return UNITS[unit].get(written)
 
 
 def _by_name():

@@ -10,7 +10,7 @@ try:
 except ImportError:  # pragma: no cover - every MicroPython port we target has it
     OrderedDict = dict
 
-from p1.obis import TABLE, UNITS, lookup
+from p1.obis import TABLE, lookup, unit_shift
 from p1.values import Num, fixed, is_stamp, stamp
 
 
@@ -115,7 +115,7 @@ def _fast_value(g, entry, std_offset):
         if star > 0:
             f = fixed(g[:star])
             u = g[star + 1 :]
-            if f is not None and u.lower() in UNITS[entry[1]]:
+            if f is not None and unit_shift(entry[1], u) is not None:
                 return Num(f[0], f[1], u)
     elif kind == "int":
         f = fixed(g)
@@ -182,7 +182,7 @@ def _value(g, kind, std_offset, multi):
 
 
 def _check_unit(v, unit):
-    if isinstance(v, Num) and v.unit.lower() not in UNITS[unit]:
+    if isinstance(v, Num) and unit_shift(unit, v.unit) is None:
         raise ValueError("unit %r is not %s" % (v.unit, unit) if v.unit else "no unit")
 
 

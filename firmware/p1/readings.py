@@ -10,7 +10,7 @@ try:
 except ImportError:  # pragma: no cover
     OrderedDict = dict
 
-from p1.obis import MBUS, TABLE, UNITS, lookup
+from p1.obis import MBUS, TABLE, lookup, unit_shift
 from p1.values import Num
 
 
@@ -18,7 +18,7 @@ def convert(v, unit):
     """Num in any unit of `unit`'s family -> Num in `unit`; None if not convertible."""
     if not isinstance(v, Num):
         return None
-    shift = UNITS[unit].get(v.unit.lower())
+    shift = unit_shift(unit, v.unit)
     if shift is None:
         return None
     if not shift and v.unit == unit:
@@ -79,7 +79,7 @@ def _mbus(out, dev_type, vals):
     spec = MBUS.get(dev_type)
     if spec is None:  # no device type line: guess by unit
         for t in MBUS:
-            if MBUS[t][1].lower() == v.unit.lower():
+            if unit_shift(MBUS[t][1], v.unit) is not None:
                 spec = MBUS[t]
                 break
     if spec is None or spec[0] in out:
