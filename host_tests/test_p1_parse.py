@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p1util import TELEGRAMS, recorded
 from p1.jsonout import dumps
@@ -243,3 +245,24 @@ def test_every_recorded_telegram_decodes_without_errors(path):
     assert t.ident and len(t.objects) >= 5
     r = readings(t)
     assert r["meter"] == t.ident and r["timestamp"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    code=st.sampled_from(["1-0:1.8.0", "1-0:32.7.0", "0-0:96.7.21", "0-0:96.14.0", "0-0:1.0.0", "1-0:3.7.0"]),
+    group=st.text(alphabet="0123456789.+-*kWhVArvsS²()", max_size=16),
+)
+def test_fast_path_equals_the_general_path(code, group):
+    """The single-group fast path must give exactly what the general decoder gives."""
+    import p1.parse as parse_mod
+
+    raw = ("/X\r\n\r\n%s(%s)\r\n!" % (code, group)).encode("latin-1")
+    fast = parse(raw, "none")
+    real = parse_mod._fast_value
+    parse_mod._fast_value = lambda g, entry, std_offset: None
+    try:
+        slow = parse(raw, "none")
+    finally:
+        parse_mod._fast_value = real
+    assert fast.objects == slow.objects
+    assert fast.errors == slow.errors

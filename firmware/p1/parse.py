@@ -76,8 +76,8 @@ def parse(frame, crc="ok", std_offset=120):
         entry = TABLE.get(code)
         if (
             entry is not None
-            and line[-1] == ")"
             and line.find("(", p + 1) < 0
+            and line.find(")", p + 1) == len(line) - 1
             and code not in objects
         ):  # fast path, most lines: one group of a known object
             g = line[p + 1 : -1]
@@ -111,12 +111,24 @@ def _fast_value(g, entry, std_offset):
     """The value of a well-formed single group, or None to take the general path."""
     kind = entry[2]
     if kind == "cum" or kind == "inst":
+        # Inline `fixed()` for the common unsigned `digits.digits*unit`.
         star = g.find("*")
-        if star > 0:
-            f = fixed(g[:star])
-            u = g[star + 1 :]
-            if f is not None and unit_shift(entry[1], u) is not None:
-                return Num(f[0], f[1], u)
+        if star > 0 and unit_shift(entry[1], g[star + 1 :]) is not None:
+            p = g.find(".", 0, star)
+            if p < 0:
+                digits = g[:star]
+                d = 0
+            else:
+                digits = g[:p] + g[p + 1 : star]
+                d = star - p - 1
+            if d and digits.isdigit():
+                try:
+                    return Num(int(digits), d, g[star + 1 :])
+                except ValueError:  # CPython's isdigit() takes "²" too
+                    return None
+            f = fixed(g[:star])  # signs, integers, and what is malformed
+            if f is not None:
+                return Num(f[0], f[1], g[star + 1 :])
     elif kind == "int":
         f = fixed(g)
         if f is not None and not f[1] and g[:1] not in "+-":
