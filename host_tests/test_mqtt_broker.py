@@ -624,3 +624,25 @@ def test_mqtt_url_options_are_checked():
     for bad in ("mqtt://h?ca=/x", "mqtts://h?cert=1", "http://h", "mqtt://"):
         with pytest.raises(ValueError):
             parse_mqtt_url(bad)
+
+
+def test_last_will_when_the_host_firmware_itself_is_killed(broker, tmp_path):
+    """SIGKILL of `p1tool.py run` (no goodbye possible): the broker publishes "offline"."""
+    from runtime_harness import Firmware, MeterServer
+
+    sim = MeterServer()
+    fw = Firmware(tmp_path, "--source", sim.source, "--mqtt", f"mqtt://127.0.0.1:{broker.port}")
+    try:
+        sim.accept()
+        sim.send(E360.read_bytes())
+        fw.wait(lambda: fw.status().get("mqtt", {}).get("state") == "connected", 10, "mqtt connected")
+        topic = "p1/%s/status" % fw.status()["device_id"]
+        sub = Subscriber(broker, [topic])
+        assert sub.wait(lambda: sub.on(topic)[-1:] == [b"online"], 5)
+        fw.proc.kill()
+        fw.proc.wait()
+        assert sub.wait(lambda: sub.on(topic)[-1:] == [b"offline"], 10)  # keepalive 30 s not needed: TCP reset
+        sub.close()
+    finally:
+        fw.stop()
+        sim.close()
