@@ -34,7 +34,7 @@ DEVICE_PORT = $(or $(PORT),/dev/ttyUSB0)
 # MicroPython images start at 0x1000 on ESP32 and ESP32-S2, at 0x0 on the others.
 FLASH_ADDR ?= $(if $(filter esp32 esp32s2,$(CHIP)),0x1000,0x0)
 
-.PHONY: help setup apt test lint typecheck pytest bench run build flash deploy clean distclean
+.PHONY: help setup apt test lint typecheck pytest bench run build flash deploy deploy-romfs clean distclean
 
 help:
 	@echo "make run        run the dongle on this machine against a simulated meter"
@@ -44,6 +44,7 @@ help:
 	@echo "make build      compile firmware + microdot to .mpy in build/device/"
 	@echo "make flash      FIRMWARE=micropython.bin [PORT=/dev/ttyUSB0] [CHIP=esp32]"
 	@echo "make deploy     copy build/device/ to the board [PORT=/dev/ttyUSB0], reset"
+	@echo "make deploy-romfs  the same with the code in a ROMFS image (runs from flash, saves RAM)"
 	@echo "make setup      apt packages, .venv, node runner, device stubs (all targets do this)"
 	@echo "make clean      remove build output and caches; distclean also .venv etc."
 
@@ -140,6 +141,17 @@ flash:
 deploy: build
 	@test -x $(VBIN)/mpremote || $(VPY) -m pip install --disable-pip-version-check -q "$(MPREMOTE)"
 	cd build/device && ../../$(VBIN)/mpremote connect $(DEVICE_PORT) fs cp -r $$(ls) : + reset
+
+# The code as a ROMFS image: .mpy bytecode runs from flash instead of being
+# copied into RAM (needs a MicroPython >= 1.25 image with a ROMFS partition;
+# `mpremote romfs query` tells). boot.py, main.py, boards/ and config stay on
+# the writable filesystem. Untested here: no board.
+deploy-romfs: build
+	@test -x $(VBIN)/mpremote || $(VPY) -m pip install --disable-pip-version-check -q "$(MPREMOTE)"
+	rm -rf build/romfs && mkdir -p build/romfs
+	cd build/device && cp -r $$(ls | grep -v -E '^(boot.py|main.py|boards|config.json)$$') ../romfs/
+	$(VBIN)/mpremote connect $(DEVICE_PORT) romfs deploy build/romfs
+	cd build/device && ../../$(VBIN)/mpremote connect $(DEVICE_PORT) fs cp -r $$(ls -d boot.py main.py boards config.json 2>/dev/null) : + reset
 
 # ---------------------------------------------------------------- clean
 clean:

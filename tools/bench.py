@@ -6,7 +6,8 @@
    serial reader uses it); print the ratio. Goal: >= 5x.
 2. MicroPython (WebAssembly port, node): heap bytes allocated per telegram
    (gc.mem_alloc deltas) at the start and the end of a 1 000-telegram run.
-   Goal: small and flat.
+   Goal: small and flat. Then the live heap the device code takes once
+   imported from .mpy files, against microdot's own.
 3. MQTT latency (tools/bench_mqtt.py, when present): last telegram byte in ->
    subscriber has the state message, p50/p99 over 1 000 telegrams. Goal p99 <= 50 ms.
 """
@@ -153,6 +154,38 @@ def bench_micropython() -> None:
         raise SystemExit("MicroPython benchmark failed")
 
 
+IMPORT_GROUPS = [
+    "parser=p1.framer,p1.parse,p1.readings,p1.jsonout",
+    "runtime=app,config,board,hub,meter,aio,fsutil,log",
+    "microdot=microdot,microdot.sse",
+    "http_api=web.api",
+    "mqtt_raw_tcp=net.mqtt_client,net.ha,net.spool,net.tcp_raw",
+]
+
+
+def bench_import_heap() -> None:
+    print("== Device code in RAM: live heap after importing the built .mpy files")
+    print("   (WebAssembly MicroPython, gc between imports; stock image, modules on the filesystem)")
+    out = ROOT / "build" / "device"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "build_device.py"), "--out", str(out)],
+                   check=True, capture_output=True, timeout=300)
+    r = subprocess.run(["node", str(ROOT / "tools" / "mp" / "import_heap.mjs"), str(out), *IMPORT_GROUPS],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode:
+        sys.stdout.write(r.stderr)
+        raise SystemExit("import heap measurement failed")
+    sizes = {}
+    for line in r.stdout.split("\n"):
+        if line.strip():
+            label, added, live = line.split()
+            sizes[label] = int(added)
+            print(f"   {label:14s} +{int(added) / 1024:5.1f} KB   (live {int(live) / 1024:5.1f} KB)")
+    ours = sum(v for k, v in sizes.items() if k != "microdot")
+    print(f"   baseline: microdot itself {sizes['microdot'] / 1024:.1f} KB; our modules {ours / 1024:.1f} KB"
+          f" = {ours / sizes['microdot']:.1f}x microdot. ~100 KB free heap on an ESP32 without PSRAM:"
+          " freeze the modules or use ROMFS on the device (docs/RUNTIME.md, Memory).")
+
+
 def bench_mqtt() -> None:
     try:
         import bench_mqtt
@@ -165,6 +198,7 @@ def bench_mqtt() -> None:
 def main() -> int:
     bench_parser()
     bench_micropython()
+    bench_import_heap()
     bench_mqtt()
     return 0
 
