@@ -266,3 +266,36 @@ def test_fast_path_equals_the_general_path(code, group):
         parse_mod._fast_value = real
     assert fast.objects == slow.objects
     assert fast.errors == slow.errors
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    noise=st.lists(
+        st.one_of(
+            st.binary(max_size=40),
+            st.sampled_from([b"/", b"!", b"\r\n", b"(", b")", b"*", b"1-0:1.8.0(", b"0-1:24.2.1(", b"W)", b"kWh)"]),
+        ),
+        max_size=60,
+    )
+)
+def test_any_bytes_never_crash_the_parser(noise):
+    """Line noise of any shape: the framer and the decoder never raise, every
+    value they produce is of a known type, and JSON output stays possible."""
+    from p1.framer import Framer
+
+    data = b"".join(noise)
+    fr = Framer(512)
+    fr.feed(data)
+    frames = []
+    while (f := fr.next_frame()) is not None:
+        frames.append((bytes(f), fr.crc))
+    if (f := fr.end()) is not None:
+        frames.append((bytes(f), fr.crc))
+    for raw in [data] + [f for f, _ in frames]:
+        t = parse(raw, "bad")
+        for vals in t.objects.values():
+            assert all(isinstance(v, (Num, int, str)) for v in vals)
+        dumps(readings(t))
+    c = fr.counters
+    assert c["telegrams"] == len(frames)
+    assert c["skipped_bytes"] <= len(data)
