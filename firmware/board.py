@@ -119,10 +119,11 @@ def read_spec(name, dirs=None):
 
 
 def _is_cpython():
+    """True off the device: CPython, or MicroPython's Unix port (its `machine` has no UART)."""
     try:
-        import machine  # noqa: F401
+        import machine
 
-        return False
+        return not hasattr(machine, "UART")
     except ImportError:
         return True
 
@@ -234,6 +235,8 @@ class EspBoard(Board):
         Board.__init__(self, spec, errors)
         import machine
 
+        if not hasattr(machine, "UART"):  # MicroPython's Unix port
+            raise ImportError("machine.UART")
         self._m = machine
         self.has_wifi = True
         self._pins = {}

@@ -1,6 +1,6 @@
-"""The `host` board: CPython on a PC. The meter is a file, a pty or serial
-device, a TCP stream (`tcp://HOST:PORT`) or stdin; pins are remembered and
-printed. Never imported on the device.
+"""The `host` board: a PC, under CPython or the MicroPython Unix port. The meter
+is a file, a pty or serial device, a TCP stream (`tcp://HOST:PORT`) or stdin;
+pins are remembered and printed. Never imported on the device.
 """
 
 import asyncio
@@ -81,7 +81,7 @@ class TcpSource:
             self._r, self._w = await asyncio.open_connection(*self._addr)
         try:
             return await self._r.read(n)
-        except (OSError, asyncio.IncompleteReadError):
+        except OSError:  # reset by the peer: the stream ended
             return b""
 
     def close(self):
@@ -169,13 +169,40 @@ class HostBoard(Board):
         print("relay %d %s" % (i, "on" if on else "off"))
 
     def mac_hex(self):
-        import uuid
+        """The first network interface's MAC (Linux sysfs; uuid elsewhere on CPython)."""
+        try:
+            for name in sorted(os.listdir("/sys/class/net")):
+                if name == "lo":
+                    continue
+                with open("/sys/class/net/%s/address" % name) as f:
+                    mac = f.read().strip().replace(":", "")
+                if len(mac) == 12 and mac != "000000000000":
+                    return mac
+        except OSError:
+            pass
+        try:
+            import uuid  # CPython on other systems; MicroPython has no uuid
 
-        return "%012x" % uuid.getnode()
+            return "%012x" % uuid.getnode()
+        except ImportError:
+            return "000000000000"
 
     def device_id(self):
         """`host-<hostname>`: a PC has no single MAC worth naming the dongle after."""
+        name = hostname().split(".")[0].lower()
+        return "host-" + ("".join(c if c.isalpha() or c.isdigit() or c == "-" else "-" for c in name) or "pc")
+
+
+def hostname():
+    """This machine's name, the same under CPython and MicroPython (no gethostname there)."""
+    try:
+        with open("/proc/sys/kernel/hostname") as f:
+            return f.read().strip()
+    except OSError:
+        pass
+    try:
         import socket
 
-        name = socket.gethostname().split(".")[0].lower()
-        return "host-" + ("".join(c if c.isalnum() or c == "-" else "-" for c in name) or "pc")
+        return socket.gethostname()  # pyright: ignore[reportAttributeAccessIssue]
+    except (ImportError, AttributeError):
+        return "pc"
