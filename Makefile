@@ -24,8 +24,10 @@ NODE_STAMP := tools/mp/node_modules/.p1-npm.stamp
 TYPINGS_STAMP := typings/.p1-stubs-$(STUBS_TAG).stamp
 
 # `make run` options, forwarded only when set: make run INTERVAL=1 SOURCE=sim MQTT=127.0.0.1:1883
+# MP=1 runs the firmware under MicroPython's Unix port (HEAP=160K by default).
 RUNARGS := $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(SOURCE),--source $(SOURCE)) \
-	$(if $(MQTT),--mqtt $(MQTT)) $(if $(HTTP_PORT),--port $(HTTP_PORT)) $(ARGS)
+	$(if $(MQTT),--mqtt $(MQTT)) $(if $(HTTP_PORT),--port $(HTTP_PORT)) $(if $(MP),--mp) \
+	$(if $(HEAP),--heap $(HEAP)) $(ARGS)
 
 # Flashing: make flash FIRMWARE=ESP32_GENERIC-v1.29.0.bin [PORT=/dev/ttyUSB0] [CHIP=esp32]
 CHIP ?= esp32
@@ -38,7 +40,8 @@ FLASH_ADDR ?= $(if $(filter esp32 esp32s2,$(CHIP)),0x1000,0x0)
 
 help:
 	@echo "make run        run the dongle on this machine against a simulated meter"
-	@echo "                (INTERVAL=, SOURCE=, MQTT=, HTTP_PORT= and ARGS= are passed on)"
+	@echo "                (INTERVAL=, SOURCE=, MQTT=, HTTP_PORT= and ARGS= are passed on;"
+	@echo "                MP=1 runs it under MicroPython's Unix port, HEAP= its heap)"
 	@echo "make test       ruff, pyright (firmware vs. ESP32 stubs), pytest host_tests"
 	@echo "make bench      tools/bench.py"
 	@echo "make build      compile firmware + microdot to .mpy in build/device/"
@@ -118,8 +121,10 @@ pytest: setup
 bench: setup
 	$(VPY) tools/bench.py
 
+# @: the command line can hold an MQTT password (MQTT=mqtt://user:secret@...)
 run: setup
-	$(VPY) tools/p1tool.py run $(strip $(RUNARGS))
+	@echo "$(VPY) tools/p1tool.py run ..."
+	@$(VPY) tools/p1tool.py run $(strip $(RUNARGS))
 
 # ---------------------------------------------------------------- device
 build: $(VENV_STAMP)

