@@ -12,11 +12,18 @@ from clock import ticks_diff, ticks_ms
 
 
 class Sample:
-    """One accepted telegram: its named readings, its raw bytes, when it came."""
+    """One accepted telegram: its reading as JSON, its raw bytes, when it came.
 
-    def __init__(self, seq, reading, raw, ticks):
+    `body` is the one JSON text of the reading that MQTT, SSE and HTTP all send
+    (`{"timestamp": ..., "meter": ..., "energy_import_kwh": 896.020, ...}`,
+    exact digits, see p1.body); `body[:cut]` ends with the meter value, where
+    HTTP adds `"age_s"`. `p1.body.items(body)` walks its names and values.
+    """
+
+    def __init__(self, seq, body, cut, raw, ticks):
         self.seq = seq  # 1, 2, 3 ... per boot
-        self.reading = reading  # OrderedDict from p1.readings.readings()
+        self.body = body  # bytes: the reading as JSON
+        self.cut = cut
         self.raw = raw  # bytes, the telegram exactly as received
         self.ticks = ticks  # clock.ticks_ms() when its last byte was parsed
 
@@ -74,10 +81,10 @@ class Hub:
         self._subs = []
         self._status = {}  # name -> callable returning a dict for /api/v1/status
 
-    def publish(self, reading, raw, ticks=None):
-        """Record an accepted telegram and hand it to every subscriber."""
+    def publish(self, body, cut, raw, ticks=None):
+        """Record an accepted telegram (its JSON body, see Sample) and hand it to every subscriber."""
         self.seq += 1
-        s = Sample(self.seq, reading, raw, ticks_ms() if ticks is None else ticks)
+        s = Sample(self.seq, body, cut, raw, ticks_ms() if ticks is None else ticks)
         self.sample = s
         for sub in self._subs:
             sub.put(s)

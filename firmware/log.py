@@ -21,16 +21,20 @@ _KEEP = const(8)
 _T0 = ticks_ms()
 recent = []  # last _KEEP warnings / errors, oldest first
 quiet = False  # tests silence info lines
+memory_errors = 0  # MemoryErrors caught anywhere (app.py watches them)
 
 
 def _emit(level, msg):
-    line = "%7d %s %s" % (ticks_diff(ticks_ms(), _T0) // 1000, level, msg)
-    if level != "I":
-        recent.append(line)
-        if len(recent) > _KEEP:
-            recent.pop(0)
-    if level != "I" or not quiet:
-        print(line)
+    try:
+        line = "%7d %s %s" % (ticks_diff(ticks_ms(), _T0) // 1000, level, msg)
+        if level != "I":
+            recent.append(line)
+            if len(recent) > _KEEP:
+                recent.pop(0)
+        if level != "I" or not quiet:
+            print(line)
+    except MemoryError:  # logging must never be what fails
+        pass
 
 
 def info(msg):
@@ -43,6 +47,13 @@ def warn(msg):
 
 def error(msg):
     _emit("E", msg)
+
+
+def oom(where):
+    """Count a MemoryError that was caught and survived (no traceback: it needs RAM)."""
+    global memory_errors
+    memory_errors += 1
+    _emit("W", "%s: out of memory" % where)
 
 
 def exc(e, where=""):

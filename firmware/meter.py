@@ -1,9 +1,13 @@
-"""The meter task: bytes from the board's serial source -> Framer -> parse -> hub.
+"""The meter task: bytes from the board's serial source -> Framer -> JSON body -> hub.
 
 Strategy: `Pipeline` is sans-IO (feed bytes, it publishes accepted telegrams
 into the hub and keeps counters), so it runs under the WebAssembly MicroPython
-with recorded bytes. `run()` is the thin asyncio shell that reads the source,
-reopens it with backoff when it ends, and never lets an error kill the task.
+with recorded bytes. Each telegram becomes its JSON body in one pass
+(`p1.body`); a telegram that pass declines (a malformed line, DSMR 2/3 layout)
+takes the general decoder (`p1.parse` + `p1.readings`), imported only then
+and unloaded again on MicroPython, so its code costs RAM only while it runs.
+`run()` is the thin asyncio shell that reads the source, reopens it with
+backoff when it ends, and never lets an error kill the task.
 
 Acceptance: a frame with CRC "ok" is published. "bad" is rejected. "none"
 (no CRC, DSMR 2/3 meters) is accepted only while no CRC-bearing telegram has
@@ -13,10 +17,12 @@ a damaged frame and is rejected and counted.
 
 import asyncio
 
+import sys
+
+import log
 from aio import sleep_ms
+from p1.body import Encoder, cut_of
 from p1.framer import Framer
-from p1.parse import parse
-from p1.readings import readings
 
 try:
     from micropython import const
@@ -29,6 +35,8 @@ except ImportError:  # CPython
 _READ = const(512)  # bytes per read from the source
 _BACKOFF_MIN_MS = const(500)
 _BACKOFF_MAX_MS = const(30000)
+_BODY = const(2048)  # the JSON body buffer; a bigger body takes the general decoder
+_GENERAL = ("p1.parse", "p1.readings", "p1.values", "p1.jsonout")
 
 
 class Pipeline:
@@ -37,6 +45,7 @@ class Pipeline:
     def __init__(self, hub, size=3072, std_offset=120, on_telegram=None):
         self.hub = hub
         self.framer = Framer(size)
+        self.encoder = Encoder(_BODY, std_offset)
         self.std_offset = std_offset
         self.on_telegram = on_telegram  # called with the Sample (LED blink)
         self.accepted = 0
@@ -44,6 +53,8 @@ class Pipeline:
         self.rejected_no_crc = 0  # no CRC after the meter had sent CRCs
         self.parse_errors = 0  # telegrams whose parsing raised
         self.line_errors = 0  # malformed lines in accepted telegrams
+        self.general = 0  # telegrams the one-pass encoder declined (general decoder)
+        self.memory_errors = 0  # telegrams lost to a MemoryError
         self.last_error = ""
         self.seen_crc = False
         self.bytes_in = 0
@@ -80,21 +91,47 @@ class Pipeline:
             self.rejected_no_crc += 1
             return 0
         try:
-            t = parse(frame, crc, self.std_offset)
-            r = readings(t)
+            raw = bytes(frame)
+            got = self.encoder.encode(raw)
+            if got is None:
+                got = self._general(raw, crc)
+        except MemoryError:  # this telegram is lost; the heap recovers, the meter goes on
+            self.memory_errors += 1
+            self.last_error = "MemoryError"
+            log.oom("meter")
+            return 0
         except Exception as e:  # noqa: BLE001 - a parser bug must not stop the meter
             self.parse_errors += 1
             self.last_error = "%s: %s" % (type(e).__name__, e)
             return 0
+        self.accepted += 1
+        s = self.hub.publish(got[0], got[1], raw)
+        if self.on_telegram is not None:
+            self.on_telegram(s)
+        return 1
+
+    def _general(self, raw, crc):
+        """The general decoder: (body, cut); counts malformed lines."""
+        self.general += 1
+        mods = sys.modules
+        loaded = [m for m in _GENERAL if m in mods]
+        try:
+            from p1.jsonout import dumps
+            from p1.parse import parse
+            from p1.readings import readings
+
+            t = parse(raw, crc, self.std_offset)
+            body = dumps(readings(t)).encode()
+        finally:
+            if sys.implementation.name == "micropython":  # give its code's RAM back
+                for m in _GENERAL:
+                    if m not in loaded:
+                        mods.pop(m, None)
         if t.errors:
             self.line_errors += len(t.errors)
             line, why = t.errors[-1]
             self.last_error = "%s: %s" % (why, line[:60])
-        self.accepted += 1
-        s = self.hub.publish(r, bytes(frame))
-        if self.on_telegram is not None:
-            self.on_telegram(s)
-        return 1
+        return body, cut_of(body)
 
     def status(self):
         s = self.hub.sample
@@ -108,6 +145,8 @@ class Pipeline:
             "rejected_no_crc": self.rejected_no_crc,
             "parse_errors": self.parse_errors,
             "line_errors": self.line_errors,
+            "general_decoder": self.general,
+            "memory_errors": self.memory_errors,
             "last_error": self.last_error,
             "seen_crc": self.seen_crc,
             "last_telegram_age_s": None if s is None else s.age_ms() // 1000,
@@ -120,8 +159,6 @@ class Pipeline:
 
 async def run(board, pipeline, source=""):
     """Read the meter forever: reopen the source with backoff when it ends."""
-    import log
-
     pipeline.source = source or "uart"
     board.data_request(True)
     backoff = _BACKOFF_MIN_MS

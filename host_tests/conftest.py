@@ -68,6 +68,33 @@ def run_micropython(
         )
 
 
+MICROPYTHON_UNIX = VENV_BIN / "micropython"
+
+
+def run_unix_micropython(
+    args: list[str | Path],
+    timeout: float = 60,
+    heap: str = "2M",
+    path: list[str | Path] | None = None,
+    input: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """MicroPython's Unix port (`micropython -X heapsize=HEAP ARGS`) with firmware/ (or
+    `path`) on sys.path, under a timeout."""
+    if not MICROPYTHON_UNIX.exists():
+        pytest.fail("the MicroPython Unix port is missing: run `make setup`", pytrace=False)
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ":".join(str(p) for p in (path or [FIRMWARE])) + ":.frozen"
+    cmd = [str(MICROPYTHON_UNIX), "-X", f"heapsize={heap}", *map(str, args)]
+    try:
+        return subprocess.run(
+            cmd, cwd=REPO, env=env, input=input if input is not None else b"", capture_output=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace")[-4000:]
+        err = (e.stderr or b"").decode(errors="replace")[-4000:]
+        pytest.fail(f"MicroPython run timed out after {timeout}s: {' '.join(cmd)}\n{out}\n{err}", pytrace=False)
+
+
 def run_cpython(
     args: list[str | Path],
     timeout: float = 60,
@@ -106,6 +133,12 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def telegram_files() -> list[Path]:
     return TELEGRAM_FILES
+
+
+@pytest.fixture(scope="session")
+def unix_micropython():
+    """run_unix_micropython (fails, not skips, when the Unix port is not installed)."""
+    return run_unix_micropython
 
 
 @pytest.fixture(scope="session")

@@ -38,3 +38,25 @@ def frames(data: bytes, chunks: list[int] | None = None, size: int = 3072, end: 
         out.append(bytes(f))
         crcs.append(fr.crc)
     return out, crcs, dict(fr.counters)
+
+
+def body_of(data: bytes, std_offset: int = 120) -> tuple[bytes, int]:
+    """(JSON body, cut) of the one telegram in `data`, as the meter pipeline makes it."""
+    from p1.body import Encoder, cut_of
+    from p1.jsonout import dumps
+    from p1.parse import parse
+    from p1.readings import readings
+
+    fs, crcs, _ = frames(data)
+    assert len(fs) == 1, "expected one telegram"
+    got = Encoder(3072, std_offset).encode(fs[0])
+    if got is None:
+        body = dumps(readings(parse(fs[0], crcs[0], std_offset))).encode()
+        got = body, cut_of(body)
+    return got
+
+
+def publish(hub, data: bytes, **kw):
+    """Publish the telegram in `data` into a hub the way the pipeline does."""
+    body, cut = body_of(data)
+    return hub.publish(body, cut, data, **kw)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from mosquitto import Mosquitto, Subscriber, available
+from p1util import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
@@ -115,7 +116,7 @@ def test_state_is_the_exact_json_of_each_reading_and_status_is_online(broker):
         async with Running(broker) as r:
             await r.until(lambda: r.svc.status()["state"] == "connected")
             for t in tels:
-                r.hub.publish(reading_of(t), t)
+                publish(r.hub, t)
             got = await athread(sub, BASE + "/state", 5)
             await r.until(lambda: r.svc.status()["published"] == 5)  # PUBACKs
             return got
@@ -138,7 +139,7 @@ def test_discovery_for_the_e360_telegram(broker):
     async def main():
         async with Running(broker) as r:
             await r.until(lambda: r.svc.status()["state"] == "connected")
-            r.hub.publish(reading, raw)
+            publish(r.hub, raw)
             await r.until(lambda: r.svc.status()["discovery_sent"] == 1)
             await asyncio.sleep(0.2)
             # Home Assistant restarting asks for discovery again.
@@ -215,13 +216,12 @@ def test_commands_status_detail_and_malformed_ones_counted(broker):
 
 def test_per_value_and_raw_topics(broker):
     raw = E360.read_bytes()
-    reading = reading_of(raw)
     sub = Subscriber(broker, [BASE + "/#"])
 
     async def main():
         async with Running(broker, per_value_topics=True, raw_topic=True, qos=0) as r:
             await r.until(lambda: r.svc.status()["state"] == "connected")
-            r.hub.publish(reading, raw)
+            publish(r.hub, raw)
             await athread(sub, BASE + "/telegram", 1)
 
     asyncio.run(main())
@@ -241,7 +241,7 @@ def test_interval_publishes_at_most_one_state_per_interval(broker):
             await r.until(lambda: r.svc.status()["state"] == "connected")
             t0 = 1_000_000
             for i, t in enumerate(tels):  # one telegram per 250 ms of meter time
-                r.hub.publish(reading_of(t), t, ticks=t0 + i * 250)
+                publish(r.hub, t, ticks=t0 + i * 250)
                 await asyncio.sleep(0.01)
             await athread(sub, BASE + "/state", 3)
             await asyncio.sleep(0.3)
@@ -281,7 +281,7 @@ def test_tls_with_a_ca_made_in_the_test(tmp_path):
         async def main():
             async with Running(b, tls=True, ca=str(b.ca)) as r:
                 await r.until(lambda: r.svc.status()["state"] == "connected")
-                r.hub.publish(reading_of(raw), raw)
+                publish(r.hub, raw)
                 got = await athread(sub, BASE + "/state", 1)
             # Without our CA the default trust store rejects the self-signed server.
             async with Running(b, tls=True, ca="") as r:
@@ -349,20 +349,20 @@ def outage(broker: Mosquitto, outage_s: float, rate_hz: float = 4, buffer: int =
             await r.until(lambda: r.svc.status()["state"] == "connected")
             i = 0
             for _ in range(n_before):
-                r.hub.publish(reading_of(tels[i]), tels[i])
+                publish(r.hub, tels[i])
                 i += 1
                 await asyncio.sleep(1 / rate_hz)
             await asyncio.to_thread(broker.stop)
             t_end = time.monotonic() + outage_s
             peak = 0
             while time.monotonic() < t_end and i < n_before + n_during:
-                r.hub.publish(reading_of(tels[i]), tels[i])
+                publish(r.hub, tels[i])
                 i += 1
                 await asyncio.sleep(1 / rate_hz)
                 peak = max(peak, r.svc.status()["spooled"])
             await asyncio.to_thread(broker.start)
             while i < len(tels):
-                r.hub.publish(reading_of(tels[i]), tels[i])
+                publish(r.hub, tels[i])
                 i += 1
                 await asyncio.sleep(1 / rate_hz)
             last = dumps(reading_of(tels[i - 1])).encode()  # arrives last: order is kept
@@ -438,19 +438,19 @@ def test_spooled_readings_survive_a_restart_of_the_service(broker, tmp_path):
         async with Running(broker, spool, buffer=4, keepalive_s=2) as r:
             await r.until(lambda: r.svc.status()["state"] == "connected")
             for t in tels[:2]:
-                r.hub.publish(reading_of(t), t)
+                publish(r.hub, t)
             await r.until(lambda: r.svc.status()["published"] == 2)
             await asyncio.to_thread(broker.stop)
             await r.until(lambda: r.svc.status()["state"] != "connected")
             for t in tels[2:32]:
-                r.hub.publish(reading_of(t), t)
+                publish(r.hub, t)
                 await asyncio.sleep(0.01)
             before = r.svc.status()
         async with Running(broker, spool, buffer=4, keepalive_s=2) as r:
             after = r.svc.status()
             await r.until(lambda: "refused" in r.svc.status()["last_error"] or "failed" in r.svc.status()["last_error"])
             for t in tels[32:35]:
-                r.hub.publish(reading_of(t), t)
+                publish(r.hub, t)
                 await asyncio.sleep(0.01)
             await asyncio.to_thread(broker.start)
             last = dumps(reading_of(tels[34])).encode()
@@ -575,7 +575,7 @@ def test_unacknowledged_qos1_is_resent_with_dup_then_again_after_reconnect():
         task = asyncio.create_task(svc.run())
         while svc.status()["state"] != "connected":
             await asyncio.sleep(0.02)
-        hub.publish(reading_of(raw), raw)
+        publish(hub, raw)
         while len(b.conns) < 2 or not [p for p in b.conns[1] if p.type == mqtt.PUBLISH and p.qos]:
             await asyncio.sleep(0.02)
         st = svc.status()

@@ -15,7 +15,7 @@ from runtime_harness import REPO, Firmware, MeterServer, SseClient, exact_json
 sys.path.insert(0, str(REPO / "tools"))
 sys.path.insert(0, str(REPO / "firmware"))
 
-from p1.obis import BY_NAME  # noqa: E402
+from p1.obis import by_name  # noqa: E402
 from simulate import Meter  # noqa: E402
 
 SKIP = {"timestamp", "meter", "age_s"}
@@ -27,7 +27,7 @@ def check_values(reading: dict, expected: dict[str, str]) -> int:
     for name, value in reading.items():
         if name in SKIP:
             continue
-        obis, _unit, kind = BY_NAME[name]
+        obis, _unit, kind = by_name(name)
         if kind == "ts":
             continue  # time stamps are converted to ISO 8601
         if obis.startswith("0-n:"):  # M-Bus: whichever channel carries it
@@ -75,7 +75,7 @@ def test_values_telegram_sse_raw_exact(tmp_path, dialect):
             assert body == data
             metrics = fw.get("/metrics")[2].decode()
             name = "energy_import_kwh" if dialect == "fi" else "energy_import_t1_kwh"
-            obis = BY_NAME[name][0]
+            obis = by_name(name)[0]
             line = f'p1_reading{{name="{name}",obis="{obis}",unit="kWh"}} {meter.expected()[obis]}'
             assert line in metrics.splitlines()
             meter.step(10)

@@ -1,4 +1,4 @@
-"""Home Assistant MQTT discovery: pure functions from a reading to config payloads.
+"""Home Assistant MQTT discovery: pure functions from a reading's JSON body to config payloads.
 
 One retained config per reading the meter actually sends, all reading the one
 `<base>/state` JSON through a `value_template`, so a telegram is one message.
@@ -6,9 +6,9 @@ Units stay as the OBIS table gives them (kW, kWh, kvar, kvarh, V, A, GJ);
 only the spelling is mapped where Home Assistant insists on another (m3 -> m³).
 """
 
+from p1.body import items, text_value
 from p1.jsonout import dumps
-from p1.obis import BY_NAME
-from p1.values import Num
+from p1.obis import by_name
 
 # Unit -> Home Assistant device class. kvarh -> reactive_energy exists since
 # HA 2025.6 (architecture discussion #724); older versions log a warning for it.
@@ -86,12 +86,12 @@ def device(device_id, ident, sw_version):
 
 
 def sensor_config(name, value, device_id, base, dev):
-    """The discovery config (a dict) of one reading `name` whose current value is `value`."""
-    entry = BY_NAME.get(name)
+    """The discovery config (a dict) of one reading `name` whose current value text
+    (as in the JSON body: `896.020`, `"LGF5E360"`, `null`) is `value`."""
+    entry = by_name(name)
     kind = entry[2] if entry else None
     unit = entry[1] if entry else None
-    if unit is None and isinstance(value, Num) and value.unit:
-        unit = value.unit
+    number = value[:1] not in ('"', "n")
     cfg = {
         "unique_id": device_id + "_" + name,
         "default_entity_id": "sensor.p1_" + name,
@@ -103,15 +103,16 @@ def sensor_config(name, value, device_id, base, dev):
     }
     if kind == "ts" or name == "timestamp":
         cfg["device_class"] = "timestamp"
-    elif isinstance(value, (Num, int)) and not isinstance(value, bool):
+    elif number:
         if unit:
             cfg["unit_of_measurement"] = HA_UNIT.get(unit, unit)
             dc = DEVICE_CLASS.get(unit)
             if dc:
                 cfg["device_class"] = dc
         cfg["state_class"] = "total_increasing" if kind == "cum" else "measurement"
-        if isinstance(value, Num):
-            cfg["suggested_display_precision"] = value.decimals
+        if kind == "cum" or kind == "inst":  # exact fixed point: the meter's decimals
+            dot = value.find(".")
+            cfg["suggested_display_precision"] = 0 if dot < 0 else len(value) - dot - 1
     return cfg
 
 
@@ -119,11 +120,16 @@ def config_topic(prefix, device_id, name):
     return "%s/sensor/%s/%s/config" % (prefix, device_id, name)
 
 
-def configs(reading, device_id, base, prefix, sw_version):
-    """Yield (topic, payload str) for every reading in `reading` (an OrderedDict)."""
-    dev = device(device_id, reading.get("meter", ""), sw_version)
-    for name in reading:
+def configs(body, device_id, base, prefix, sw_version):
+    """Yield (topic, payload str) for every reading in a reading's JSON body."""
+    meter = ""
+    for name, v in items(body):
+        if name == "meter":
+            meter = text_value(v) or ""
+            break
+    dev = device(device_id, meter, sw_version)
+    for name, v in items(body):
         if name in SKIP:
             continue
-        cfg = sensor_config(name, reading[name], device_id, base, dev)
+        cfg = sensor_config(name, v, device_id, base, dev)
         yield config_topic(prefix, device_id, name), dumps(cfg)

@@ -113,20 +113,26 @@ def connect(client_id, keepalive_s=30, user=None, password=None, will=None, clea
     return _packet(CONNECT << 4, body)
 
 
-def publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
-    """PUBLISH. `payload` is str or bytes-like; `pid` is required for QoS 1."""
+def publish_head(topic, n, qos=0, retain=False, dup=False, pid=0):
+    """A PUBLISH packet up to its payload of `n` bytes; the payload follows it on
+    the wire as it is (a reading's JSON body is never copied into a packet)."""
     if qos not in (0, 1):
         raise ValueError("qos 0 or 1")
     first = PUBLISH << 4 | qos << 1 | (1 if retain else 0) | (8 if dup else 0)
-    body = bytearray()
-    _field(body, topic)
+    var = bytearray()
+    _field(var, topic)
     if qos:
         if not 0 < pid < 65536:
             raise ValueError("packet id 1..65535")
-        body.append(pid >> 8)
-        body.append(pid & 0xFF)
-    body.extend(_b(payload))
-    return _packet(first, body)
+        var.append(pid >> 8)
+        var.append(pid & 0xFF)
+    return bytes([first]) + varlen(len(var) + n) + var
+
+
+def publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
+    """PUBLISH as one bytes object. `payload` is str or bytes-like; `pid` is required for QoS 1."""
+    payload = _b(payload)
+    return publish_head(topic, len(payload), qos, retain, dup, pid) + payload
 
 
 def puback(pid):
@@ -270,9 +276,11 @@ async def read_packet(reader, first_ms, rest_ms=5000, max_size=MAX_PACKET):
     return first, body
 
 
-async def write(writer, data, ms=10000):
-    """Write bytes and wait until the stream took them, at most `ms`."""
+async def write(writer, data, ms=10000, more=None):
+    """Write bytes (then `more`, if given) and wait until the stream took them, at most `ms`."""
     writer.write(data)
+    if more:
+        writer.write(more)
     try:
         await wait_ms(writer.drain(), ms)
     except asyncio.TimeoutError:

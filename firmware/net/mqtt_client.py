@@ -29,7 +29,7 @@ from config import DEFAULTS as _CONFIG_DEFAULTS
 from clock import ticks_diff, ticks_ms
 from hub import Subscription
 from net import mqtt
-from p1.jsonout import dumps
+from p1.body import items, text_value
 
 try:
     from random import getrandbits
@@ -211,9 +211,9 @@ class MqttService:
         # with per_value_topics and the telegram with raw_topic.
         per_reading = 1 + (1 if c["raw_topic"] else 0)
         if c["per_value_topics"]:
-            from p1.obis import BY_NAME
+            from p1.obis import names
 
-            per_reading += len(BY_NAME)
+            per_reading += len(names())
         self.outbox = Outbox(max(int(c["buffer"]), 1) * per_reading, self.max_inflight, spool)
         self.outbox.qos = self.qos
         self._sub = None
@@ -282,17 +282,16 @@ class MqttService:
                 self._skipped += 1
                 return False
         self._last_offer = sample.ticks
-        r = sample.reading
-        self.outbox.put((self.state_topic, dumps(r), False))
+        self.outbox.put((self.state_topic, sample.body, False))  # the one body, shared
         if self.cfg["per_value_topics"]:
-            for name in r:
-                v = r[name]
-                if v is not None:  # a telegram without a time stamp has timestamp None
-                    self.outbox.put((self.base + "/" + name, v if isinstance(v, str) else str(v), False))
+            for name, v in items(sample.body):
+                v = text_value(v)
+                if v is not None:  # a telegram without a time stamp has timestamp null
+                    self.outbox.put((self.base + "/" + name, v, False))
         if self.cfg["raw_topic"] and sample.raw:
             self.outbox.put((self.base + "/telegram", sample.raw, False))
-        if self.cfg["discovery"]:
-            for name in r:
+        if self.cfg["discovery"] and not self._discover:
+            for name, _ in items(sample.body):
                 if name not in self._announced and name != "meter":
                     self._discover = True
                     break
@@ -412,9 +411,15 @@ class MqttService:
         except Exception:
             pass
 
-    async def _send(self, data):
-        await mqtt.write(self._writer, data, self.write_timeout_ms)
+    async def _send(self, data, more=None):
+        await mqtt.write(self._writer, data, self.write_timeout_ms, more)
         self._last_tx = ticks_ms()
+
+    async def _pub(self, topic, payload, qos=0, retain=False, dup=False, pid=0):
+        """PUBLISH with the payload written after the header, never copied into it."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        await self._send(mqtt.publish_head(topic, len(payload), qos, retain, dup, pid), payload)
 
     async def _session(self, reader, writer):
         self._writer = writer
@@ -425,7 +430,7 @@ class MqttService:
         self._last_tx = self._last_rx = self._last_ping = now
         self._rx_task = asyncio.create_task(self._rx(reader))
         self._set_state("connected")  # last_error stays: the most recent failure
-        await self._send(mqtt.publish(self.status_topic, "online", 0, True))
+        await self._pub(self.status_topic, "online", 0, True)
         topics = [(self.set_prefix + "#", 0)]
         if self.cfg["discovery"]:
             topics.append((self.ha_status_topic, 0))
@@ -435,7 +440,7 @@ class MqttService:
         for e in self.outbox.inflight:  # unacknowledged before the break: again, in order
             e[2] = ticks_ms()
             e[3] = 1
-            await self._send(mqtt.publish(e[1][0], e[1][1], self.qos, e[1][2], True, e[0]))
+            await self._pub(e[1][0], e[1][1], self.qos, e[1][2], True, e[0])
         ping_ms = self.keepalive_ms // 2
         while True:
             self._wake.clear()
@@ -454,19 +459,19 @@ class MqttService:
                     raise OSError("no PUBACK for packet %d" % e[0])
                 e[2] = now
                 e[3] += 1
-                await self._send(mqtt.publish(e[1][0], e[1][1], self.qos, e[1][2], True, e[0]))
+                await self._pub(e[1][0], e[1][1], self.qos, e[1][2], True, e[0])
             while self._pubacks:
                 await self._send(mqtt.puback(self._pubacks.pop(0)))
             while self._requests:
                 await self._answer(self._requests.pop(0))
             if self._discover and self.hub.sample is not None:
-                await self._send_discovery(self.hub.sample.reading)
+                await self._send_discovery(self.hub.sample.body)
             while True:
                 m = self.outbox.take(self.qos, ticks_ms())
                 if m is None:
                     break
                 (topic, payload, retain), pid = m  # pyright: ignore[reportGeneralTypeIssues]
-                await self._send(mqtt.publish(topic, payload, self.qos, retain, False, pid))
+                await self._pub(topic, payload, self.qos, retain, False, pid)
                 if not pid and topic == self.state_topic:
                     self._published += 1
             wait = ping_ms - ticks_diff(ticks_ms(), self._last_tx)
@@ -477,24 +482,26 @@ class MqttService:
             except asyncio.TimeoutError:
                 pass
 
-    async def _send_discovery(self, reading):
+    async def _send_discovery(self, body):
         from net import ha
 
         self._discover = False
         prefix = self.cfg["discovery_prefix"]
-        for topic, payload in ha.configs(reading, self.device_id, self.base, prefix, self.version):
-            await self._send(mqtt.publish(topic, payload, 0, True))
-        for name in reading:
+        for topic, payload in ha.configs(body, self.device_id, self.base, prefix, self.version):
+            await self._pub(topic, payload, 0, True)
+        for name, _ in items(body):
             self._announced.add(name)
         self._discovery_sent += 1
 
     async def _answer(self, name):
         if name == "status":
+            from p1.jsonout import dumps
+
             try:
                 payload = dumps(self.hub.status())
             except Exception:  # a section that jsonout cannot write
                 payload = dumps({"mqtt": self.status()})
-            await self._send(mqtt.publish(self.status_topic + "/detail", payload, 0, False))
+            await self._pub(self.status_topic + "/detail", payload, 0, False)
         elif name == "discovery":
             self._discover = True
 

@@ -1,129 +1,242 @@
-"""The OBIS table: one line per known object, looked up by code.
+"""The OBIS table: one line per known object, looked up by code or by name.
 
-Each entry is `OBIS: (name, unit, kind)`. `name` is the stable snake_case key
-every output uses (HTTP, MQTT, Home Assistant); `unit` is the one normalised
-unit of that reading (None for unit-less kinds); `kind` says how to read it:
+Strategy: the table is one bytes constant, not a dict of tuples. Imported from
+an .mpy file a dict of 60 entries costs ~7.5 KB of heap on the device (every
+key, name and tuple is its own object); the same table as one bytes object
+costs ~1.8 KB. Lookups are `find()` in it: C speed, and they allocate nothing
+but the result.
 
-- "cum"  cumulative counter (never decreases: HA `total_increasing`)
-- "inst" instantaneous measurement (HA `measurement`)
-- "int"  plain integer (counts, states)
-- "str"  text or hex as sent
-- "ts"   time stamp
-- "mbus_type", "mbus" M-Bus channel device type and reading; the reading's
-  name comes from the channel's device type (see `MBUS`)
+Each line is `<OBIS> <kind><unit> <name>`:
 
-M-Bus objects are keyed `0-n:...`: any channel 1-4 looks the same up.
-Line order in a telegram never matters; unknown codes are kept by the parser
-but get no name.
+- kind: c cumulative counter (never decreases: HA `total_increasing`),
+  i instantaneous measurement (HA `measurement`), n plain integer (counts,
+  states), s text or hex as sent, t time stamp, y M-Bus device type, m M-Bus
+  reading (its name comes from the channel's device type, see MBUS)
+- unit: a letter of `_UNITS` (E kWh, P kW, R kvarh, Q kvar, V V, A A, G m3,
+  J GJ) or `-` for unit-less kinds
+- name: the stable snake_case key every output uses (HTTP, MQTT, Home
+  Assistant); `-` for objects that are checked but not named
+
+M-Bus objects are written `0-n:...`: any channel 1-9 looks the same up.
+Line order in a telegram never matters; unknown codes are kept by the
+parser but get no name.
 """
 
-TABLE = {
-    "0-0:1.0.0": ("timestamp", None, "ts"),
-    "1-3:0.2.8": ("dsmr_version", None, "str"),
-    "0-0:96.1.1": ("equipment_id", None, "str"),
-    "0-0:96.1.0": ("meter_serial", None, "str"),
-    "0-0:96.14.0": ("tariff", None, "str"),
+T = (
+    b"\n0-0:1.0.0 t- timestamp"
+    b"\n1-3:0.2.8 s- dsmr_version"
+    b"\n0-0:96.1.1 s- equipment_id"
+    b"\n0-0:96.1.0 s- meter_serial"
+    b"\n0-0:96.14.0 s- tariff"
     # Cumulative energy (SK 13-1 and DSMR).
-    "1-0:1.8.0": ("energy_import_kwh", "kWh", "cum"),
-    "1-0:2.8.0": ("energy_export_kwh", "kWh", "cum"),
-    "1-0:3.8.0": ("reactive_energy_import_kvarh", "kvarh", "cum"),
-    "1-0:4.8.0": ("reactive_energy_export_kvarh", "kvarh", "cum"),
-    "1-0:1.8.1": ("energy_import_t1_kwh", "kWh", "cum"),
-    "1-0:1.8.2": ("energy_import_t2_kwh", "kWh", "cum"),
-    "1-0:2.8.1": ("energy_export_t1_kwh", "kWh", "cum"),
-    "1-0:2.8.2": ("energy_export_t2_kwh", "kWh", "cum"),
+    b"\n1-0:1.8.0 cE energy_import_kwh"
+    b"\n1-0:2.8.0 cE energy_export_kwh"
+    b"\n1-0:3.8.0 cR reactive_energy_import_kvarh"
+    b"\n1-0:4.8.0 cR reactive_energy_export_kvarh"
+    b"\n1-0:1.8.1 cE energy_import_t1_kwh"
+    b"\n1-0:1.8.2 cE energy_import_t2_kwh"
+    b"\n1-0:2.8.1 cE energy_export_t1_kwh"
+    b"\n1-0:2.8.2 cE energy_export_t2_kwh"
     # Total power.
-    "1-0:1.7.0": ("power_import_kw", "kW", "inst"),
-    "1-0:2.7.0": ("power_export_kw", "kW", "inst"),
-    "1-0:3.7.0": ("reactive_power_import_kvar", "kvar", "inst"),
-    "1-0:4.7.0": ("reactive_power_export_kvar", "kvar", "inst"),
+    b"\n1-0:1.7.0 iP power_import_kw"
+    b"\n1-0:2.7.0 iP power_export_kw"
+    b"\n1-0:3.7.0 iQ reactive_power_import_kvar"
+    b"\n1-0:4.7.0 iQ reactive_power_export_kvar"
     # Per phase.
-    "1-0:21.7.0": ("l1_power_import_kw", "kW", "inst"),
-    "1-0:41.7.0": ("l2_power_import_kw", "kW", "inst"),
-    "1-0:61.7.0": ("l3_power_import_kw", "kW", "inst"),
-    "1-0:22.7.0": ("l1_power_export_kw", "kW", "inst"),
-    "1-0:42.7.0": ("l2_power_export_kw", "kW", "inst"),
-    "1-0:62.7.0": ("l3_power_export_kw", "kW", "inst"),
-    "1-0:23.7.0": ("l1_reactive_power_import_kvar", "kvar", "inst"),
-    "1-0:43.7.0": ("l2_reactive_power_import_kvar", "kvar", "inst"),
-    "1-0:63.7.0": ("l3_reactive_power_import_kvar", "kvar", "inst"),
-    "1-0:24.7.0": ("l1_reactive_power_export_kvar", "kvar", "inst"),
-    "1-0:44.7.0": ("l2_reactive_power_export_kvar", "kvar", "inst"),
-    "1-0:64.7.0": ("l3_reactive_power_export_kvar", "kvar", "inst"),
-    "1-0:32.7.0": ("l1_voltage_v", "V", "inst"),
-    "1-0:52.7.0": ("l2_voltage_v", "V", "inst"),
-    "1-0:72.7.0": ("l3_voltage_v", "V", "inst"),
-    "1-0:31.7.0": ("l1_current_a", "A", "inst"),
-    "1-0:51.7.0": ("l2_current_a", "A", "inst"),
-    "1-0:71.7.0": ("l3_current_a", "A", "inst"),
+    b"\n1-0:21.7.0 iP l1_power_import_kw"
+    b"\n1-0:41.7.0 iP l2_power_import_kw"
+    b"\n1-0:61.7.0 iP l3_power_import_kw"
+    b"\n1-0:22.7.0 iP l1_power_export_kw"
+    b"\n1-0:42.7.0 iP l2_power_export_kw"
+    b"\n1-0:62.7.0 iP l3_power_export_kw"
+    b"\n1-0:23.7.0 iQ l1_reactive_power_import_kvar"
+    b"\n1-0:43.7.0 iQ l2_reactive_power_import_kvar"
+    b"\n1-0:63.7.0 iQ l3_reactive_power_import_kvar"
+    b"\n1-0:24.7.0 iQ l1_reactive_power_export_kvar"
+    b"\n1-0:44.7.0 iQ l2_reactive_power_export_kvar"
+    b"\n1-0:64.7.0 iQ l3_reactive_power_export_kvar"
+    b"\n1-0:32.7.0 iV l1_voltage_v"
+    b"\n1-0:52.7.0 iV l2_voltage_v"
+    b"\n1-0:72.7.0 iV l3_voltage_v"
+    b"\n1-0:31.7.0 iA l1_current_a"
+    b"\n1-0:51.7.0 iA l2_current_a"
+    b"\n1-0:71.7.0 iA l3_current_a"
     # DSMR events.
-    "0-0:96.7.21": ("power_failures", None, "int"),
-    "0-0:96.7.9": ("long_power_failures", None, "int"),
-    "1-0:32.32.0": ("l1_voltage_sags", None, "int"),
-    "1-0:52.32.0": ("l2_voltage_sags", None, "int"),
-    "1-0:72.32.0": ("l3_voltage_sags", None, "int"),
-    "1-0:32.36.0": ("l1_voltage_swells", None, "int"),
-    "1-0:52.36.0": ("l2_voltage_swells", None, "int"),
-    "1-0:72.36.0": ("l3_voltage_swells", None, "int"),
-    "0-0:96.13.0": ("text_message", None, "str"),
-    "0-0:96.3.10": ("breaker_state", None, "int"),
+    b"\n0-0:96.7.21 n- power_failures"
+    b"\n0-0:96.7.9 n- long_power_failures"
+    b"\n1-0:32.32.0 n- l1_voltage_sags"
+    b"\n1-0:52.32.0 n- l2_voltage_sags"
+    b"\n1-0:72.32.0 n- l3_voltage_sags"
+    b"\n1-0:32.36.0 n- l1_voltage_swells"
+    b"\n1-0:52.36.0 n- l2_voltage_swells"
+    b"\n1-0:72.36.0 n- l3_voltage_swells"
+    b"\n0-0:96.13.0 s- text_message"
+    b"\n0-0:96.3.10 n- breaker_state"
     # M-Bus channels (gas, water, heat).
-    "0-n:24.1.0": ("mbus_type", None, "mbus_type"),
-    "0-n:96.1.0": (None, None, "str"),
-    "0-n:96.1.1": (None, None, "str"),
-    "0-n:24.4.0": (None, None, "int"),  # valve position
-    "0-n:24.2.1": (None, None, "mbus"),
-    "0-n:24.2.3": (None, None, "mbus"),
-    "0-n:24.3.0": (None, None, "mbus"),  # DSMR 2/3: (ts)(..)(..)(..)(obis)(unit)(value)
-}
+    b"\n0-n:24.1.0 y- -"
+    b"\n0-n:96.1.0 s- -"
+    b"\n0-n:96.1.1 s- -"
+    b"\n0-n:24.4.0 n- -"  # valve position
+    b"\n0-n:24.2.1 m- -"
+    b"\n0-n:24.2.3 m- -"
+    b"\n0-n:24.3.0 m- -"  # DSMR 2/3: (ts)(..)(..)(..)(obis)(unit)(value)
+    b"\n"
+)
 
-# M-Bus device type -> (reading name, unit, time stamp name).
+# M-Bus device type -> (reading name, unit, time stamp name). Without a type
+# line the unit decides, in MBUS_ORDER (m3 is gas before water).
 MBUS = {
     3: ("gas_m3", "m3", "gas_timestamp"),
     4: ("heat_gj", "GJ", "heat_timestamp"),
     7: ("water_m3", "m3", "water_timestamp"),
 }
+MBUS_ORDER = (3, 4, 7)
 
-# Unit as a meter writes it -> decimal shift into the table's unit. Exact
-# spellings only: only powers of ten, and never by case-folding, since "mWh"
-# (milli) and "MWh" (mega) differ by 10**9. Meters write kvarh, kVArh, kVarh
-# ... for the same unit; a unit not listed is reported, never guessed.
-UNITS = {
-    "kWh": {"kWh": 0, "kwh": 0, "KWH": 0, "Wh": 3, "wh": 3, "WH": 3, "MWh": -3},
-    "kW": {"kW": 0, "kw": 0, "KW": 0, "W": 3, "w": 3, "MW": -3},
-    "kvarh": {"kvarh": 0, "kVArh": 0, "kVarh": 0, "KVARH": 0, "varh": 3, "VArh": 3, "Varh": 3, "VARH": 3},
-    "kvar": {"kvar": 0, "kVAr": 0, "kVar": 0, "KVAR": 0, "var": 3, "VAr": 3, "Var": 3, "VAR": 3},
-    "V": {"V": 0, "v": 0},
-    "A": {"A": 0, "a": 0},
-    "m3": {"m3": 0, "M3": 0, "m\xb3": 0},
-    "GJ": {"GJ": 0, "gj": 0, "Gj": 0},
+# Unit letter -> the table's unit, then every spelling a meter may write with
+# the decimal shift into that unit. Exact spellings only: only powers of ten,
+# and never by case-folding, since "mWh" (milli) and "MWh" (mega) differ by
+# 10**9. A unit not listed is reported, never guessed.
+UNITS = (
+    b"\nE kWh|kWh 0|kwh 0|KWH 0|Wh 3|wh 3|WH 3|MWh -3|"
+    b"\nP kW|kW 0|kw 0|KW 0|W 3|w 3|MW -3|"
+    b"\nR kvarh|kvarh 0|kVArh 0|kVarh 0|KVARH 0|varh 3|VArh 3|Varh 3|VARH 3|"
+    b"\nQ kvar|kvar 0|kVAr 0|kVar 0|KVAR 0|var 3|VAr 3|Var 3|VAR 3|"
+    b"\nV V|V 0|v 0|"
+    b"\nA A|A 0|a 0|"
+    b"\nG m3|m3 0|M3 0|m\xb3 0|"
+    b"\nJ GJ|GJ 0|gj 0|Gj 0|"
+    b"\n"
+)
+
+KINDS = {
+    0x63: "cum",
+    0x69: "inst",
+    0x6E: "int",
+    0x73: "str",
+    0x74: "ts",
+    0x79: "mbus_type",
+    0x6D: "mbus",
 }
+
+
+def find(code):
+    """Index in T of the line of `code` (bytes: `1-0:1.8.0`, M-Bus `0-1:...`), or -1.
+
+    The line's kind letter is at `i + len(code) + 1` (for M-Bus codes of
+    channels 1-9 too). Allocates nothing but an M-Bus code's suffix.
+    """
+    n = len(code)
+    if n > 4 and code.startswith(b"0-") and not code.startswith(b"0:", 2):  # M-Bus channel
+        c = code.find(b":")
+        if c < 0:
+            return -1
+        i = 0
+        while True:
+            i = T.find(code[c:], i + 1)
+            if i < 0:
+                return -1
+            if T.startswith(b"\n0-n", i - 4) and T.startswith(b" ", i + n - c):
+                return i - 3
+    i = 0
+    while True:
+        i = T.find(code, i)
+        if i < 0:
+            return -1
+        if T[i - 1] == 0x0A and T.startswith(b" ", i + n):
+            return i
+        i += 1
+
+
+def name_span(i, n):
+    """(start, end) of the name on the table line at `i` of a code `n` long."""
+    s = i + n + 4
+    return s, T.find(b"\n", s)
+
+
+def unit_line(letter):
+    """Index of the `UNITS` line of unit `letter` (an int), -1 for none."""
+    return UNITS.find(bytes((0x0A, letter, 0x20)))
+
+
+def shift(u, written):
+    """Decimal shift of unit spelling `written` (bytes) on UNITS line `u`; None if foreign."""
+    end = UNITS.find(b"\n", u + 1)
+    i = UNITS.find(b"|" + written + b" ", u, end)
+    if i < 0:
+        return None
+    j = i + len(written) + 2
+    return int(UNITS[j : UNITS.find(b"|", j)])
+
+
+def _entry(i, n):
+    kind = KINDS[T[i + n + 1]]
+    u = T[i + n + 2]
+    unit = None
+    if u != 0x2D:
+        a = unit_line(u) + 3
+        unit = UNITS[a : UNITS.find(b"|", a)].decode()
+    s, e = name_span(i, n)
+    name = T[s:e].decode()
+    return (None if name == "-" else name), unit, kind
+
+
+def lookup(code):
+    """The entry `(name, unit, kind)` of an OBIS code (str; M-Bus channels as 0-n), or None."""
+    b = code.encode()
+    i = find(b)
+    if i < 0:
+        return None
+    return _entry(i, T.find(b" ", i) - i)
 
 
 def unit_shift(unit, written):
     """Decimal shift from the unit a meter `written` into table unit `unit`; None if foreign."""
-    return UNITS[unit].get(written)
+    i = UNITS.find(b" " + unit.encode() + b"|")
+    if i < 0 or UNITS[i - 2] != 0x0A:
+        return None
+    try:
+        b = bytes([ord(c) for c in written])  # latin-1, as the meter sent it (both interpreters)
+    except ValueError:  # beyond latin-1: nothing we know
+        return None
+    return shift(i - 2, b)
 
 
-def _by_name():
-    out = {}
-    for code in TABLE:
-        name, unit, kind = TABLE[code]
-        if name and kind != "mbus_type":
-            out[name] = (code, unit, kind)
+def by_name(name):
+    """`(OBIS, unit, kind)` of a reading name, or None. M-Bus readings give `0-n:24.2.1`."""
     for t in MBUS:
-        name, unit, ts_name = MBUS[t]
-        out[name] = ("0-n:24.2.1", unit, "cum")
-        out[ts_name] = ("0-n:24.2.1", None, "ts")
+        spec = MBUS[t]
+        if name == spec[0]:
+            return "0-n:24.2.1", spec[1], "cum"
+        if name == spec[2]:
+            return "0-n:24.2.1", None, "ts"
+    b = name.encode()
+    i = 0
+    while True:
+        i = T.find(b" " + b + b"\n", i)
+        if i < 0:
+            return None
+        s = T.rfind(b"\n", 0, i)
+        code = T[s + 1 : T.find(b" ", s)]
+        if len(code) + s + 4 == i:  # the name field, not a code or kind
+            e = _entry(s + 1, len(code))
+            return code.decode(), e[1], e[2]
+        i += 1
+
+
+def names():
+    """Every reading name, table order, then the M-Bus names."""
+    out = []
+    i = 0
+    while True:
+        i = T.find(b"\n", i)
+        if i < 0 or i + 1 >= len(T):
+            break
+        j = T.find(b"\n", i + 1)
+        nm = T[T.rfind(b" ", i, j) + 1 : j].decode()
+        if nm != "-":
+            out.append(nm)
+        i = j
+    for t in MBUS_ORDER:
+        out.append(MBUS[t][0])
+        out.append(MBUS[t][2])
     return out
-
-
-BY_NAME = _by_name()
-
-
-def lookup(code):
-    """The table entry for an OBIS code (M-Bus channels as 0-n), or None."""
-    e = TABLE.get(code)
-    if e is None and code[:2] == "0-" and code[2:4] != "0:":
-        e = TABLE.get("0-n" + code[code.find(":") :])
-    return e

@@ -10,7 +10,7 @@ try:
 except ImportError:  # pragma: no cover - every MicroPython port we target has it
     OrderedDict = dict
 
-from p1.obis import TABLE, lookup, unit_shift
+from p1.obis import lookup, unit_shift
 from p1.values import Num, fixed, is_stamp, stamp
 
 
@@ -73,7 +73,7 @@ def parse(frame, crc="ok", std_offset=120):
             errors.append((line, "no value group"))
             continue
         code = line[:p]
-        entry = TABLE.get(code)
+        entry = lookup(code)
         if (
             entry is not None
             and line.find("(", p + 1) < 0

@@ -1,6 +1,6 @@
 """Telegram -> named readings in normalised units, exactly.
 
-The names and units come from `p1.obis.TABLE`; HTTP, MQTT and Home
+The names and units come from the table in `p1.obis`; HTTP, MQTT and Home
 Assistant all read this one mapping. Unit conversion only moves the decimal
 point (Wh -> kWh), so every value stays exact.
 """
@@ -10,7 +10,7 @@ try:
 except ImportError:  # pragma: no cover
     OrderedDict = dict
 
-from p1.obis import MBUS, TABLE, lookup, unit_shift
+from p1.obis import MBUS, MBUS_ORDER, lookup, unit_shift
 from p1.values import Num
 
 
@@ -38,7 +38,7 @@ def readings(t):
     objects = t.objects
     types = None  # M-Bus channel -> device type, gathered on first need
     for code in objects:
-        e = TABLE.get(code) or lookup(code)
+        e = lookup(code)
         if e is None:
             continue
         name, unit, kind = e
@@ -78,7 +78,7 @@ def _mbus(out, dev_type, vals):
         v = Num(v.value, v.decimals, vals[-2])
     spec = MBUS.get(dev_type)
     if spec is None:  # no device type line: guess by unit
-        for t in MBUS:
+        for t in MBUS_ORDER:
             if unit_shift(MBUS[t][1], v.unit) is not None:
                 spec = MBUS[t]
                 break

@@ -19,9 +19,9 @@ try:
 except ImportError:  # pragma: no cover
     OrderedDict = dict
 
+from p1.body import items
 from p1.jsonout import dumps, quote
-from p1.obis import BY_NAME
-from p1.values import Num
+from p1.obis import by_name
 
 try:
     from micropython import const
@@ -61,21 +61,18 @@ def error_body(status, message):
     return '{"error": %s, "status": %d}' % (quote(message), status)
 
 
-def reading_dict(sample, now=None):
-    """OrderedDict: timestamp, meter, age_s, then the named readings (Num exact)."""
-    r = sample.reading
-    out = OrderedDict()
-    out["timestamp"] = r.get("timestamp")
-    out["meter"] = r.get("meter")
-    out["age_s"] = sample.age_ms(now) // 1000
-    for k in r:
-        if k != "timestamp" and k != "meter":
-            out[k] = r[k]
-    return out
+def reading_parts(sample, now=None):
+    """The reading as JSON in three pieces, the telegram's one body not copied:
+    timestamp and meter, `"age_s"`, then the named readings (exact digits)."""
+    mv = memoryview(sample.body)
+    c = sample.cut
+    return mv[:c], (', "age_s": %d' % (sample.age_ms(now) // 1000)).encode(), mv[c:]
 
 
 def reading_body(sample, now=None):
-    return dumps(reading_dict(sample, now))
+    """The reading JSON as one bytes object (tests; the server sends the parts)."""
+    a, b, c = reading_parts(sample, now)
+    return bytes(a) + b + bytes(c)
 
 
 def status_dict(app):
@@ -128,15 +125,12 @@ def metrics_text(app):
     if s is not None:
         lines.append("# HELP p1_reading Latest meter reading, exact digits as sent")
         lines.append("# TYPE p1_reading gauge")
-        r = s.reading
-        for name in r:
-            e = BY_NAME.get(name)
-            v = r[name]
-            if e is None or isinstance(v, bool):
+        for name, v in items(s.body):
+            e = by_name(name)
+            if e is None or v[:1] == '"' or v == "null":
                 continue
-            if isinstance(v, Num) or isinstance(v, int):
-                labels = 'name="%s",obis="%s",unit="%s"' % (name, e[0], e[1] or "")
-                _metric(lines, "p1_reading", str(v), labels)
+            labels = 'name="%s",obis="%s",unit="%s"' % (name, e[0], e[1] or "")
+            _metric(lines, "p1_reading", v, labels)
     p = app.pipeline
     fc = p.framer.counters
     lines.append("# HELP p1_telegrams_total Telegrams seen since boot, by outcome")
@@ -313,7 +307,7 @@ def make_app(app):
         try:
             s = app.hub.sample
             if s is not None:
-                await sse.send(reading_body(s), event="reading", event_id=str(s.seq))
+                await sse.send(reading_body(s).decode(), event="reading", event_id=str(s.seq))
             while True:
                 # microdot's SSE queue is unbounded: let ours drop instead
                 while len(sse.queue) > 1:
@@ -323,7 +317,7 @@ def make_app(app):
                 except asyncio.TimeoutError:
                     await sse.send("keepalive", comment=True)
                     continue
-                await sse.send(reading_body(s), event="reading", event_id=str(s.seq))
+                await sse.send(reading_body(s).decode(), event="reading", event_id=str(s.seq))
         finally:
             if watcher is not None:
                 watcher.cancel()

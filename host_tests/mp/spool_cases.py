@@ -259,10 +259,10 @@ def case_too_big_or_unwritable_is_counted_not_raised(d):
 
 
 def case_service_spills_and_reports(d):
-    reading = {"timestamp": "000001", "meter": "m"}
+    reading = b'{"timestamp": "000001", "meter": "m"}'
     svc = MqttService(Hub(), {"enabled": True, "host": "h", "buffer": 2}, "dev1", spool_dir=d)
     for i in range(5):
-        svc.offer(Sample(i + 1, reading, b"", i * 1000))
+        svc.offer(Sample(i + 1, reading, len(reading) - 1, b"", i * 1000))
     st = svc.status()
     assert (st["spooled"], st["queued"], st["dropped"], st["spool_dropped"], st["spool_errors"]) == (3, 2, 0, 0, 0)
     assert st["spool_bytes"] == 3 * (HEADER_LEN + len(svc.state_topic) + len('{"timestamp": "000001", "meter": "m"}'))
@@ -273,7 +273,7 @@ def case_service_spills_and_reports(d):
     for svc in (off, none):
         assert svc.outbox.spool is None
         for i in range(5):
-            svc.offer(Sample(i + 1, reading, b"", i * 1000))
+            svc.offer(Sample(i + 1, reading, len(reading) - 1, b"", i * 1000))
         st = svc.status()
         assert (st["spooled"], st["dropped"], st["spool_bytes"]) == (0, 3, 0)
 

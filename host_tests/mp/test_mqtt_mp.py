@@ -7,6 +7,7 @@ import sys
 from hub import Hub, Sample
 from net import ha, mqtt
 from net.mqtt_client import MqttService, Outbox
+from p1.body import Encoder, items
 from p1.framer import Framer
 from p1.jsonout import dumps
 from p1.parse import parse
@@ -65,11 +66,12 @@ data = open("host_tests/telegrams/se-lg-e360-01.txt", "rb").read()
 fr = Framer(3072)
 fr.feed(data)
 frame = fr.next_frame()
-reading = readings(parse(frame, fr.crc))
+body, cut = Encoder().encode(bytes(frame))
+reading = dict(items(body))
 cfgs = {}
-for topic, payload in ha.configs(reading, "dev1", "p1/dev1", "homeassistant", "1.0"):
+for topic, payload in ha.configs(body, "dev1", "p1/dev1", "homeassistant", "1.0"):
     cfgs[topic.split("/")[3]] = json.loads(payload)
-names = [n for n in reading if n != "meter"]
+names = [n for n, _ in items(body) if n != "meter"]
 check("one config per reading", sorted(cfgs) == sorted(names))
 e = cfgs["energy_import_kwh"]
 check(
@@ -111,11 +113,12 @@ hub = Hub()
 cfg = {"enabled": True, "host": "h", "interval_s": 1, "per_value_topics": True, "buffer": 100}
 svc = MqttService(hub, cfg, "dev1", "1.0", None)
 check("topics", svc.state_topic == "p1/dev1/state" and svc.client_id == "p1-dev1")
-check("offer first", svc.offer(Sample(1, reading, data, 1000)))
-check("offer within interval skipped", not svc.offer(Sample(2, reading, data, 1500)))
-check("offer after interval", svc.offer(Sample(3, reading, data, 2000)))
+check("offer first", svc.offer(Sample(1, body, cut, data, 1000)))
+check("offer within interval skipped", not svc.offer(Sample(2, body, cut, data, 1500)))
+check("offer after interval", svc.offer(Sample(3, body, cut, data, 2000)))
 msg = svc.outbox.ring.get_nowait()
-check("state payload is jsonout", msg == ("p1/dev1/state", dumps(reading), False))
+check("state payload is the telegram's one body", msg == ("p1/dev1/state", body, False) and msg[1] is body)
+check("state payload is jsonout", body == dumps(readings(parse(frame, "ok"))).encode())
 vals = {}
 while True:
     m = svc.outbox.ring.get_nowait()
