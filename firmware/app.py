@@ -3,8 +3,16 @@
 Start order (power-safe): CPU clock down (board cpu_mhz), boot recorded, the
 meter task (no radio yet), then after the board's `start_delay_ms` the Wi-Fi
 radio at reduced TX power, then the HTTP server, the raw telegram server and
-MQTT. A global exception handler logs anything a task lets escape; the
-supervisor feeds the watchdog and turns the telegram LED off again.
+MQTT.
+
+No cliff: every long-running task is supervised. One that raises (a
+`MemoryError` included) is logged and started again after a backoff (1 s
+doubling to 60 s, back to 1 s after it ran a minute), so no service stops for
+good. The supervisor task feeds the watchdog, turns the telegram LED off again
+and watches the heap: when allocations keep failing (`_OOM_LIMIT` caught
+MemoryErrors within `_OOM_WINDOW_MS`) the heap is too fragmented to recover,
+and the board resets itself after recording why (shown as `reset_reason` in
+status after the reset; the host board only logs it).
 
     app = App(cfg, cfg_errors, board)
     await app.start()       # returns once the servers listen
@@ -12,11 +20,11 @@ supervisor feeds the watchdog and turns the telegram LED off again.
 """
 
 import asyncio
+import gc
 
 import log
 from aio import sleep_ms
 from clock import ticks_diff, ticks_ms
-from config import parse_offset
 from hub import Hub
 from meter import Pipeline
 from meter import run as run_meter
@@ -32,6 +40,17 @@ except ImportError:  # CPython
 
 _SUPERVISE_MS = const(1000)
 _LED_MS = const(150)
+_RESTART_MIN_MS = const(1000)
+_RESTART_MAX_MS = const(60000)
+_HEALTHY_MS = const(60000)  # a task that ran this long restarts with the shortest backoff
+_OOM_LIMIT = const(8)  # caught MemoryErrors ...
+_OOM_WINDOW_MS = const(60000)  # ... within this window: the heap does not recover
+
+
+def offset_minutes(text):
+    """'+02:00' (validated by config) -> 120."""
+    m = int(text[1:3]) * 60 + int(text[4:6])
+    return -m if text[0] == "-" else m
 
 
 class App:
@@ -43,21 +62,20 @@ class App:
         self.t0 = ticks_ms()
         self.hub = Hub()
         m = cfg["meter"]
-        off = parse_offset(m["std_offset"])
-        self.pipeline = Pipeline(
-            self.hub, m["buffer"], 120 if off is None else off, on_telegram=self._blink
-        )
+        self.pipeline = Pipeline(self.hub, m["buffer"], offset_minutes(m["std_offset"]), on_telegram=self._blink)
         self.hub.add_status("meter", self.pipeline.status)
-        mac = board.mac_hex()
         self.device_id = board.device_id()  # MQTT base topic, HA unique ids
-        self.hostname = cfg["wifi"]["hostname"] or "p1-" + mac[-4:]  # p1-xxxx.local
+        self.hostname = cfg["wifi"]["hostname"] or "p1-" + board.mac_hex()[-4:]  # p1-xxxx.local
         self.wifi = None
         self.web = None
         self.raw = None
         self.mqtt = None
         self.tasks = []
+        self.restarts = {}  # task name -> times it was started again
         self.http_error = ""
         self._led_at = None
+        self._oom = []  # ticks of recent caught MemoryErrors
+        self._oom_seen = log.memory_errors
         self._done = asyncio.Event()
         self.fatal = None
 
@@ -74,22 +92,40 @@ class App:
         self.board.led(True)
         self._led_at = ticks_ms()
 
-    def _task(self, coro, name):
-        async def guarded():
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - one task must not stop the app
-                log.exc(e, name)
+    def _task(self, factory, name):
+        """Run `factory()` (an async function) supervised: restarted with backoff if it
+        raises; a normal return ends it. Returns the asyncio task."""
 
-        t = asyncio.create_task(guarded())
+        async def supervised():
+            backoff = _RESTART_MIN_MS
+            while True:
+                t = ticks_ms()
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except MemoryError:
+                    gc.collect()
+                    log.oom(name)
+                except Exception as e:  # noqa: BLE001 - one task must not stop the app
+                    log.exc(e, name)
+                if ticks_diff(ticks_ms(), t) >= _HEALTHY_MS:
+                    backoff = _RESTART_MIN_MS
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                await sleep_ms(backoff)
+                backoff = min(backoff * 2, _RESTART_MAX_MS)
+                log.warn("%s: restarted" % name)
+
+        t = asyncio.create_task(supervised())
         self.tasks.append(t)
         return t
 
     def _handler(self, loop, context):
         e = context.get("exception")
-        if e is not None:
+        if isinstance(e, MemoryError):
+            log.oom("task")
+        elif e is not None:
             log.exc(e, "task")
         else:
             log.error("asyncio: %s" % context.get("message"))
@@ -108,8 +144,9 @@ class App:
         msg = "p1 %s on %s, reset %s, boot %d"
         log.info(msg % (VERSION, b.name, b.reset_cause(), b.boot_count))
         b.start_watchdog()
-        self._task(run_meter(b, self.pipeline, self.cfg["meter"]["source"]), "meter")
-        self._task(self._supervise(), "supervisor")
+        source = self.cfg["meter"]["source"]
+        self._task(lambda: run_meter(b, self.pipeline, source), "meter")
+        self._task(self._supervise, "supervisor")
         delay = b.spec.get("start_delay_ms") or 0
         if delay:
             await sleep_ms(delay)
@@ -117,7 +154,7 @@ class App:
             from net.wifi import Wifi
 
             self.wifi = Wifi(self.cfg["wifi"], self.hostname, b.spec.get("wifi_txpower_dbm"))
-            self._task(self.wifi.run(), "wifi")
+            self._task(self.wifi.run, "wifi")
         await self._start_http()
         await self._start_raw()
         self._start_mqtt()
@@ -134,7 +171,7 @@ class App:
         self.web = make_app(self)
         host = self._bind("http")
         port = self.cfg["http"]["port"]
-        t = self._task(self._serve_http(self.web, host, port), "http")
+        t = self._task(lambda: self._serve_http(self.web, host, port), "http")
         while getattr(self.web, "server", None) is None and not t.done():
             await sleep_ms(10)
         if self.http_error:
@@ -186,7 +223,7 @@ class App:
             return
         self.mqtt = svc
         self.hub.add_status("mqtt", svc.status)
-        self._task(svc.run(), "mqtt")
+        self._task(svc.run, "mqtt")
 
     async def _supervise(self):
         b = self.board
@@ -195,7 +232,32 @@ class App:
             if self._led_at is not None and ticks_diff(ticks_ms(), self._led_at) >= _LED_MS:
                 b.led(False)
                 self._led_at = None
+            self._watch_heap()
             await sleep_ms(_LED_MS if self._led_at is not None else _SUPERVISE_MS)
+
+    def _watch_heap(self):
+        """Reset (after recording why) when allocations keep failing: a heap that
+        fragmented for good would otherwise degrade every service for ever."""
+        now = ticks_ms()
+        n = log.memory_errors - self._oom_seen
+        self._oom_seen = log.memory_errors
+        oom = self._oom
+        for _ in range(min(n, _OOM_LIMIT)):
+            oom.append(now)
+        while oom and ticks_diff(now, oom[0]) > _OOM_WINDOW_MS:
+            oom.pop(0)
+        if len(oom) >= _OOM_LIMIT:
+            self._oom = []
+            gc.collect()
+            reason = "memory: %d allocation failures in %d s, %s bytes free" % (
+                len(oom),
+                _OOM_WINDOW_MS // 1000,
+                b_free(self.board),
+            )
+            log.error("reset: " + reason)
+            reset = getattr(self.board, "reset", None)
+            if reset is not None:
+                reset(reason)
 
     async def wait(self):
         await self._done.wait()
@@ -226,25 +288,35 @@ class App:
         self._done.set()
 
 
+def b_free(board):
+    try:
+        return board.free_heap()
+    except Exception:  # noqa: BLE001
+        return None
+
+
 async def main(config_path="/config.json"):
     """Device entry: config -> board -> app, forever."""
+    import sys
+
     import board as boardmod
     import config
 
     cfg, errors = config.load(config_path)
     for e in errors:
         log.warn(e)
+    if sys.implementation.name == "micropython":  # its code is needed again only for status
+        sys.modules.pop("config", None)
+    del config
     b = boardmod.load(cfg["board"])
     app = App(cfg, errors, b)
     await app.start()
     log.info("heap after start: %s" % heap_text())
-    app._task(heap_report(app.hub), "heap")
+    app._task(lambda: heap_report(app.hub), "heap")
     await app.wait()
 
 
 def heap_text():
-    import gc
-
     try:
         return "%d used, %d free" % (gc.mem_alloc(), gc.mem_free())  # type: ignore[attr-defined]
     except AttributeError:  # CPython
@@ -253,10 +325,11 @@ def heap_text():
 
 async def heap_report(hub):
     """Log the heap after each telegram (device console): it must stay flat."""
-    import gc
-
     sub = hub.subscribe(1, "heap")
-    while True:
-        s = await sub.get()
-        gc.collect()
-        log.info("telegram %d: heap %s" % (s.seq, heap_text()))
+    try:
+        while True:
+            s = await sub.get()
+            gc.collect()
+            log.info("telegram %d: heap %s" % (s.seq, heap_text()))
+    finally:
+        hub.unsubscribe(sub)

@@ -3,12 +3,25 @@
 Strategy: the meter task calls `publish()` and never waits: every subscriber has
 a fixed-size ring that drops its oldest sample (and counts it) when the
 consumer falls behind, so a slow MQTT broker or HTTP client can never stall
-the serial reader or grow the heap. Consumers `await sub.get()`.
+the serial reader or grow the heap. Consumers `await sub.get()` and
+unsubscribe when they end; a subscription whose consumer died without doing so
+(full, nothing taken for `_DEAD_MS`) is removed at the next publish, so it
+cannot hold samples for ever.
 """
 
 import asyncio
 
 from clock import ticks_diff, ticks_ms
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_DEAD_MS = const(60000)
 
 
 class Sample:
@@ -42,6 +55,7 @@ class Subscription:
         self._head = 0  # index of the oldest item
         self._len = 0
         self._event = asyncio.Event()
+        self.last_get = ticks_ms()
 
     def __len__(self):
         return self._len
@@ -57,6 +71,7 @@ class Subscription:
 
     def get_nowait(self):
         """Return the oldest item, or None when empty."""
+        self.last_get = ticks_ms()
         if not self._len:
             return None
         item = self._ring[self._head]
@@ -78,16 +93,25 @@ class Hub:
     def __init__(self):
         self.sample = None  # latest Sample or None before the first telegram
         self.seq = 0
+        self.removed = 0  # subscriptions whose consumer had died
         self._subs = []
         self._status = {}  # name -> callable returning a dict for /api/v1/status
 
     def publish(self, body, cut, raw, ticks=None):
         """Record an accepted telegram (its JSON body, see Sample) and hand it to every subscriber."""
         self.seq += 1
-        s = Sample(self.seq, body, cut, raw, ticks_ms() if ticks is None else ticks)
+        now = ticks_ms()
+        s = Sample(self.seq, body, cut, raw, now if ticks is None else ticks)
         self.sample = s
+        dead = None
         for sub in self._subs:
-            sub.put(s)
+            if len(sub) == sub.maxlen and ticks_diff(now, sub.last_get) > _DEAD_MS:
+                dead = sub
+            else:
+                sub.put(s)
+        if dead is not None:  # one per telegram is plenty
+            self.unsubscribe(dead)
+            self.removed += 1
         return s
 
     def subscribe(self, maxlen=8, name=""):
@@ -110,7 +134,6 @@ class Hub:
                 out[name] = self._status[name]()
             except Exception as e:  # a broken section must not break status
                 out[name] = {"error": repr(e)}
-        out["subscribers"] = [
-            {"name": s.name, "queued": len(s), "dropped": s.dropped} for s in self._subs
-        ]
+        out["subscribers"] = [{"name": s.name, "queued": len(s), "dropped": s.dropped} for s in self._subs]
+        out["subscribers_removed"] = self.removed
         return out

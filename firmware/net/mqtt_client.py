@@ -24,8 +24,7 @@ raises `OSError`; everything that decides lives here.
 
 import asyncio
 
-from config import DEFAULTS as _CONFIG_DEFAULTS
-
+import log
 from clock import ticks_diff, ticks_ms
 from hub import Subscription
 from net import mqtt
@@ -39,9 +38,11 @@ except ImportError:  # pragma: no cover - every port we use has it
         return ticks_ms() & ((1 << n) - 1)
 
 
-# One source for the mqtt section's keys and defaults: the config module
-# (already loaded at boot; documented there).
-DEFAULTS = _CONFIG_DEFAULTS["mqtt"]
+# The mqtt config keys this service reads (config.py documents them).
+_KEYS = (
+    "enabled host port tls ca insecure user password base_topic client_id discovery discovery_prefix"
+    " interval_s qos keepalive_s per_value_topics raw_topic buffer spill_kb"
+)
 
 
 def tls_context(ca, insecure):
@@ -183,8 +184,14 @@ class MqttService:
     intake_size = 8
 
     def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
-        c = dict(DEFAULTS)
-        c.update(cfg or {})
+        c = cfg or {}
+        for k in _KEYS.split():
+            if k not in c:  # a partial section (tests, tools): the config module's defaults
+                from config import DEFAULTS
+
+                c = dict(DEFAULTS["mqtt"])
+                c.update(cfg or {})
+                break
         self.cfg = c
         self._stopping = False  # set by stop(): ends the supervisor even if a cancel was lost
         self.hub = hub
@@ -300,7 +307,14 @@ class MqttService:
 
     async def _intake(self, sub):
         while True:
-            self.offer(await sub.get())
+            s = await sub.get()
+            try:
+                self.offer(s)
+            except MemoryError:  # this reading is lost, the service is not
+                self.outbox.ring.dropped += 1
+                log.oom("mqtt intake")
+            except Exception as e:  # noqa: BLE001
+                log.exc(e, "mqtt intake")
 
     # ---- supervisor ---------------------------------------------------------------
 
