@@ -132,6 +132,7 @@ def test_build_device(tmp_path: Path):
 
 sys.path.insert(0, str(REPO / "tools"))
 import build_device  # noqa: E402
+from pty_board import PtyBoard  # noqa: E402
 
 DEVICE_BOARDS = sorted(
     p.stem for p in (REPO / "boards").glob("*.json") if json.loads(p.read_text())["chip"] != "host"
@@ -244,4 +245,47 @@ def test_board_config_in_the_build(tmp_path: Path):
         build_device.device_config("esp32-devkit", f)
     f.write_text("{not json")
     assert build_device.device_config("esp32-devkit", f) == "{not json"  # the device reports it
+
+
+# --- make deploy / deploy-frozen: mpremote onto a board on a (pseudo) serial port -----
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def board(tmp_path: Path):
+    exe = VENV_BIN / "micropython"
+    if not exe.exists():
+        pytest.fail("micropython (the Unix port) is not installed: run `make setup`", pytrace=False)
+    b = PtyBoard(str(exe), tmp_path / "board-fs")
+    (b.fs / "bootinfo.json").write_text("{}")  # the board's own data stays
+    yield b
+    b.close()
+
+
+def _deploy(board: PtyBoard, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "tools" / "deploy.py"), "--port", board.port, *args],
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+
+
+def test_deploy_copies_the_build(board_builds, board: PtyBoard):
+    build = board_builds["esp32-devkit"]
+    r = _deploy(board, str(build))
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = _files(board.fs)
+    want = {k: v for k, v in _files(build).items() if k not in ("boot.mpy", "main.mpy", build_device.MARKER)}
+    assert {k: v for k, v in got.items() if k not in ("machine.py", "bootinfo.json")} == want
+    assert "bootinfo.json" in got
+
+
+def test_deploy_frozen_leaves_only_what_the_image_lacks(board_builds, board: PtyBoard):
+    build = board_builds["esp32-devkit"]
+    assert _deploy(board, str(build)).returncode == 0  # an earlier plain deploy
+    r = _deploy(board, "--frozen", str(build))
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = set(_files(board.fs)) - {"machine.py", "bootinfo.json"}
+    static = {f"web/static/{p.name}" for p in (FIRMWARE / "web" / "static").iterdir()}
+    assert got == {"boot.py", "main.py", "boards/esp32-devkit.json"} | static
 
