@@ -289,3 +289,81 @@ def test_deploy_frozen_leaves_only_what_the_image_lacks(board_builds, board: Pty
     static = {f"web/static/{p.name}" for p in (FIRMWARE / "web" / "static").iterdir()}
     assert got == {"boot.py", "main.py", "boards/esp32-devkit.json"} | static
 
+
+# --- freezing: tools/freeze/manifest.py ------------------------------------------
+
+MANIFEST = REPO / "tools" / "freeze" / "manifest.py"
+NOT_FROZEN = {"boot.py", "main.py", "boards_host.py"}  # filesystem / host board only (see the manifest)
+
+
+def _frozen_files() -> dict[str, Path]:
+    """Run the manifest as MicroPython's tools/manifestfile.py does (its folder as the
+    current directory, the same functions); {target path: source file}."""
+    import os
+
+    files: dict[str, Path] = {}
+    includes: list[str] = []
+
+    def add(base: str, rel: str) -> None:
+        files[rel] = Path(os.path.abspath(os.path.join(base, rel)))
+
+    def module(path, base_path="."):
+        add(base_path, path)
+
+    def package(path, files=None, base_path="."):
+        if files is not None:
+            for f in files:
+                add(base_path, os.path.join(path, f))
+            return
+        for dirpath, _, names in os.walk(os.path.join(base_path, path)):
+            for n in names:
+                if n.endswith(".py"):
+                    add(base_path, os.path.relpath(os.path.join(dirpath, n), base_path))
+
+    def unsupported(*a, **k):
+        raise AssertionError("the manifest uses only include/module/package")
+
+    g = {"include": includes.append, "module": module, "package": package,
+         "freeze": unsupported, "require": unsupported, "metadata": unsupported}  # fmt: skip
+    cwd = os.getcwd()
+    os.chdir(MANIFEST.parent)
+    try:
+        exec(compile(MANIFEST.read_text(), str(MANIFEST), "exec"), g)
+    finally:
+        os.chdir(cwd)
+    assert includes == ["$(PORT_DIR)/boards/manifest.py"], "the port's own modules (_boot, asyncio) first"
+    return files
+
+
+def test_manifest_freezes_every_firmware_module():
+    frozen = _frozen_files()
+    want = {_id(p) for p in FIRMWARE_PY if _id(p) not in NOT_FROZEN}
+    want |= {f"microdot/{n}.py" for n in MICRODOT_DEVICE_FILES}
+    assert set(frozen) == want
+    for rel, src in frozen.items():
+        assert src.is_file(), f"{rel}: {src} missing"
+        if not rel.startswith("microdot/"):
+            assert src == FIRMWARE / rel
+
+
+def test_firmware_imports_are_frozen():
+    """Every firmware module that a frozen module imports is frozen too (static check)."""
+    import ast
+
+    frozen = {rel[:-3].replace("/", ".").removesuffix(".__init__") for rel in _frozen_files()}
+    ours = {_id(p)[:-3].replace("/", ".").removesuffix(".__init__") for p in FIRMWARE_PY}
+    missing = set()
+    for p in FIRMWARE_PY:
+        if _id(p) in NOT_FROZEN:
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for n in names:
+                if n in ours and n not in frozen:
+                    missing.add(f"{_id(p)} imports {n}")
+    # board.py imports boards_host only for the host board (chip "host", or CPython)
+    assert missing == {"board.py imports boards_host"}, missing
