@@ -255,6 +255,58 @@ def test_deploy_romfs_refuses_a_board_without_romfs(build: Path, image: Path, tm
     assert after == before
 
 
+def _deploy(board: PtyBoard, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / "deploy.py"), "--port", board.port, *args],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+
+def _snapshot(b: PtyBoard) -> tuple[dict[str, bytes], bytes]:
+    files = {p.relative_to(b.fs).as_posix(): p.read_bytes() for p in sorted(b.fs.rglob("*")) if p.is_file()}
+    return files, b.partition.read_bytes()
+
+
+def test_deploy_romfs_onto_a_board_with_romfs(build: Path, image: Path, tmp_path: Path):
+    """A MicroPython with ROMFS and a 256 KiB partition (tools/partitions.py's): the image
+    goes into the partition, the filesystem keeps only what must be there, and after
+    the reset the code is imported from /rom."""
+    b = PtyBoard(_micropython(), tmp_path / "board-fs", romfs=partitions.TABLE[3][4])
+    try:
+        assert _deploy(b, str(build)).returncode == 0  # an earlier plain deploy
+        r = _deploy(b, "--romfs", str(image), str(build))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "ROMFS0 partition has size 262144 bytes" in r.stdout
+        files, part = _snapshot(b)
+        assert part[: image.stat().st_size] == image.read_bytes()
+        assert set(files) == {"boot.py", "main.py", "boards/esp32-devkit.json", "machine.py"}
+        probe = subprocess.run(
+            [sys.executable, "-m", "mpremote", "connect", b.port, "exec",
+             "import app, microdot, web.api; print(app.__file__, microdot.__file__, web.api.STATIC)"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        b.close()
+    assert probe.stdout.split() == ["/rom/app.mpy", "/rom/lib/microdot/__init__.mpy", "/rom/web/static"], (
+        probe.stdout + probe.stderr
+    )
+
+
+@pytest.mark.parametrize("size, words", [(64 * 1024, "the board's ROMFS partition 65536 bytes"),
+                                         (0, 'no "romfs" partition')])  # fmt: skip
+def test_deploy_romfs_refuses_a_missing_or_small_partition(build: Path, image: Path, tmp_path: Path, size, words):
+    b = PtyBoard(_micropython(), tmp_path / "board-fs", romfs=size)
+    try:
+        before = _snapshot(b)
+        r = _deploy(b, "--romfs", str(image), str(build))
+        after = _snapshot(b)
+    finally:
+        b.close()
+    assert r.returncode == deploy.REFUSED, r.stdout + r.stderr
+    assert words in r.stderr and "nothing was changed" in r.stderr
+    assert after == before
+
+
 # mpremote 1.29's answers to `romfs query` (tools/mpremote/mpremote/commands.py)
 @pytest.mark.parametrize(
     "answer, size, ok, words",

@@ -31,7 +31,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from romfs import LEFT_OUT, ON_FILESYSTEM, image_files  # noqa: E402
@@ -42,12 +41,12 @@ REFUSED = 2
 NOT_ENABLED = """\
 deploy-romfs: refused, nothing was changed on the board.
   The board's MicroPython has no ROMFS support (mpremote romfs query: "{answer}").
-  The stock ESP32 images (ESP32_GENERIC, _C3, _S2, _S3; MicroPython 1.25 to 1.29) are
-  built without MICROPY_VFS_ROM and their partition table has no "romfs" partition.
-  ROMFS needs a MicroPython image of your own: MICROPY_VFS_ROM=1 and a partition table
-  with a "romfs" data partition (tools/partitions.py), or the modules frozen into it
-  (tools/freeze/manifest.py); see docs/DEVICE.md.
-  On a stock image use `make deploy BOARD=...`: the .mpy files on the filesystem."""
+  The stock ESP32 images (ESP32_GENERIC, _C3, _S2, _S3; MicroPython 1.25 up to 1.29)
+  are built without MICROPY_VFS_ROM and their partition table has no "romfs" partition.
+  ROMFS needs a MicroPython image of your own, built with MICROPY_VFS_ROM=1 and a
+  partition table with a "romfs" data partition (tools/partitions.py); freezing the
+  modules into your own image (tools/freeze/manifest.py) saves RAM the same way.
+  See docs/DEVICE.md. On a stock image use `make deploy BOARD=...` (.mpy files)."""
 NO_PARTITION = """\
 deploy-romfs: refused, nothing was changed on the board.
   The board's MicroPython supports ROMFS but has no "romfs" partition
