@@ -29,6 +29,12 @@ RUNARGS := $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(SOURCE),--source $(SO
 	$(if $(MQTT),--mqtt $(MQTT)) $(if $(HTTP_PORT),--port $(HTTP_PORT)) $(if $(MP),--mp) \
 	$(if $(HEAP),--heap $(HEAP)) $(ARGS)
 
+# The device build of one board (boards/$(BOARD).json): its chip picks the
+# native code's architecture (xtensawin, rv32imc); build/$(BOARD)/ holds it.
+BOARD ?= esp32-devkit
+BOARD_BUILD := build/$(BOARD)
+ROMFS_IMAGE := build/$(BOARD).romfs
+
 # Flashing: make flash FIRMWARE=ESP32_GENERIC-v1.29.0.bin [PORT=/dev/ttyUSB0] [CHIP=esp32]
 CHIP ?= esp32
 BAUD ?= 460800
@@ -36,7 +42,7 @@ DEVICE_PORT = $(or $(PORT),/dev/ttyUSB0)
 # MicroPython images start at 0x1000 on ESP32 and ESP32-S2, at 0x0 on the others.
 FLASH_ADDR ?= $(if $(filter esp32 esp32s2,$(CHIP)),0x1000,0x0)
 
-.PHONY: help setup apt test lint typecheck pytest bench run build flash deploy deploy-romfs clean distclean
+.PHONY: help setup apt test lint typecheck pytest bench run build flash deploy deploy-romfs deploy-frozen clean distclean
 
 help:
 	@echo "make run        run the dongle on this machine against a simulated meter"
@@ -44,10 +50,13 @@ help:
 	@echo "                MP=1 runs it under MicroPython's Unix port, HEAP= its heap)"
 	@echo "make test       ruff, pyright (firmware vs. ESP32 stubs), pytest host_tests"
 	@echo "make bench      tools/bench.py"
-	@echo "make build      compile firmware + microdot to .mpy in build/device/"
+	@echo "make build      compile firmware + microdot to .mpy in build/BOARD/ for one board"
+	@echo "                (BOARD=esp32-devkit by default; see boards/*.json)"
 	@echo "make flash      FIRMWARE=micropython.bin [PORT=/dev/ttyUSB0] [CHIP=esp32]"
-	@echo "make deploy     copy build/device/ to the board [PORT=/dev/ttyUSB0], reset"
-	@echo "make deploy-romfs  the same with the code in a ROMFS image (runs from flash, saves RAM)"
+	@echo "make deploy     copy build/BOARD/ to the board [PORT=/dev/ttyUSB0], reset"
+	@echo "make deploy-romfs  the code as a ROMFS image (runs from flash, saves RAM): needs a"
+	@echo "                MicroPython built with ROMFS, refuses a stock image (docs/DEVICE.md)"
+	@echo "make deploy-frozen  the files a MicroPython with the firmware frozen in still needs"
 	@echo "make setup      apt packages, .venv, node runner, device stubs (all targets do this)"
 	@echo "make clean      remove build output and caches; distclean also .venv etc."
 
@@ -128,7 +137,7 @@ run: setup
 
 # ---------------------------------------------------------------- device
 build: $(VENV_STAMP)
-	$(VPY) tools/build_device.py --out build/device
+	$(VPY) tools/build_device.py --board $(BOARD) --out $(BOARD_BUILD)
 
 flash:
 	@if [ -z "$(FIRMWARE)" ]; then \
@@ -143,20 +152,26 @@ flash:
 	$(VBIN)/esptool --chip $(CHIP) --port $(DEVICE_PORT) erase-flash
 	$(VBIN)/esptool --chip $(CHIP) --port $(DEVICE_PORT) --baud $(BAUD) write-flash -z $(FLASH_ADDR) "$(FIRMWARE)"
 
-deploy: build
-	@test -x $(VBIN)/mpremote || $(VPY) -m pip install --disable-pip-version-check -q "$(MPREMOTE)"
-	cd build/device && ../../$(VBIN)/mpremote connect $(DEVICE_PORT) fs cp -r $$(ls) : + reset
+MPREMOTE_BIN := $(VBIN)/mpremote
+$(MPREMOTE_BIN): | $(VENV_STAMP)
+	$(VPY) -m pip install --disable-pip-version-check -q "$(MPREMOTE)"
 
-# The code as a ROMFS image: .mpy bytecode runs from flash instead of being
-# copied into RAM (needs a MicroPython >= 1.25 image with a ROMFS partition;
-# `mpremote romfs query` tells). boot.py, main.py, boards/ and config stay on
-# the writable filesystem. Untested here: no board.
-deploy-romfs: build
-	@test -x $(VBIN)/mpremote || $(VPY) -m pip install --disable-pip-version-check -q "$(MPREMOTE)"
-	rm -rf build/romfs && mkdir -p build/romfs
-	cd build/device && cp -r $$(ls | grep -v -E '^(boot.py|main.py|boards|config.json)$$') ../romfs/
-	$(VBIN)/mpremote connect $(DEVICE_PORT) romfs deploy build/romfs
-	cd build/device && ../../$(VBIN)/mpremote connect $(DEVICE_PORT) fs cp -r $$(ls -d boot.py main.py boards config.json 2>/dev/null) : + reset
+deploy: build $(MPREMOTE_BIN)
+	$(VPY) tools/deploy.py --port $(DEVICE_PORT) $(BOARD_BUILD)
+
+# The code as a ROMFS image (tools/romfs.py): .mpy bytecode runs from flash
+# instead of being copied into RAM. Needs a MicroPython built with ROMFS and a
+# "romfs" partition; tools/deploy.py asks the board first (mpremote romfs query)
+# and refuses a stock image, changing nothing. boot.py, main.py, the board file
+# and config.json stay on the writable filesystem. docs/DEVICE.md.
+deploy-romfs: build $(MPREMOTE_BIN)
+	$(VPY) tools/romfs.py $(BOARD_BUILD) -o $(ROMFS_IMAGE)
+	$(VPY) tools/deploy.py --port $(DEVICE_PORT) --romfs $(ROMFS_IMAGE) $(BOARD_BUILD)
+
+# For a MicroPython image with the firmware frozen in (tools/freeze/manifest.py):
+# only boot.py, main.py, the board file, config.json and web/static go onto the filesystem.
+deploy-frozen: build $(MPREMOTE_BIN)
+	$(VPY) tools/deploy.py --port $(DEVICE_PORT) --frozen $(BOARD_BUILD)
 
 # ---------------------------------------------------------------- clean
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import tokenize
@@ -125,3 +126,244 @@ def test_build_device(tmp_path: Path):
     assert not missing, "build/device lacks:\n" + "\n".join(missing)
     # no stray host files
     assert not list(out.rglob("__pycache__")), "build contains __pycache__"
+
+
+# --- one build per chip --------------------------------------------------------
+
+sys.path.insert(0, str(REPO / "tools"))
+import build_device  # noqa: E402
+from pty_board import PtyBoard  # noqa: E402
+
+DEVICE_BOARDS = sorted(
+    p.stem for p in (REPO / "boards").glob("*.json") if json.loads(p.read_text())["chip"] != "host"
+)
+# py/persistentcode.h: MP_NATIVE_ARCH_*, in the .mpy header's feature byte as (arch << 2) | sub-version
+MPY_ARCH = {"x64": 2, "xtensawin": 10, "rv32imc": 11}
+CHIP_MARCH = {"esp32": "xtensawin", "esp32s2": "xtensawin", "esp32s3": "xtensawin", "esp32c3": "rv32imc"}
+NATIVE_DECORATORS = ("@micropython.viper", "@micropython.native", "@micropython.asm_")
+
+
+def _native_sources() -> set[str]:
+    """firmware/ modules with native code: their .mpy is machine code for one architecture."""
+    return {
+        _id(p)[:-3] + ".mpy"
+        for p in FIRMWARE_PY
+        if any(d in p.read_text() for d in NATIVE_DECORATORS)
+    }
+
+
+def _mpy_arch(path: Path) -> tuple[int, int]:
+    """(architecture code, sub-version) from an .mpy header; (0, 0) for bytecode only."""
+    head = path.read_bytes()[:4]
+    assert head[:2] == b"M\x06", f"{path.name}: not an .mpy v6 file"
+    return (head[2] >> 2) & 0x2F, head[2] & 3
+
+
+@pytest.fixture(scope="module")
+def board_builds(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("boards")
+    out = {}
+    for name in DEVICE_BOARDS:
+        out[name] = root / name
+        build_device.build(out[name], board=name, config=False)
+    return out
+
+
+def test_every_board_has_a_known_architecture():
+    for name in DEVICE_BOARDS:
+        chip = json.loads((REPO / "boards" / f"{name}.json").read_text())["chip"]
+        assert build_device.board_march(name) == CHIP_MARCH[chip], name
+    assert "esp32c3" in {json.loads((REPO / "boards" / f"{n}.json").read_text())["chip"] for n in DEVICE_BOARDS}
+
+
+def test_viper_is_the_only_native_module():
+    assert _native_sources() == {"p1/_crc_viper.mpy"}
+
+
+@pytest.mark.parametrize("name", DEVICE_BOARDS)
+def test_board_build_mpy_headers(board_builds, name: str):
+    """Native code for the board's chip; bytecode-only modules portable (no arch, same bytes)."""
+    out = board_builds[name]
+    want = MPY_ARCH[build_device.board_march(name)]
+    native = _native_sources()
+    reference = board_builds[DEVICE_BOARDS[0]]
+    mpys = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mpy"))
+    assert len(mpys) == len(FIRMWARE_PY) + len(MICRODOT_DEVICE_FILES)
+    for rel in mpys:
+        arch, sub = _mpy_arch(out / rel)
+        if rel in native:
+            assert (arch, sub) == (want, 3), f"{name}: {rel} has arch {arch}, want {want} (mpy 6.3)"
+        else:
+            assert (arch, sub) == (0, 0), f"{name}: {rel} is bytecode only, yet has arch {arch}"
+            assert (out / rel).read_bytes() == (reference / rel).read_bytes(), f"{rel} differs between boards"
+
+
+@pytest.mark.parametrize("name", DEVICE_BOARDS)
+def test_board_build_holds_only_its_board_file(board_builds, name: str):
+    out = board_builds[name]
+    assert sorted(p.name for p in (out / "boards").iterdir()) == [f"{name}.json"]
+    assert (out / "boards" / f"{name}.json").read_bytes() == (REPO / "boards" / f"{name}.json").read_bytes()
+    assert not (out / "config.json").exists()  # config=False: the developer's own file stays out
+    marker = (out / build_device.MARKER).read_text()
+    assert f"board={name}\n" in marker and f"march={build_device.board_march(name)}\n" in marker
+
+
+def test_mpy_size_per_board(board_builds):
+    lines = []
+    for name, out in board_builds.items():
+        mpys = list(out.rglob("*.mpy"))
+        lines.append(f"   {name:20s} {build_device.board_march(name):9s} {len(mpys)} .mpy, "
+                     f"{sum(p.stat().st_size for p in mpys)} bytes")
+    print("\n" + "\n".join(lines))
+
+
+def test_cli_board_march_override_and_errors(tmp_path: Path):
+    def run(*args):
+        return subprocess.run([sys.executable, str(REPO / "tools" / "build_device.py"), *args],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    r = run("--board", "esp32-c3-supermini", "--march", "x64", "--no-config", "--out", str(tmp_path / "x"))
+    assert r.returncode == 0, r.stderr
+    assert _mpy_arch(tmp_path / "x" / "p1" / "_crc_viper.mpy")[0] == MPY_ARCH["x64"]
+    assert "esp32-c3-supermini (x64)" in r.stdout
+    r = run("--board", "host", "--out", str(tmp_path / "h"))
+    assert r.returncode != 0 and "host board" in r.stderr
+    r = run("--board", "esp32-nonesuch", "--out", str(tmp_path / "n"))
+    assert r.returncode != 0 and "no board file boards/esp32-nonesuch.json" in r.stderr
+
+
+def test_board_config_in_the_build(tmp_path: Path):
+    f = tmp_path / "config.json"
+    assert build_device.device_config("esp32-devkit", f) is None
+    f.write_text('{"wifi": {"ssid": "home"}}')
+    assert json.loads(build_device.device_config("esp32-devkit", f) or "") == {
+        "board": "esp32-devkit", "wifi": {"ssid": "home"}}  # fmt: skip
+    f.write_text('{"board": "esp32-devkit", "mqtt": {}}')
+    assert build_device.device_config("esp32-devkit", f) == f.read_text()
+    f.write_text('{"board": "esp32-s3-mini"}')
+    with pytest.raises(SystemExit, match="esp32-s3-mini"):
+        build_device.device_config("esp32-devkit", f)
+    f.write_text("{not json")
+    assert build_device.device_config("esp32-devkit", f) == "{not json"  # the device reports it
+
+
+# --- make deploy / deploy-frozen: mpremote onto a board on a (pseudo) serial port -----
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def board(tmp_path: Path):
+    exe = VENV_BIN / "micropython"
+    if not exe.exists():
+        pytest.fail("micropython (the Unix port) is not installed: run `make setup`", pytrace=False)
+    b = PtyBoard(str(exe), tmp_path / "board-fs")
+    (b.fs / "bootinfo.json").write_text("{}")  # the board's own data stays
+    yield b
+    b.close()
+
+
+def _deploy(board: PtyBoard, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "tools" / "deploy.py"), "--port", board.port, *args],
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+
+
+def test_deploy_copies_the_build(board_builds, board: PtyBoard):
+    build = board_builds["esp32-devkit"]
+    r = _deploy(board, str(build))
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = _files(board.fs)
+    want = {k: v for k, v in _files(build).items() if k not in ("boot.mpy", "main.mpy", build_device.MARKER)}
+    assert {k: v for k, v in got.items() if k not in ("machine.py", "bootinfo.json")} == want
+    assert "bootinfo.json" in got
+
+
+def test_deploy_frozen_leaves_only_what_the_image_lacks(board_builds, board: PtyBoard):
+    build = board_builds["esp32-devkit"]
+    assert _deploy(board, str(build)).returncode == 0  # an earlier plain deploy
+    r = _deploy(board, "--frozen", str(build))
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = set(_files(board.fs)) - {"machine.py", "bootinfo.json"}
+    static = {f"web/static/{p.name}" for p in (FIRMWARE / "web" / "static").iterdir()}
+    assert got == {"boot.py", "main.py", "boards/esp32-devkit.json"} | static
+
+
+# --- freezing: tools/freeze/manifest.py ------------------------------------------
+
+MANIFEST = REPO / "tools" / "freeze" / "manifest.py"
+NOT_FROZEN = {"boot.py", "main.py", "boards_host.py"}  # filesystem / host board only (see the manifest)
+
+
+def _frozen_files() -> dict[str, Path]:
+    """Run the manifest as MicroPython's tools/manifestfile.py does (its folder as the
+    current directory, the same functions); {target path: source file}."""
+    import os
+
+    files: dict[str, Path] = {}
+    includes: list[str] = []
+
+    def add(base: str, rel: str) -> None:
+        files[rel] = Path(os.path.abspath(os.path.join(base, rel)))
+
+    def module(path, base_path="."):
+        add(base_path, path)
+
+    def package(path, files=None, base_path="."):
+        if files is not None:
+            for f in files:
+                add(base_path, os.path.join(path, f))
+            return
+        for dirpath, _, names in os.walk(os.path.join(base_path, path)):
+            for n in names:
+                if n.endswith(".py"):
+                    add(base_path, os.path.relpath(os.path.join(dirpath, n), base_path))
+
+    def unsupported(*a, **k):
+        raise AssertionError("the manifest uses only include/module/package")
+
+    g = {"include": includes.append, "module": module, "package": package,
+         "freeze": unsupported, "require": unsupported, "metadata": unsupported}  # fmt: skip
+    cwd = os.getcwd()
+    os.chdir(MANIFEST.parent)
+    try:
+        exec(compile(MANIFEST.read_text(), str(MANIFEST), "exec"), g)
+    finally:
+        os.chdir(cwd)
+    assert includes == ["$(PORT_DIR)/boards/manifest.py"], "the port's own modules (_boot, asyncio) first"
+    return files
+
+
+def test_manifest_freezes_every_firmware_module():
+    frozen = _frozen_files()
+    want = {_id(p) for p in FIRMWARE_PY if _id(p) not in NOT_FROZEN}
+    want |= {f"microdot/{n}.py" for n in MICRODOT_DEVICE_FILES}
+    assert set(frozen) == want
+    for rel, src in frozen.items():
+        assert src.is_file(), f"{rel}: {src} missing"
+        if not rel.startswith("microdot/"):
+            assert src == FIRMWARE / rel
+
+
+def test_firmware_imports_are_frozen():
+    """Every firmware module that a frozen module imports is frozen too (static check)."""
+    import ast
+
+    frozen = {rel[:-3].replace("/", ".").removesuffix(".__init__") for rel in _frozen_files()}
+    ours = {_id(p)[:-3].replace("/", ".").removesuffix(".__init__") for p in FIRMWARE_PY}
+    missing = set()
+    for p in FIRMWARE_PY:
+        if _id(p) in NOT_FROZEN:
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for n in names:
+                if n in ours and n not in frozen:
+                    missing.add(f"{_id(p)} imports {n}")
+    # board.py imports boards_host only for the host board (chip "host", or CPython)
+    assert missing == {"board.py imports boards_host"}, missing

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no info lines")
     p.add_argument("--mp", action="store_true", help="run the firmware under MicroPython's Unix port")
     p.add_argument("--heap", default=MP_HEAP, help=f"--mp: MicroPython heap size (default {MP_HEAP})")
+    p.add_argument("--romfs", action="store_true",
+                   help="--mp: the code from a ROMFS image at /rom (default heap + the image's size)")
     return p
 
 
@@ -81,6 +83,15 @@ def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> in
     import config
 
     code = build_unix()
+    heap, romfs_args = args.heap, []
+    if args.romfs:  # tools/romfs.py; on the Unix port the image is one block in the heap
+        import romfs
+
+        image = code.with_name(code.name + ".romfs")
+        image.write_bytes(romfs.make_image(code))
+        romfs_args = ["--romfs", str(image)]
+        if heap == MP_HEAP:
+            heap = f"{int(MP_HEAP[:-1]) + -(-image.stat().st_size // 1024)}K"
     run_dir = Path(config_path).resolve().parent
     # The child reads the overridden config from a private file (it may hold
     # the MQTT password), removed again when it stops.
@@ -88,8 +99,8 @@ def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> in
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(config.dumps(cfg))
-    cmd = [micropython_exe(), "-X", f"heapsize={args.heap}", str(ROOT / "tools" / "mp" / "unix_main.py"),
-           str(code), str(tmp), str(run_dir)]
+    cmd = [micropython_exe(), "-X", f"heapsize={heap}", str(ROOT / "tools" / "mp" / "unix_main.py"),
+           str(code), str(tmp), str(run_dir), *romfs_args]
     if args.quiet:
         cmd.append("-q")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -265,6 +276,9 @@ async def _cancel_rest(timeout: float) -> None:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.romfs and not args.mp:
+        print("run: --romfs goes with --mp", file=sys.stderr)
+        return 2
     import log
 
     log.quiet = args.quiet

@@ -1,9 +1,12 @@
 """The firmware's host board under MicroPython's Unix port (`make run MP=1`).
 
-    micropython -X heapsize=160K tools/mp/unix_main.py CODE_DIR CONFIG STORAGE_DIR
+    micropython -X heapsize=160K tools/mp/unix_main.py CODE_DIR CONFIG STORAGE_DIR [-q] [--romfs IMAGE]
 
 CODE_DIR is a device build (`tools/build_device.py`: the .mpy files as they go
-onto the board, microdot in CODE_DIR/lib). Prints `http://127.0.0.1:PORT/`
+onto the board, microdot in CODE_DIR/lib). With --romfs the code comes from a
+ROMFS image (`tools/romfs.py`) mounted at /rom instead, as on a device with a
+romfs partition; here the image is one block in the heap (on the device it is
+memory-mapped flash). Prints `http://127.0.0.1:PORT/`
 once the servers listen, like `p1tool.py run` on CPython. SIGINT (Ctrl-C)
 stops the app cleanly (MQTT says offline) and exits 0; a start failure exits 1.
 """
@@ -11,6 +14,12 @@ stops the app cleanly (MQTT says offline) and exits 0; a start failure exits 1.
 import sys
 
 code, config_path, storage = sys.argv[1], sys.argv[2], sys.argv[3]
+if "--romfs" in sys.argv[4:]:
+    import vfs
+
+    with open(sys.argv[sys.argv.index("--romfs") + 1], "rb") as f:
+        vfs.mount(vfs.VfsRom(f.read()), "/rom")
+    code = "/rom"
 sys.path[:0] = [code, code + "/lib"]
 
 import asyncio  # noqa: E402
