@@ -434,3 +434,250 @@ result(out)
         "status idle": 1000,  # STAT_IDLE
         "ap mac": [0x24, 0x0A, 0xC4, 0x12, 0x34, 0x57],
     }
+
+
+# --- Wi-Fi -------------------------------------------------------------------------
+
+
+def run_wifi(code: str, tmp_path: Path) -> dict:
+    return run_mp(WIFI_PRELUDE + code, tmp_path)
+
+
+def test_wifi_joins(tmp_path):
+    out = run_wifi(
+        """
+network._aps["home"] = ["secret123", -58]
+w = Wifi({"ssid": "home", "password": "secret123", "ap_password": ""}, "p1-3456", 8.5)
+
+
+async def main():
+    t = asyncio.create_task(w.run())
+    took = await until(w, lambda: w.state == "connected", 60000, "connected")
+    await until(w, lambda: len(sleeps) > 10, 60000, "some checks")  # stays connected
+    result({"seen": seen, "took": took, "status": w.status(), "hostname": network.hostname(),
+            "dhcp": network._dhcp_hostname, "txpower": network._txpower, "pm": network._pm,
+            "connects": network._connects, "ap": network.WLAN(network.AP_IF).active(),
+            "sta": network.WLAN(network.STA_IF).active(), "alive": not t.done(), "log": log.recent})
+    t.cancel()
+
+
+asyncio.run(main())
+""",
+        tmp_path,
+    )
+    assert out["seen"] == ["off", "connecting", "connected"]
+    assert out["took"] <= 2500  # joined at the first poll after the fake's 1.5 s
+    assert out["status"] == {
+        "state": "connected", "ssid": "home", "hostname": "p1-3456", "attempts": 1, "reconnects": 0,
+        "error": "", "ip": "192.168.1.50", "rssi": -58, "ap": None,
+    }  # fmt: skip
+    assert out["hostname"] == "p1-3456" and out["dhcp"] == "p1-3456"  # set before connect(): sent to DHCP
+    assert out["txpower"] == 34 and out["pm"] == 1  # 8.5 dBm in quarter dBm; power save left at the default
+    assert out["connects"] == ["home"] and out["sta"] is True and out["ap"] is False
+    assert out["alive"] and out["log"] == []
+
+
+def test_wifi_wrong_password_backs_off_opens_the_ap_and_keeps_trying(tmp_path):
+    out = run_wifi(
+        """
+network._aps["home"] = ["right-password", -70]
+w = Wifi({"ssid": "home", "password": "wrong-pass", "ap_password": "ap-secret-1"}, "p1-3456", 8.5)
+ap = network.WLAN(network.AP_IF)
+out = {}
+
+
+async def main():
+    t = asyncio.create_task(w.run())
+    await until(w, lambda: w.attempts == 2, 600000, "a second attempt")
+    out["first_error"] = w.status()["error"]
+    out["ap_after_1"] = ap.active()
+    await until(w, lambda: w.ap is not None, 600000, "the access point")
+    out["ap_open"] = {"attempts": w.attempts, "active": ap.active(), "essid": ap.config("essid"),
+                      "security": ap.config("security"), "key": ap.config("key"), "status": w.status()}
+    await until(w, lambda: w.attempts == 6, 600000, "more station attempts")
+    out["connects"] = len(network._connects)
+    out["backoffs"] = backoffs()
+    network._aps["home"][0] = "wrong-pass"  # the router's password changed back
+    await until(w, lambda: w.state == "connected", 600000, "connected")
+    out["after"] = w.status()
+    out["ap_after_join"] = ap.active()
+    out["alive"] = not t.done()
+    out["seen"] = seen
+    t.cancel()
+
+
+asyncio.run(main())
+result(out)
+""",
+        tmp_path,
+    )
+    assert out["first_error"] == "home: STAT_WRONG_PASSWORD (attempt 1)" and out["ap_after_1"] is False
+    ap = out["ap_open"]
+    assert ap["attempts"] == 3 and ap["active"] is True and ap["essid"] == "p1-3456"
+    assert ap["security"] == 3 and ap["key"] == "ap-secret-1"  # WPA2 with the configured password
+    assert ap["status"]["state"] == "ap" and ap["status"]["ap"] == {"essid": "p1-3456", "ip": "192.168.4.1"}
+    assert out["connects"] == 6  # the station kept trying beside the access point
+    assert out["backoffs"][:5] == [2000, 4000, 8000, 16000, 32000]
+    assert out["after"]["state"] == "connected" and out["after"]["error"] == "" and out["after"]["ap"] is None
+    assert out["after"]["reconnects"] == 0  # the first join is not a rejoin
+    assert out["ap_after_join"] is False and out["alive"]
+    assert out["seen"][:4] == ["off", "connecting", "ap", "connecting"]
+
+
+def test_wifi_no_ap_found_backoff_is_capped(tmp_path):
+    out = run_wifi(
+        """
+w = Wifi({"ssid": "nowhere", "password": "whatever1"}, "p1-3456", None)
+
+
+async def main():
+    t = asyncio.create_task(w.run())
+    await until(w, lambda: w.attempts == 10, 3600000, "ten attempts")
+    result({"backoffs": backoffs(), "status": w.status(), "alive": not t.done(),
+            "ap_security": network.WLAN(network.AP_IF).config("security"), "txpower": network._txpower})
+    t.cancel()
+
+
+asyncio.run(main())
+""",
+        tmp_path,
+    )
+    assert out["backoffs"] == [2000, 4000, 8000, 16000, 32000, 64000, 120000, 120000, 120000]
+    assert out["status"]["error"] == "nowhere: STAT_NO_AP_FOUND (attempt 9)"
+    assert out["status"]["state"] == "connecting" and out["status"]["ap"]["essid"] == "p1-3456"
+    assert out["ap_security"] == 0  # no ap_password: an open access point
+    assert out["txpower"] == 80  # no board TX power: the radio's default is left alone
+    assert out["alive"]
+
+
+def test_wifi_rejoins_after_the_link_drops(tmp_path):
+    out = run_wifi(
+        """
+network._aps["home"] = ["secret123", -58]
+w = Wifi({"ssid": "home", "password": "secret123"}, "p1-3456", 8.5)
+out = {}
+
+
+async def main():
+    t = asyncio.create_task(w.run())
+    await until(w, lambda: w.state == "connected", 60000, "connected")
+    del network._aps["home"]  # the router goes away
+    network._drop()
+    out["noticed_ms"] = await until(w, lambda: w.state == "connecting", 60000, "the drop")
+    await until(w, lambda: w.attempts == 4, 600000, "two failed rejoins")
+    out["during"] = w.status()
+    network._aps["home"] = ["secret123", -60]  # and comes back
+    await until(w, lambda: w.state == "connected", 600000, "connected again")
+    out["after"] = w.status()
+    out["alive"] = not t.done()
+    t.cancel()
+
+
+asyncio.run(main())
+result(out)
+""",
+        tmp_path,
+    )
+    assert out["noticed_ms"] <= 5000  # checked every 5 s while connected
+    assert out["during"]["ip"] is None and out["during"]["rssi"] is None
+    assert out["during"]["error"].startswith("home: STAT_NO_AP_FOUND")
+    after = out["after"]
+    assert after["state"] == "connected" and after["reconnects"] == 1 and after["rssi"] == -60
+    assert after["attempts"] == 4 and after["error"] == "" and out["alive"]  # the third rejoin made it
+
+
+def test_wifi_short_ap_password_opens_an_open_ap_and_logs_it(tmp_path):
+    """WPA2 needs 8 characters: the radio refuses "short"; the dongle must stay reachable."""
+    out = run_wifi(
+        """
+w = Wifi({"ssid": "", "ap_password": "short"}, "p1-3456", 8.5)
+ap = network.WLAN(network.AP_IF)
+
+
+async def main():
+    t = asyncio.create_task(w.run())
+    await until(w, lambda: w.state == "ap", 60000, "the access point")
+    await until(w, lambda: len(sleeps) >= 3, 60000, "a few checks")
+    result({"status": w.status(), "security": ap.config("security"), "essid": ap.config("essid"),
+            "log": log.recent, "alive": not t.done(), "sleeps": sleeps[:3],
+            "sta": network.WLAN(network.STA_IF).active()})
+    t.cancel()
+
+
+asyncio.run(main())
+""",
+        tmp_path,
+    )
+    assert out["security"] == 0 and out["essid"] == "p1-3456" and out["sta"] is False
+    assert out["status"]["state"] == "ap" and out["status"]["ap"]["essid"] == "p1-3456"
+    assert "ap_password refused" in out["status"]["error"] and "Wifi Invalid Password" in out["status"]["error"]
+    assert any("ap_password refused" in x for x in out["log"])
+    assert out["sleeps"] == [5000, 5000, 5000] and out["alive"]
+
+
+def test_wifi_short_ap_password_with_a_failing_station(tmp_path):
+    out = run_wifi(
+        """
+w = Wifi({"ssid": "home", "password": "nope-nope", "ap_password": "1234"}, "p1-3456", 8.5)
+
+
+async def main():
+    t = asyncio.create_task(w.run())
+    await until(w, lambda: w.attempts == 5, 600000, "five attempts")
+    result({"ap": w.ap is not None, "security": network.WLAN(network.AP_IF).config("security"),
+            "connects": len(network._connects), "alive": not t.done()})
+    t.cancel()
+
+
+asyncio.run(main())
+""",
+        tmp_path,
+    )
+    assert out == {"ap": True, "security": 0, "connects": 5, "alive": True}
+
+
+def test_wifi_survives_every_fault(tmp_path):
+    """Exceptions from the radio, MemoryError included, are logged and retried with backoff."""
+    out = run_wifi(
+        """
+network._aps["home"] = ["secret123", -58]
+w = Wifi({"ssid": "home", "password": "secret123", "ap_password": "ap-secret-1"}, "p1-" + "x" * 40, 8.5)
+faults = [("active", OSError("Wifi Internal Error")), ("connect", RuntimeError("Wifi Unknown Error 0x3001")),
+          ("isconnected", MemoryError())]
+
+
+async def main():
+    t = asyncio.create_task(w.run())
+    for name, e in faults:  # one at a time, each raised by the next call of that method
+        network._fail[name] = e
+        await until(w, lambda: name not in network._fail, 600000, "the %s fault" % name)
+    await until(w, lambda: w.state == "connected", 3600000, "connected")
+    network._fail["status"] = OSError("Wifi Internal State Error")  # raised after a failed attempt
+    network._aps.clear()
+    network._drop()
+    await until(w, lambda: "status" not in network._fail, 3600000, "the status fault")
+    network._aps["home"] = ["secret123", -58]
+    await until(w, lambda: w.state == "connected", 3600000, "connected")
+    network._fail["ifconfig"] = OSError("Wifi Internal Error")
+    st = w.status()
+    network._fail.clear()
+    network._fail["active"] = OSError("Wifi Internal Error")  # the access point cannot start
+    w.start_ap()
+    ap_failed = w.ap is None and not network.WLAN(network.AP_IF).active()
+    result({"state": w.state, "alive": not t.done(), "log": log.recent, "status_during_fault": st,
+            "backoffs": backoffs(), "ap_failed": ap_failed, "error": w.error})
+    t.cancel()
+
+
+asyncio.run(main())
+""",
+        tmp_path,
+    )
+    assert out["state"] == "connected" and out["alive"]
+    logged = "\n".join(out["log"])
+    for what in ("hostname: ", "OSError: Wifi Internal Error", "RuntimeError: Wifi Unknown Error 0x3001",
+                 "MemoryError", "OSError: Wifi Internal State Error"):  # fmt: skip
+        assert what in logged, f"{what!r} not logged:\n{logged}"
+    assert out["status_during_fault"]["state"] == "connected"  # status() itself never raises
+    assert out["backoffs"][:2] == [2000, 4000]  # the first faults backed off
+    assert out["ap_failed"] and out["error"] == "ap: Wifi Internal Error"

@@ -10,7 +10,8 @@ micropython-esp32-stubs 1.29 and docs/library/network.WLAN.rst:
 - `connect(ssid, key, *, bssid)`: OSError("Wifi Not Started") with no
   interface active, OSError("Wifi Invalid Mode") with only the AP active.
   Joining takes `_join_ms` of the fake clock; the IDF then retries on its own
-  (`config(reconnects=n)` limits that) until `disconnect()`.
+  (`config(reconnects=n)` limits that) until `disconnect()`, after which
+  status() says STAT_IDLE (reason ASSOC_LEAVE), not why the join failed.
 - `status()`: STAT_GOT_IP, STAT_CONNECTING, STAT_IDLE or the last failure
   (STAT_NO_AP_FOUND 201, STAT_WRONG_PASSWORD 202, STAT_BEACON_TIMEOUT 200...),
   None on the AP; `status("rssi")` (STA, connected: else OSError("Wifi Not
@@ -196,7 +197,7 @@ class WLAN:
         _raise("disconnect")
         _started()
         s = _sta
-        if s._connected:
+        if s._connected or s._due is not None:  # associated or (re)joining: the IDF reports ASSOC_LEAVE
             s._reason = _ASSOC_LEAVE
         _set(s, _connected=False, _requested=False, _due=None)
 
