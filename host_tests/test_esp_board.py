@@ -263,7 +263,7 @@ async def main():
         for i in range(0, len(telegram), 64):
             u._wire.send(telegram[i : i + 64])
             await asyncio.sleep_ms(1)
-    for _ in range(200):
+    for _ in range(1000):  # up to 5 s on a busy machine; done as soon as the hub has all three
         if hub.seq == 3:
             break
         await asyncio.sleep_ms(5)
