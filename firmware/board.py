@@ -2,12 +2,13 @@
 
 Strategy: a board is a data file (`boards/<name>.json`: UART, pins, CPU clock,
 Wi-Fi TX power) plus one of two small classes. `EspBoard` drives `machine`
-(UART, Pin, WDT, freq) and is imported only on the device; `HostBoard`
-(`boards_host.py`) uses files, ptys, sockets and prints on CPython. The rest of
-the firmware sees the same methods on both:
+(UART, Pin, WDT, freq) and is used only on the device (and in host_tests,
+against fakes of the ESP32 port's `machine` and `network`); `HostBoard`
+(`boards_host.py`) uses files, ptys, sockets and prints on CPython and on
+MicroPython's Unix port. The rest of the firmware sees the same methods on both:
 
     b = board.load(name)           # never raises: falls back and lists errors
-    src = b.open_meter(source)     # object with async read(n) -> bytes
+    src = b.open_meter(source)     # await src.read(n) -> bytes; src.reconnect, src.close()
     b.data_request(True); b.led(on); b.relay(i, on)
     b.power_setup(); b.reset_cause(); b.free_heap(); b.feed_watchdog()
     b.record_boot()  -> boot count (persisted in <storage_dir>/bootinfo.json)
@@ -53,15 +54,6 @@ FALLBACK = {
     "storage_dir": "/",
 }
 
-RESET_NAMES = (
-    "PWRON_RESET",
-    "HARD_RESET",
-    "WDT_RESET",
-    "DEEPSLEEP_RESET",
-    "SOFT_RESET",
-    "BROWNOUT_RESET",
-)
-
 
 def _dir_of(path):
     i = path.rfind("/")
@@ -99,12 +91,15 @@ def read_spec(name, dirs=None):
         except Exception as e:  # noqa: BLE001 - a bad file must not stop the boot
             errors.append("board: %s: %s" % (path, e))
             break
+        out = {}  # only the keys the firmware reads: no descriptions kept in RAM
         for k in FALLBACK:
-            if k not in spec:
-                spec[k] = FALLBACK[k]
+            if k in spec:
+                out[k] = spec[k]
+            else:
+                out[k] = FALLBACK[k]
                 if k != "name":
                     errors.append("board: %s lacks %r, using %r" % (path, k, FALLBACK[k]))
-        return spec, errors
+        return out, errors
     if name != "fallback":
         errors.append("board: no file for %r, using fallback pins" % name)
     spec = dict(FALLBACK)
@@ -176,13 +171,6 @@ class Board:
     def reset_cause(self):
         return self._reset
 
-    def status(self):
-        return {
-            "name": self.name,
-            "chip": self.chip,
-            "errors": self.errors,
-        }
-
     # --- defaults: boards without the part do nothing -----------------------
     def power_setup(self):
         pass
@@ -210,26 +198,22 @@ class Board:
         return self.mac_hex()
 
 
-class UartSource:
-    """The meter on a UART, read without blocking through an asyncio stream."""
-
-    def __init__(self, uart):
-        import asyncio
-
-        self.uart = uart
-        self.reader = asyncio.StreamReader(uart)  # type: ignore[call-arg,arg-type]
-        self.reconnect = True
-        self.name = "uart"
-
-    async def read(self, n):
-        return await self.reader.read(n)
-
-    def close(self):
-        pass
+def _name_of(mod, suffix, value):
+    """The constant of `mod` named *`suffix` whose value is `value`, else str(value).
+    The names are the port's own strings (in flash), so no table of them is kept."""
+    for n in dir(mod):
+        if n.endswith(suffix) and getattr(mod, n) == value:
+            return n
+    return str(value)
 
 
 class EspBoard(Board):
-    """An ESP32-family board driven through `machine`."""
+    """An ESP32-family board driven through `machine`.
+
+    Outputs are created at the level they are set to, so no pin glitches (an
+    active-low LED is not lit by creating it). What the chip refuses (CPU
+    clock, watchdog timeout) is recorded in `errors`, never raised.
+    """
 
     def __init__(self, spec, errors=None):
         Board.__init__(self, spec, errors)
@@ -244,21 +228,16 @@ class EspBoard(Board):
         self._wdt = None
         self._uart = None
         try:
-            c = machine.reset_cause()
-            self._reset = str(c)
-            for n in RESET_NAMES:
-                if getattr(machine, n, None) == c:
-                    self._reset = n
-                    break
+            self._reset = _name_of(machine, "_RESET", machine.reset_cause())
         except Exception:  # noqa: BLE001
             pass
 
-    def _out(self, pin):
+    def _out(self, pin, v):
         p = self._pins.get(pin)
         if p is None:
-            p = self._m.Pin(pin, self._m.Pin.OUT)
-            self._pins[pin] = p
-        return p
+            self._pins[pin] = self._m.Pin(pin, self._m.Pin.OUT, value=v)
+        else:
+            p.value(v)
 
     def power_setup(self):
         mhz = self.spec.get("cpu_mhz")
@@ -269,10 +248,13 @@ class EspBoard(Board):
                 self.errors.append("cpu_mhz %s: %s" % (mhz, e))
 
     def open_meter(self, source=""):
-        u = self.spec["uart"]
-        UART = self._m.UART
-        inv = UART.INV_RX if u.get("rx_invert") else 0
+        """The meter's UART as an asyncio stream (`await s.read(n)`; the ESP32's
+        UART is pollable). Raises ValueError/OSError if the UART cannot open."""
+        import asyncio
+
         if self._uart is None:
+            u = self.spec["uart"]
+            UART = self._m.UART
             self._uart = UART(
                 u["id"],
                 baudrate=u["baud"],
@@ -281,39 +263,43 @@ class EspBoard(Board):
                 stop=u["stop"],
                 rx=u["rx"],
                 rxbuf=u.get("rxbuf", 4096),
-                invert=inv,
+                invert=UART.INV_RX if u.get("rx_invert") else 0,
             )
-        return UartSource(self._uart)
+        s = asyncio.StreamReader(self._uart)  # type: ignore[call-arg,arg-type]
+        s.reconnect = True  # type: ignore[attr-defined]  # meter.run reopens it
+        return s
 
     def data_request(self, on):
         pin = self.spec.get("data_request")
         if pin is not None:
-            self._out(pin).value(1 if on else 0)
+            self._out(pin, 1 if on else 0)
 
     def led(self, on):
         led = self.spec.get("led")
         if not led:
             return
-        pin = led["pin"]
         if led.get("kind") == "ws2812":
             if self._np is None:
                 from neopixel import NeoPixel
 
-                self._np = NeoPixel(self._m.Pin(pin), 1)
+                self._np = NeoPixel(self._m.Pin(led["pin"]), 1)
             self._np[0] = (0, 8, 0) if on else (0, 0, 0)
             self._np.write()
-            return
-        self._out(pin).value((0 if on else 1) if led.get("active_low") else (1 if on else 0))
+        else:
+            self._out(led["pin"], (0 if on else 1) if led.get("active_low") else (1 if on else 0))
 
     def relay(self, i, on):
         pins = self.spec.get("relays") or []
         if 0 <= i < len(pins):
-            self._out(pins[i]).value(1 if on else 0)
+            self._out(pins[i], 1 if on else 0)
 
     def start_watchdog(self):
         s = self.spec.get("watchdog_s") or 0
         if s and self._wdt is None:
-            self._wdt = self._m.WDT(timeout=int(s) * 1000)
+            try:
+                self._wdt = self._m.WDT(timeout=int(s) * 1000)
+            except Exception as e:  # noqa: BLE001 - a bad board file must not stop the boot
+                self.errors.append("watchdog_s %s: %s" % (s, e))
 
     def feed_watchdog(self):
         if self._wdt is not None:
@@ -322,9 +308,9 @@ class EspBoard(Board):
     def mac_hex(self):
         try:
             import network
+            from binascii import hexlify
 
-            mac = network.WLAN(network.STA_IF).config("mac")
-            return "".join("%02x" % b for b in mac)
+            return hexlify(network.WLAN(network.STA_IF).config("mac")).decode()
         except Exception:  # noqa: BLE001
             return "000000000000"
 

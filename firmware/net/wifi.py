@@ -1,17 +1,26 @@
 """Wi-Fi on the device: station from config, reconnect with backoff, access
 point fallback. Only imported on boards with a radio.
 
-Strategy: one supervisor task. The radio starts at the board's reduced TX
-power (the P1 port gives at most 250 mA). With an SSID it joins as a station
-and retries with exponential backoff; after `_AP_AFTER` failed attempts (or
-with no SSID at all) it also opens an access point named after the hostname,
-so the dongle stays reachable for set-up, and keeps trying the station.
-The hostname (default p1-<last 4 hex of MAC>) is also the mDNS name: the
-ESP32 port's built-in responder answers <hostname>.local.
+Strategy: one supervisor task that never ends. The radio starts at the
+board's reduced TX power (the P1 port gives at most 250 mA). With an SSID it
+joins as a station and retries with exponential backoff; after `_AP_AFTER`
+failed attempts (or with no SSID at all) it also opens an access point named
+after the hostname, so the dongle stays reachable for set-up, and keeps
+trying the station; the access point closes once the station is up. The
+hostname (default p1-<last 4 hex of MAC>) is also the mDNS name: the ESP32
+port's built-in responder answers <hostname>.local, and the station sends it
+to DHCP.
+
+Nothing stops the task: an exception from the radio (out of memory, an IDF
+error) is logged, shown in status and retried after the backoff. An access
+point password the radio refuses (WPA2 needs 8..63 characters) is logged and
+the access point opens without a password instead, since an unreachable
+dongle cannot be repaired without a cable.
 """
 
 import asyncio
 
+import log
 import network
 
 try:
@@ -28,6 +37,15 @@ _BACKOFF_MIN_MS = const(2000)
 _BACKOFF_MAX_MS = const(120000)
 _AP_AFTER = const(3)  # failed attempts before the access point opens
 _CHECK_MS = const(5000)
+_WPA2 = const(3)  # network.AUTH_WPA2_PSK
+
+
+def _stat(code):
+    """network.STAT_* name of a WLAN.status() code (the port's own strings)."""
+    for n in dir(network):
+        if n.startswith("STAT_") and getattr(network, n) == code:
+            return n
+    return str(code)
 
 
 class Wifi:
@@ -41,94 +59,132 @@ class Wifi:
         self.ap = None
         self.state = "off"
         self.attempts = 0
-        self.reconnects = 0
+        self.reconnects = 0  # joins after the first one
         self.error = ""
+        self._fails = 0
+        self._joined = False
 
-    def _set_hostname(self):
-        try:
-            network.hostname(self.hostname)  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - older firmware: per-interface name
-            try:
-                if self.sta is not None:
-                    self.sta.config(dhcp_hostname=self.hostname)
-            except Exception as e:  # noqa: BLE001
-                self.error = "hostname: %s" % e
+    def _fault(self, where, e):
+        self.error = "%s: %s" % (where, e)
+        log.error("wifi " + self.error)
 
     def _power(self, wlan):
+        # Power save stays at the IDF's default, modem sleep (WLAN.PM_PERFORMANCE).
         if self.txpower:
             try:
                 wlan.config(txpower=self.txpower)
-            except Exception as e:  # noqa: BLE001
-                self.error = "txpower: %s" % e
-        try:
-            wlan.config(pm=wlan.PM_PERFORMANCE)  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - no power-management setting on this port
-            pass
+            except Exception as e:  # noqa: BLE001 - out of range for this chip: keep its default
+                self._fault("txpower", e)
 
     def start_ap(self):
+        """Open the access point (once); never raises."""
         if self.ap is not None:
             return
-        ap = network.WLAN(network.AP_IF)
-        ap.active(True)
-        self._power(ap)
-        if self._ap_password:
-            ap.config(essid=self.hostname, password=self._ap_password, authmode=3)
-        else:
-            ap.config(essid=self.hostname, authmode=0)
-        self.ap = ap
-        if self.state != "connected":
-            self.state = "ap"
+        ap = None
+        try:
+            ap = network.WLAN(network.AP_IF)
+            ap.active(True)
+            self._power(ap)
+            pw = self._ap_password
+            if pw:
+                try:
+                    ap.config(essid=self.hostname, password=pw, authmode=_WPA2)
+                except OSError as e:  # "Wifi Invalid Password": WPA2 takes 8..63 characters
+                    self._fault("ap_password refused, access point open", e)
+                    pw = ""
+            if not pw:
+                ap.config(essid=self.hostname, authmode=0)
+            self.ap = ap
+            if self.state != "connected":
+                self.state = "ap"
+            log.info("wifi: access point %s" % self.hostname)
+        except Exception as e:  # noqa: BLE001 - tried again after the next failure
+            self._fault("ap", e)
+            try:
+                if ap is not None:
+                    ap.active(False)
+            except Exception:  # noqa: BLE001
+                pass
 
     def stop_ap(self):
-        if self.ap is not None:
-            self.ap.active(False)
-            self.ap = None
+        ap = self.ap
+        self.ap = None
+        if ap is not None:
+            try:
+                ap.active(False)
+            except Exception as e:  # noqa: BLE001
+                self._fault("ap off", e)
 
     async def run(self):
-        self._set_hostname()
-        if not self.ssid:
-            self.start_ap()
-            return
-        sta = network.WLAN(network.STA_IF)
-        self.sta = sta
-        sta.active(True)
-        self._power(sta)
-        self._set_hostname()
+        """The supervisor: join, watch, rejoin. Returns never; raises only CancelledError."""
+        try:
+            network.hostname(self.hostname)  # type: ignore[attr-defined]
+        except Exception as e:  # noqa: BLE001 - too long or unsupported: keep the default
+            self._fault("hostname", e)
         backoff = _BACKOFF_MIN_MS
-        fails = 0
         while True:
-            if not sta.isconnected():
-                self.state = "connecting"
-                self.attempts += 1
-                try:
-                    sta.connect(self.ssid, self._password)
-                except OSError as e:
-                    self.error = "connect: %s" % e
-                waited = 0
-                while not sta.isconnected() and waited < _CONNECT_WAIT_MS:
-                    await asyncio.sleep_ms(_POLL_MS)  # type: ignore[attr-defined]
-                    waited += _POLL_MS
-                if sta.isconnected():
-                    if fails:
-                        self.reconnects += 1
-                    fails = 0
+            wait = _CHECK_MS
+            try:
+                if not self.ssid:
+                    self.start_ap()
+                    if self.ap is None:
+                        wait = 0
+                elif await self._join():
                     backoff = _BACKOFF_MIN_MS
-                    self.state = "connected"
-                    self.error = ""
-                    self.stop_ap()
                 else:
-                    fails += 1
-                    self.error = "no connection to %r (attempt %d)" % (self.ssid, fails)
-                    try:
-                        sta.disconnect()
-                    except OSError:
-                        pass
-                    if fails >= _AP_AFTER:
-                        self.start_ap()
-                    await asyncio.sleep_ms(backoff)  # type: ignore[attr-defined]
-                    backoff = min(backoff * 2, _BACKOFF_MAX_MS)
-                    continue
-            await asyncio.sleep_ms(_CHECK_MS)  # type: ignore[attr-defined]
+                    wait = 0
+            except Exception as e:  # noqa: BLE001 - MemoryError, IDF errors: log, back off, retry
+                wait = 0
+                try:
+                    self._fault(type(e).__name__, e)
+                except Exception:  # noqa: BLE001 - no memory even for the message
+                    pass
+            if not wait:
+                wait = backoff
+                backoff = min(backoff * 2, _BACKOFF_MAX_MS)
+            await asyncio.sleep_ms(wait)  # type: ignore[attr-defined]
+
+    async def _join(self):
+        """True once the station is connected; False after a failed attempt."""
+        sta = self.sta
+        if sta is None:
+            sta = network.WLAN(network.STA_IF)
+            sta.active(True)
+            self._power(sta)
+            self.sta = sta
+        if not sta.isconnected():
+            self.state = "connecting"
+            self.attempts += 1
+            try:
+                sta.connect(self.ssid, self._password)
+            except OSError as e:  # e.g. already connecting: wait for it anyway
+                self.error = "connect: %s" % e
+            waited = 0
+            while not sta.isconnected() and waited < _CONNECT_WAIT_MS:
+                await asyncio.sleep_ms(_POLL_MS)  # type: ignore[attr-defined]
+                waited += _POLL_MS
+            if not sta.isconnected():
+                self._fails += 1
+                st = sta.status()  # before disconnect(), which can turn the reason into STAT_IDLE
+                try:
+                    sta.disconnect()
+                except OSError:
+                    pass
+                if self._fails >= _AP_AFTER:
+                    self.start_ap()
+                self.error = "%s: %s (attempt %d)" % (self.ssid, _stat(st), self._fails)
+                log.warn("wifi: " + self.error)
+                return False
+        if self.state != "connected":  # joined now, or the radio rejoined by itself
+            if self._joined:
+                self.reconnects += 1
+            self._joined = True
+            self._fails = 0
+            self.state = "connected"
+            self.error = ""
+            log.info("wifi: %s joined, ip %s" % (self.ssid, sta.ifconfig()[0]))
+            self.stop_ap()
+        return True
 
     def status(self):
         out = {
@@ -142,13 +198,13 @@ class Wifi:
             "rssi": None,
             "ap": None,
         }
-        sta = self.sta
-        if sta is not None and sta.isconnected():
-            out["ip"] = sta.ifconfig()[0]
-            try:
+        try:
+            if self.ap is not None:
+                out["ap"] = {"essid": self.hostname, "ip": self.ap.ifconfig()[0]}
+            sta = self.sta
+            if sta is not None and sta.isconnected():
+                out["ip"] = sta.ifconfig()[0]
                 out["rssi"] = sta.status("rssi")
-            except Exception:  # noqa: BLE001
-                pass
-        if self.ap is not None:
-            out["ap"] = {"essid": self.hostname, "ip": self.ap.ifconfig()[0]}
+        except Exception:  # noqa: BLE001 - the link dropped just now: report what is known
+            pass
         return out
