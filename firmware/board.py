@@ -12,115 +12,36 @@ MicroPython's Unix port. The rest of the firmware sees the same methods on both:
     b.data_request(True); b.led(on); b.relay(i, on)
     b.power_setup(); b.reset_cause(); b.free_heap(); b.feed_watchdog()
     b.record_boot()  -> boot count (persisted in <storage_dir>/bootinfo.json)
+    b.reset(reason)  # recorded, shown as reset_reason after the restart
+
+Reading the board file and recording the boot live in `boardfile.py`, which
+is imported only for that and dropped again.
 """
 
 import gc
-import json
 
-from fsutil import exists, write_atomic
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
+from mem import unload
 
 
-_MAX_BOARD_FILE = const(4096)
+def load(name, dirs=None):
+    """The board named `name` (host -> HostBoard). Never raises. The work is done by
+    `boardfile`, which leaves RAM again: it is needed only at boot."""
+    import boardfile
 
-# Used when the board file is missing or broken: UART2 RX on GPIO16 of a
-# WROOM DevKit, no other pins (safe on every chip), reduced power.
-FALLBACK = {
-    "name": "fallback",
-    "chip": "esp32",
-    "uart": {
-        "id": 2,
-        "rx": 16,
-        "rx_invert": True,
-        "rxbuf": 4096,
-        "baud": 115200,
-        "bits": 8,
-        "parity": None,
-        "stop": 1,
-    },
-    "data_request": None,
-    "led": None,
-    "relays": [],
-    "cpu_mhz": 80,
-    "wifi_txpower_dbm": 8.5,
-    "start_delay_ms": 1500,
-    "watchdog_s": 0,
-    "storage_dir": "/",
-}
-
-
-def _dir_of(path):
-    i = path.rfind("/")
-    return path[:i] if i > 0 else ("/" if i == 0 else "")
-
-
-def board_dirs():
-    """Where board files are looked for: /boards on the device, repo/boards on a host."""
-    here = _dir_of(__file__)
-    out = ["/boards"]
-    if here:
-        out.append(here + "/../boards")
-    out.append("boards")
-    return out
+    try:
+        return boardfile.load(name, dirs)
+    finally:
+        unload("boardfile")
 
 
 def read_spec(name, dirs=None):
-    """(spec dict, errors) for board `name`; FALLBACK (or host) on any trouble."""
-    errors = []
-    if not isinstance(name, str) or not name or "/" in name or "." in name:
-        errors.append("board: invalid name %r" % (name,))
-        name = "host" if _is_cpython() else "fallback"
-    for d in dirs or board_dirs():
-        path = d + "/" + name + ".json"
-        if not exists(path):
-            continue
-        try:
-            with open(path) as f:
-                text = f.read(_MAX_BOARD_FILE + 1)
-            if len(text) > _MAX_BOARD_FILE:
-                raise ValueError("file too large")
-            spec = json.loads(text)
-            if not isinstance(spec, dict):
-                raise ValueError("not an object")
-        except Exception as e:  # noqa: BLE001 - a bad file must not stop the boot
-            errors.append("board: %s: %s" % (path, e))
-            break
-        out = {}  # only the keys the firmware reads: no descriptions kept in RAM
-        for k in FALLBACK:
-            if k in spec:
-                out[k] = spec[k]
-            else:
-                out[k] = FALLBACK[k]
-                if k != "name":
-                    errors.append("board: %s lacks %r, using %r" % (path, k, FALLBACK[k]))
-        return out, errors
-    if name != "fallback":
-        errors.append("board: no file for %r, using fallback pins" % name)
-    spec = dict(FALLBACK)
-    if name == "host" or _is_cpython():
-        spec["chip"] = "host"
-        spec["cpu_mhz"] = None
-        spec["wifi_txpower_dbm"] = None
-        spec["start_delay_ms"] = 0
-        spec["storage_dir"] = ""
-        spec["name"] = "host"
-    return spec, errors
+    """(spec dict, errors) for board `name` (see boardfile.read_spec)."""
+    import boardfile
 
-
-def _is_cpython():
-    """True off the device: CPython, or MicroPython's Unix port (its `machine` has no UART)."""
     try:
-        import machine
-
-        return not hasattr(machine, "UART")
-    except ImportError:
-        return True
+        return boardfile.read_spec(name, dirs)
+    finally:
+        unload("boardfile")
 
 
 class Board:
@@ -133,6 +54,7 @@ class Board:
         self.errors = errors or []
         self.storage_dir = spec.get("storage_dir") or ""
         self.boot_count = 0
+        self.reset_reason = ""  # why our firmware reset the board last time, if it did
         self.has_wifi = False
         self._reset = "unknown"
 
@@ -144,21 +66,27 @@ class Board:
         return d + name if d.endswith("/") else d + "/" + name
 
     def record_boot(self):
-        """Increment and persist the boot counter; return it. Never raises."""
-        p = self.path("bootinfo.json")
-        n = 0
+        """Increment and persist the boot counter; return it. Never raises. Takes
+        the reason a reset of ours recorded (`reset()`) into `reset_reason`."""
+        import boardfile
+
         try:
-            with open(p) as f:
-                n = int(json.loads(f.read(256)).get("boots", 0))
-        except Exception:  # noqa: BLE001 - missing or broken: start at 0
-            n = 0
-        n += 1
-        try:
-            write_atomic(p, json.dumps({"boots": n, "last_reset": self.reset_cause()}))
-        except Exception as e:  # noqa: BLE001 - read-only flash must not stop the boot
-            self.errors.append("bootinfo: %s" % e)
-        self.boot_count = n
-        return n
+            return boardfile.record_boot(self)
+        finally:
+            unload("boardfile")
+
+    def reset(self, reason):
+        """Record why (shown as `reset_reason` after the restart), then restart the
+        board. The host board cannot restart itself: it records and logs it."""
+        import boardfile
+
+        boardfile.write_bootinfo(self, self.boot_count, reason)
+        self._restart()
+
+    def _restart(self):
+        import log
+
+        log.error("host board: a device would reset now")
 
     # --- system ------------------------------------------------------------
     def free_heap(self):
@@ -314,18 +242,7 @@ class EspBoard(Board):
         except Exception:  # noqa: BLE001
             return "000000000000"
 
+    def _restart(self):
+        self._m.reset()
 
-def load(name, dirs=None):
-    """The board named `name` (host -> HostBoard). Never raises."""
-    spec, errors = read_spec(name, dirs)
-    if spec.get("chip") == "host":
-        from boards_host import HostBoard
 
-        return HostBoard(spec, errors)
-    try:
-        return EspBoard(spec, errors)
-    except ImportError:  # an ESP board file asked for on CPython
-        from boards_host import HostBoard
-
-        errors.append("board: %s needs machine; running as host" % spec.get("name"))
-        return HostBoard(spec, errors)

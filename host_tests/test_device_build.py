@@ -365,5 +365,5 @@ def test_firmware_imports_are_frozen():
             for n in names:
                 if n in ours and n not in frozen:
                     missing.add(f"{_id(p)} imports {n}")
-    # board.py imports boards_host only for the host board (chip "host", or CPython)
-    assert missing == {"board.py imports boards_host"}, missing
+    # boardfile.py imports boards_host only for the host board (chip "host", or CPython)
+    assert missing == {"boardfile.py imports boards_host"}, missing

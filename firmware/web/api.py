@@ -96,6 +96,7 @@ def status_dict(app):
     except AttributeError:  # CPython
         out["alloc_heap"] = None
     out["reset_cause"] = b.reset_cause()
+    out["reset_reason"] = b.reset_reason
     out["boot_count"] = b.boot_count
     out["wifi"] = app.wifi_status()
     out["telegrams"] = app.hub.seq

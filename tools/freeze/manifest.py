@@ -24,19 +24,10 @@ FIRMWARE = "../../firmware"
 # place of the filesystem's, and a frozen main.py could not be replaced without
 # reflashing; they stay on the filesystem (make deploy-frozen). Not boards_host.py
 # either: the host board's code (CPython, the Unix port), never used on a device.
-for name in (
-    "aio.py",
-    "app.py",
-    "board.py",
-    "clock.py",
-    "config.py",
-    "fsutil.py",
-    "hub.py",
-    "log.py",
-    "meter.py",
-    "version.py",
-):
-    module(name, base_path=FIRMWARE)
+for path in sorted(glob.glob(FIRMWARE + "/*.py")):
+    name = os.path.basename(path)
+    if name not in ("boot.py", "main.py", "boards_host.py"):
+        module(name, base_path=FIRMWARE)
 
 # Packages: every .py below them. web/static/ is not Python: frozen, web/api.py
 # looks for it at web/static on the filesystem (make deploy-frozen puts it there).
