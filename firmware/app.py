@@ -297,17 +297,15 @@ def b_free(board):
 
 async def main(config_path="/config.json"):
     """Device entry: config -> board -> app, forever."""
-    import sys
-
     import board as boardmod
     import config
+    from mem import unload
 
     cfg, errors = config.load(config_path)
+    del config
+    unload("config")  # needed again only for status and settings
     for e in errors:
         log.warn(e)
-    if sys.implementation.name == "micropython":  # its code is needed again only for status
-        sys.modules.pop("config", None)
-    del config
     b = boardmod.load(cfg["board"])
     app = App(cfg, errors, b)
     await app.start()

@@ -21,6 +21,7 @@ import sys
 
 import log
 from aio import sleep_ms
+from mem import unload
 from p1.body import Encoder, cut_of
 from p1.framer import Framer
 
@@ -122,11 +123,8 @@ class Pipeline:
 
             t = parse(raw, crc, self.std_offset)
             body = dumps(readings(t)).encode()
-        finally:
-            if sys.implementation.name == "micropython":  # give its code's RAM back
-                for m in _GENERAL:
-                    if m not in loaded:
-                        mods.pop(m, None)
+        finally:  # give its code's RAM back (what was loaded before stays)
+            unload(*[m for m in _GENERAL if m not in loaded])
         if t.errors:
             self.line_errors += len(t.errors)
             line, why = t.errors[-1]

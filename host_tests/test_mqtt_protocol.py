@@ -215,3 +215,19 @@ def test_outbox_packet_ids_wrap_and_skip_those_in_flight():
     ob._pid = 65534
     ob.put(("t", "x", False))
     assert ob.take(1, 0)[1] == 3  # 65535, 1, 2 are still in flight
+
+
+def test_pem_ca_files_become_der_for_micropythons_mbedtls(tmp_path):
+    """MicroPython's ssl takes DER only: a PEM CA file (one or more certificates) is converted."""
+    import ssl as cssl
+
+    from mosquitto import make_certs
+    from net.mqtt_client import der_certs
+
+    ca, cert, _ = make_certs(tmp_path)
+    pem = ca.read_bytes() + cert.read_bytes()
+    ders = der_certs(pem)
+    assert [cssl.DER_cert_to_PEM_cert(d).encode() for d in ders] == [ca.read_bytes(), cert.read_bytes()]
+    assert der_certs(ders[0]) == [ders[0]]
+    with pytest.raises(OSError):
+        der_certs(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")

@@ -59,11 +59,38 @@ def tls_context(ca, insecure):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # MicroPython >= 1.23
     if insecure:
         ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        with open(ca, "rb") as f:
-            ctx.load_verify_locations(cadata=f.read())
+        return ctx
+    if not ca:
+        raise OSError("TLS needs a CA file (mqtt.ca) or mqtt.insecure")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    with open(ca, "rb") as f:
+        data = f.read()
+    for der in der_certs(data):
+        ctx.load_verify_locations(cadata=der)
     return ctx
+
+
+def der_certs(data):
+    """The certificates of a PEM file as DER (MicroPython's mbedTLS takes DER only);
+    DER data as it is."""
+    if not data.startswith(b"-----"):
+        return [data]
+    from binascii import a2b_base64
+
+    out = []
+    b64 = None
+    for line in data.split(b"\n"):
+        line = line.strip()
+        if line.startswith(b"-----BEGIN CERTIFICATE"):
+            b64 = []
+        elif line.startswith(b"-----END CERTIFICATE") and b64 is not None:
+            out.append(a2b_base64(b"".join(b64)))
+            b64 = None
+        elif b64 is not None:
+            b64.append(line)
+    if not out:
+        raise OSError("no certificate in the CA file")
+    return out
 
 
 def jitter(ms):
