@@ -58,7 +58,6 @@ class Encoder:
         self._digits = bytearray(_MAX_DIGITS)
         self._seen = bytearray(len(T) // 8 + 1)  # one bit per table position
         self._clear = bytes(len(self._seen))
-        self._stamp = bytearray(25)
         self._units = {}  # unit letter -> (UNITS line index, canonical spelling)
         self.off_w = offset_text(std_offset).encode()
         self.off_s = offset_text(std_offset + 60).encode()
@@ -66,7 +65,7 @@ class Encoder:
         for t in MBUS:
             name, unit, ts_name = MBUS[t]
             letter = UNITS[UNITS.find(b" " + unit.encode() + b"|") - 1]
-            mb[t] = (('"%s": ' % name).encode(), ('"%s": ' % ts_name).encode(), letter, 1 << MBUS_ORDER.index(t))
+            mb[t] = ((', "%s": ' % name).encode(), (', "%s": ' % ts_name).encode(), letter, 1 << MBUS_ORDER.index(t))
         self._mbus = mb
 
     # ---- the telegram ------------------------------------------------------------
@@ -84,12 +83,13 @@ class Encoder:
         e = raw.find(sep)
         if e < 0:
             e = n
-        ident_end = e
-        size = len(self.buf)
-        k = 64 + 6 * ident_end  # the prefix goes right-aligned before this
-        if k + 64 > size:
+        # The meter's JSON goes to the start of the buffer for now; the readings
+        # follow a gap, where the time stamp (whichever line it is on) and the
+        # meter are put at the end.
+        m = self._quoted(raw, 1, e, 0)
+        if m < 0:
             return None
-        self.o = k
+        k = self.o = m + 64
         self._ts = None  # (start, end) of the time stamp group in raw
         self._seen[:] = self._clear
         self._codes = None  # M-Bus and unknown codes seen (duplicates)
@@ -111,33 +111,23 @@ class Encoder:
                 return None  # a second ident line, a DSMR 2/3 value line
             if not self._line(raw, a, e, pos):
                 return None
-        # prefix: {"timestamp": ..., "meter": "..."
-        m = self._quoted_len(raw, 1, ident_end)
+        end = self.o
         ts = self._ts
-        plen = len(_TS) + len(_METER) + m + (4 if ts is None else 0)
-        if ts is not None:
-            plen += self._stamp_len(raw, ts[0], ts[1])
-        start = k - plen
-        o = start
+        tl = 4 if ts is None else (21 if ts[1] - ts[0] == 12 else 21 + len(self.off_w))
+        cut = 14 + tl + 11 + m
+        start = k - cut
+        if end >= len(self.buf):
+            return None
         buf = self.buf
-        mv = self.mv
-        buf[o : o + len(_TS)] = _TS
-        o += len(_TS)
+        buf[k - m : k] = bytes(self.mv[:m])  # the meter, into place
+        buf[start : start + 14] = _TS
         if ts is None:
-            buf[o : o + 4] = _NULL
-            o += 4
+            buf[start + 14 : start + 18] = _NULL
         else:
-            o = self._write_stamp(raw, ts[0], ts[1], o)
-        buf[o : o + len(_METER)] = _METER
-        o += len(_METER)
-        o = self._quoted(raw, 1, ident_end, o)
-        if o != k:  # pragma: no cover - lengths disagree: a bug, not input
-            return None
-        o = self.o
-        if o >= size:
-            return None
-        buf[o] = 0x7D  # }
-        return bytes(mv[start : o + 1]), plen
+            self._write_stamp(raw, ts[0], ts[1], start + 14)
+        buf[start + 14 + tl : start + 25 + tl] = _METER
+        buf[end] = 0x7D  # }
+        return bytes(self.mv[start : end + 1]), cut
 
     def _line(self, raw, a, e, nxt):
         """Write one `code(value)` line; False if the general path must take the telegram."""
@@ -193,11 +183,8 @@ class Encoder:
                 return False
             if T[i + tl + 4] == 0x2D:  # checked, not named
                 return True
-            o = self._key(i, tl)
-            if o + 6 * (q - s) + 2 > len(self.buf):
-                return False
-            self.o = self._quoted(raw, s, q, o)
-            return True
+            self.o = self._quoted(raw, s, q, self._key(i, tl))
+            return self.o > 0
         if kind == 0x6E or kind == 0x79:  # n, y: integers
             if s == q:
                 return kind == 0x6E  # an empty count is no reading; an empty type: general path
@@ -205,19 +192,19 @@ class Encoder:
                 return False  # shaped like a time stamp: the general path reads it as one
             if kind == 0x79:
                 return self._type(raw, code, s, q)
-            if T[i + tl + 4] == 0x2D:
-                return _int_ok(raw, s, q)
-            o = self._num(raw, s, q, 0, self._key(i, tl), True)
-            if o < 0:
+            if not _int_ok(raw, s, q):
                 return False
-            self.o = o
+            if T[i + tl + 4] != 0x2D:  # named
+                o = self._num(raw, s, q, 0, self._key(i, tl))
+                if o < 0:
+                    return False
+                self.o = o
             return True
-        if kind == 0x74:  # t: the telegram's time stamp, written first
-            if s == q:
-                return True
-            if self._stamp_len(raw, s, q) < 0:
-                return False
-            self._ts = (s, q)
+        if kind == 0x74:  # t: the telegram's time stamp, first in the body (see encode)
+            if s != q:
+                if not _stamp_ok(raw, s, q):
+                    return False
+                self._ts = (s, q)
             return True
         return False  # a single-group M-Bus reading (no time stamp): general path
 
@@ -244,7 +231,7 @@ class Encoder:
         if q2 != e - 1:
             return False
         s0 = p + 1
-        if s0 != q and self._stamp_len(raw, s0, q) < 0:
+        if s0 != q and not _stamp_ok(raw, s0, q):
             return False
         s = p2 + 1
         star = raw.find(b"*", s, q2)
@@ -270,12 +257,9 @@ class Encoder:
         sh = self._shift(spec[2], raw, star + 1, q2)
         if sh is None:
             return True
-        o = self.o
-        o = self._raw(b", " + spec[0], o)
+        o = self._raw(spec[0], self.o)
         o = self._num(raw, s, star, sh, o)
-        if o < 0:
-            return False
-        o = self._raw(b", " + spec[1], o)
+        o = self._raw(spec[1], o)
         if s0 == q:
             o = self._raw(_NULL, o)
         else:
@@ -334,7 +318,7 @@ class Encoder:
         buf[o + 2] = 0x20
         return o + 3
 
-    def _num(self, raw, s, t, sh, o, integer=False):
+    def _num(self, raw, s, t, sh, o):
         """Write the number raw[s:t] with its decimal point moved `sh` places left,
         exactly as `str(Num)` does; -1 if it is not `[-+]digits[.digits]`."""
         if o < 0:
@@ -353,7 +337,7 @@ class Encoder:
                     return -1
                 dg[nd] = c
                 nd += 1
-            elif c == 0x2E and dot < 0 and not integer:
+            elif c == 0x2E and dot < 0:
                 dot = nd
             else:
                 return -1
@@ -396,21 +380,11 @@ class Encoder:
             lead -= 1
         return o
 
-    def _quoted_len(self, raw, s, t):
-        n = 2
-        for j in range(s, t):
-            c = raw[j]
-            if c < 0x20 or c > 0x7F:
-                n += 2 if c in _ESC else 6
-            elif c == _QUOTE or c == _BSLASH:
-                n += 2
-            else:
-                n += 1
-        return n
-
     def _quoted(self, raw, s, t, o):
         """Write raw[s:t] as a JSON string (bytes >= 0x80 are latin-1, as CPython escapes them)."""
         buf = self.buf
+        if o < 0 or o + 6 * (t - s) + 2 > len(buf):
+            return -1
         buf[o] = _QUOTE
         o += 1
         for j in range(s, t):
@@ -432,27 +406,9 @@ class Encoder:
         buf[o] = _QUOTE
         return o + 1
 
-    def _stamp_len(self, raw, s, t):
-        """Length of the ISO text of the stamp raw[s:t]; -1 if it is not a valid stamp."""
-        n = t - s
-        if n == 13:
-            f = raw[t - 1]
-            if f != 0x57 and f != 0x53:  # W, S
-                return -1
-        elif n != 12:
-            return -1
-        if not _digits_ok(raw, s, s + 12):
-            return -1
-        mo = _two(raw, s + 2)
-        dd = _two(raw, s + 4)
-        if not (1 <= mo <= 12 and 1 <= dd <= 31 and _two(raw, s + 6) <= 23):
-            return -1
-        if _two(raw, s + 8) > 59 or _two(raw, s + 10) > 59:
-            return -1
-        return 21 + (len(self.off_w) if n == 13 else 0)  # "YYYY-MM-DDThh:mm:ss" + quotes
-
     def _write_stamp(self, raw, s, t, o):
-        if o < 0 or o + 32 > len(self.buf):
+        """Write the stamp raw[s:t] as ISO 8601 text, as `p1.values.stamp`; -1 if invalid."""
+        if o < 0 or o + 32 > len(self.buf) or not _stamp_ok(raw, s, t):
             return -1
         buf = self.buf
         buf[o] = _QUOTE
@@ -492,7 +448,7 @@ class Encoder:
                 if not _num_ok(raw, s, star):
                     return False
             elif q - s == 13 and raw[q - 1] in b"WS" and _digits_ok(raw, s, s + 12):
-                if self._stamp_len(raw, s, q) < 0:
+                if not _stamp_ok(raw, s, q):
                     return False
             p = q + 1
         return True
@@ -528,6 +484,16 @@ def text_value(v):
     import json
 
     return json.loads(v)  # a string literal: exact
+
+
+def _stamp_ok(raw, s, t):
+    """raw[s:t] is `YYMMDDhhmmss[WS]` with a valid month, day, hour, minute, second."""
+    n = t - s
+    if not (n == 12 or (n == 13 and raw[t - 1] in b"WS")) or not _digits_ok(raw, s, s + 12):
+        return False
+    return 1 <= _two(raw, s + 2) <= 12 and 1 <= _two(raw, s + 4) <= 31 and _two(raw, s + 6) <= 23 and (
+        _two(raw, s + 8) <= 59 and _two(raw, s + 10) <= 59
+    )
 
 
 def _two(raw, j):
