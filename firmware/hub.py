@@ -95,7 +95,7 @@ class Hub:
         self.seq = 0
         self.removed = 0  # subscriptions whose consumer had died
         self._subs = []
-        self._status = {}  # name -> callable returning a dict for /api/v1/status
+        self._status = []  # (name, callable returning a dict) for /api/v1/status, in order
 
     def publish(self, body, cut, raw, ticks=None):
         """Record an accepted telegram (its JSON body, see Sample) and hand it to every subscriber."""
@@ -124,16 +124,30 @@ class Hub:
             self._subs.remove(sub)
 
     def add_status(self, name, fn):
-        """Register `fn() -> dict` shown as section `name` of the status."""
-        self._status[name] = fn
+        """Register `fn() -> dict` shown as section `name` of the status (a name
+        registered again is replaced)."""
+        self._status = [x for x in self._status if x[0] != name]
+        self._status.append((name, fn))
+
+    def sections(self):
+        """[(name, fn)] of the status sections, in the order they were added, then the hub's own."""
+        return self._status + [("subscribers", self._subscribers)]
+
+    def subscriptions(self):
+        return self._subs
+
+    def _subscribers(self):
+        return {
+            "removed_dead": self.removed,
+            "queues": [{"name": s.name, "queued": len(s), "dropped": s.dropped} for s in self._subs],
+        }
 
     def status(self):
+        """Every section as one dict (MQTT's status command)."""
         out = {}
-        for name in self._status:
+        for name, fn in self.sections():
             try:
-                out[name] = self._status[name]()
+                out[name] = fn()
             except Exception as e:  # a broken section must not break status
                 out[name] = {"error": repr(e)}
-        out["subscribers"] = [{"name": s.name, "queued": len(s), "dropped": s.dropped} for s in self._subs]
-        out["subscribers_removed"] = self.removed
         return out

@@ -97,7 +97,7 @@ def test_values_telegram_sse_raw_exact(tmp_path, dialect):
             c.close()
         sse.close()
         fw.wait(lambda: fw.status()["http"]["sse_clients"] == 0, what="SSE unsubscribe")
-        fw.wait(lambda: fw.status()["subscribers"] == [], what="subscribers gone")
+        fw.wait(lambda: fw.status()["subscribers"]["queues"] == [], what="subscribers gone")
     finally:
         rc = fw.stop()
         sim.close()

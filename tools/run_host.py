@@ -48,13 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no info lines")
     p.add_argument("--mp", action="store_true", help="run the firmware under MicroPython's Unix port")
     p.add_argument("--heap", default=MP_HEAP, help=f"--mp: MicroPython heap size (default {MP_HEAP})")
+    p.add_argument("--mem", type=int, default=0, metavar="S",
+                   help="--mp: print micropython.mem_info() every S seconds")
+    p.add_argument("--step", type=float, help="simulator: meter seconds per telegram (default: --interval)")
     p.add_argument("--romfs", action="store_true",
                    help="--mp: the code from a ROMFS image at /rom (default heap + the image's size)")
     return p
 
 
-# The Unix-port heap that stands for a classic ESP32's (docs/MEMORY.md).
-MP_HEAP = "160K"
+def _budget_heap() -> str:
+    import memory
+
+    return f"{memory.unix_limit() // 1024}K"
+
+
+# The Unix-port heap that stands for a classic ESP32's (tools/memory.py, docs/MEMORY.md).
+MP_HEAP = _budget_heap()
 
 
 def micropython_exe() -> str:
@@ -103,6 +112,8 @@ def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> in
            str(code), str(tmp), str(run_dir), *romfs_args]
     if args.quiet:
         cmd.append("-q")
+    if args.mem:
+        cmd += ["--mem", str(args.mem)]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def forward(signum, frame):  # Ctrl-C or SIGTERM: the firmware stops cleanly on SIGINT
@@ -171,6 +182,8 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     ]
     if args.bursts:
         cmd.append("--bursts")
+    if args.step is not None:
+        cmd += ["--step", str(args.step)]
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,

@@ -44,8 +44,15 @@ def telegram_json(t):
     d["crc"] = t.crc
     d["objects"] = objs
     if t.errors:
-        d["errors"] = [{"line": line, "error": why} for line, why in t.errors]
+        d["errors"] = [_error(line, why) for line, why in t.errors]
     return d
+
+
+def _error(line, why):
+    e = OrderedDict()
+    e["line"] = line
+    e["error"] = why
+    return e
 
 
 def _decode_stream(read, fr, std_offset, write):

@@ -1,9 +1,10 @@
 """JSON text for readings, exact and identical on CPython and MicroPython.
 
 `Num` is written with exactly its digits; floats are refused (they cannot
-hold a meter value exactly on the device). Dicts are written in iteration
-order: use OrderedDict where order matters (MicroPython's dict has no
-insertion order). Non-ASCII is escaped as on CPython's json.dumps.
+hold a meter value exactly on the device). An OrderedDict is written in its
+order; a plain dict with its keys sorted, since MicroPython's dict has no
+insertion order: the output is the same on both interpreters. Non-ASCII is
+escaped as on CPython's json.dumps.
 """
 
 from p1.values import Num
@@ -80,7 +81,7 @@ def _write(o, w):
     elif isinstance(o, dict):
         w("{")
         first = True
-        for k in o:
+        for k in sorted(o) if type(o) is dict else o:
             if not first:
                 w(", ")
             first = False

@@ -162,7 +162,7 @@ def metrics_text(app):
     if heap is not None:
         lines.append("# TYPE p1_free_heap_bytes gauge")
         _metric(lines, "p1_free_heap_bytes", heap)
-    subs = app.hub.status().get("subscribers", [])
+    subs = app.hub.status()["subscribers"]["queues"]
     lines.append("# TYPE p1_subscriber_dropped_total counter")
     for sub in subs:
         _metric(lines, "p1_subscriber_dropped_total", sub["dropped"], 'name="%s"' % sub["name"])
