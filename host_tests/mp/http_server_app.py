@@ -56,16 +56,27 @@ async def pieces(req):
 
 
 async def big(req):
-    """n lines "%07d\\n"; after line 100 a 3000-byte bytes piece, after 200 a memoryview."""
+    """n lines "%07d\\n"; after line 100 a 1500-byte bytes piece (more than the buffer), after 200 a memoryview."""
     n = int(req.args().get("n", "1000"))
 
     def gen():
         for i in range(n):
             yield "%07d\n" % i
             if i == 100:
-                yield b"-" * 3000
+                yield b"-" * 1500
             elif i == 200:
                 yield memoryview(b"0123456789")[2:8]
+
+    return 200, "text/plain", gen()
+
+
+async def flood(req):
+    """An endless chunked body: only the write deadline ends it if nobody reads."""
+    piece = b"x" * 1024
+
+    def gen():
+        while True:
+            yield piece
 
     return 200, "text/plain", gen()
 
@@ -142,6 +153,7 @@ srv = Server(
             "/echo": {"GET": echo, "POST": echo, "PUT": echo},
             "/pieces": pieces,
             "/big": big,
+            "/flood": flood,
             "/events": events,
             "/boom": boom,
             "/oom": oom,
