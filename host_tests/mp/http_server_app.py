@@ -1,0 +1,185 @@
+"""The test server of host_tests/test_http_server.py: web/server.py with one route
+per case. Runs unchanged under CPython and MicroPython's Unix port (not under
+the WebAssembly port: no sockets, so it is not named test_*).
+
+    python|micropython http_server_app.py CODE_DIR PORT STATIC_DIR [name=value ...]
+
+CODE_DIR holds web/server, aio, clock and log (firmware/ or compiled .mpy);
+name=value sets an int class attribute of Server (max_conns=4 ...), and
+`gc=off` disables the automatic collection (allocation measurements). Prints
+"ready PORT" once listening; GET /quit stops it.
+"""
+
+import sys
+
+sys.path.insert(0, sys.argv[1])
+
+import asyncio  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+
+import log  # noqa: E402
+from web.server import JSON, Server, error, file, router  # noqa: E402
+
+PORT = int(sys.argv[2])
+STATIC = sys.argv[3]
+MP = sys.implementation.name == "micropython"
+state = {"open": 0, "gone": 0}
+stop = asyncio.Event()
+
+
+async def hello(req):
+    return 200, "text/plain; charset=utf-8", "hello"
+
+
+async def echo(req):
+    d = {
+        "method": req.method,
+        "path": req.path,
+        "qs": req.qs,
+        "args": req.args(),
+        "headers": req.headers,
+        "body": req.body.decode(),
+        "v10": req.v10,
+    }
+    return 200, JSON, json.dumps(d)
+
+
+_PIECES = b'xx{"a": 1, "b": [1, 2, 3], "c": "three"}yy'
+
+
+async def pieces(req):
+    """A JSON body as three memoryview slices of one buffer, as the lead writes it."""
+    mv = memoryview(_PIECES)
+    # a str piece too, not ASCII: Content-Length counts its UTF-8 bytes
+    return 200, JSON, (mv[2:10], mv[10:27], '"c": "thr\u00e9e"}'), "Cache-Control: no-store\r\n"
+
+
+async def big(req):
+    """n lines "%07d\\n"; after line 100 a 1500-byte bytes piece (more than the buffer), after 200 a memoryview."""
+    n = int(req.args().get("n", "1000"))
+
+    def gen():
+        for i in range(n):
+            yield "%07d\n" % i
+            if i == 100:
+                yield b"-" * 1500
+            elif i == 200:
+                yield memoryview(b"0123456789")[2:8]
+
+    return 200, "text/plain", gen()
+
+
+async def flood(req):
+    """An endless chunked body: only the write deadline ends it if nobody reads."""
+    piece = b"x" * 1024
+
+    def gen():
+        while True:
+            yield piece
+
+    return 200, "text/plain", gen()
+
+
+async def static(req):
+    return file(req, STATIC + "/" + req.path[8:], "text/plain", "Cache-Control: max-age=60\r\n")
+
+
+async def _events(req):
+    state["open"] += 1
+    try:
+        i = 0
+        n = int(req.args().get("n", "1000000"))
+        while i < n:
+            await req.send(("event: tick\nid: %d\ndata: " % i, b'{"n": ', str(i), b"}\n\n"))
+            i += 1
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(3600)  # only a hang-up (or close) ends it now
+    finally:
+        state["open"] -= 1
+        state["gone"] += 1
+
+
+async def events(req):
+    return 200, "text/event-stream", _events, "Cache-Control: no-store\r\n"
+
+
+async def boom(req):
+    raise RuntimeError("boom")
+
+
+async def oom(req):
+    if not MP:
+        raise MemoryError()
+    hog = []
+    while True:  # the whole heap, then MemoryError; the hog goes with the frame
+        hog.append(bytearray(1024))
+
+
+async def stats(req):
+    d = {}
+    for k in srv.stats:
+        d[k] = srv.stats[k]
+    for k in state:
+        d[k] = state[k]
+    if req.qs == "gc=1":
+        gc.collect()
+    try:
+        d["mem_alloc"] = gc.mem_alloc()  # type: ignore[attr-defined]
+        d["mem_free"] = gc.mem_free()  # type: ignore[attr-defined]
+    except AttributeError:  # CPython
+        pass
+    return 200, JSON, json.dumps(d)
+
+
+async def kill_accept(req):
+    """MicroPython: end the accept loop as an exception in it would."""
+    t = getattr(srv.server, "task", None)
+    if t is None:
+        return error(404, "no accept task here")
+    t.cancel()
+    return 200, "text/plain", "killed"
+
+
+async def quit_(req):
+    stop.set()
+    return 200, "text/plain", "bye"
+
+
+srv = Server(
+    router(
+        {
+            "/": hello,
+            "/echo": {"GET": echo, "POST": echo, "PUT": echo},
+            "/pieces": pieces,
+            "/big": big,
+            "/flood": flood,
+            "/events": events,
+            "/boom": boom,
+            "/oom": oom,
+            "/stats": stats,
+            "/kill-accept": kill_accept,
+            "/quit": quit_,
+        },
+        (("/static/", static),),
+    )
+)
+for a in sys.argv[4:]:
+    k, v = a.split("=")
+    if k == "gc":
+        if v == "off":
+            gc.disable()
+    else:
+        setattr(Server, k, int(v))
+log.quiet = True
+
+
+async def main():
+    await srv.start("127.0.0.1", PORT)
+    print("ready", PORT)
+    await stop.wait()
+    await asyncio.sleep(0.1)  # let /quit's response go
+    srv.close()
+
+
+asyncio.run(main())
