@@ -50,7 +50,7 @@ help:
 	@echo "                MP=1 runs it under MicroPython's Unix port, HEAP= its heap)"
 	@echo "make test       ruff, pyright (firmware vs. ESP32 stubs), pytest host_tests"
 	@echo "make bench      tools/bench.py"
-	@echo "make build      compile firmware + microdot to .mpy in build/BOARD/ for one board"
+	@echo "make build      compile the firmware to .mpy in build/BOARD/ for one board"
 	@echo "                (BOARD=esp32-devkit by default; see boards/*.json)"
 	@echo "make flash      FIRMWARE=micropython.bin [PORT=/dev/ttyUSB0] [CHIP=esp32]"
 	@echo "make deploy     copy build/BOARD/ to the board [PORT=/dev/ttyUSB0], reset"
@@ -96,17 +96,10 @@ $(NODE_STAMP): tools/mp/package.json tools/mp/package-lock.json | apt
 	cd tools/mp && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Device API stubs go into typings/, not into .venv (they would shadow CPython's);
-# microdot's device files join them so that pyright resolves `import microdot`.
+# Device API stubs go into typings/, not into .venv (they would shadow CPython's).
 $(TYPINGS_STAMP): $(VENV_STAMP)
 	rm -rf typings
 	$(VPY) -m pip install --disable-pip-version-check -q --no-user --target typings $(STUBS)
-	mkdir -p typings/microdot
-	md=$$($(VPY) -c 'import microdot, os; print(os.path.dirname(microdot.__file__))'); \
-	for f in __init__ microdot helpers sse; do \
-	  cp "$$md/$$f.py" typings/microdot/; \
-	  if [ -f "$$md/$$f.pyi" ]; then cp "$$md/$$f.pyi" typings/microdot/; fi; \
-	done
 	touch $@
 
 # ---------------------------------------------------------------- test

@@ -166,24 +166,19 @@ class App:
         return host
 
     async def _start_http(self):
-        from web.api import make_app
+        """The HTTP server listens (its accept loop restarts itself if it dies)."""
+        from web.api import make_server
 
-        self.web = make_app(self)
+        self.web = make_server(self)
         host = self._bind("http")
         port = self.cfg["http"]["port"]
-        t = self._task(lambda: self._serve_http(self.web, host, port), "http")
-        while getattr(self.web, "server", None) is None and not t.done():
-            await sleep_ms(10)
-        if self.http_error:
-            raise OSError(self.http_error)
-        log.info("http on %s:%d" % (host, port))
-
-    async def _serve_http(self, web, host, port):
         try:
-            await web.start_server(host=host, port=port)
+            await self.web.start(host, port)
         except OSError as e:
             self.http_error = "listen %s:%d: %s" % (host, port, e)
             log.error("http: " + self.http_error)
+            raise OSError(self.http_error)
+        log.info("http on %s:%d" % (host, port))
 
     async def _start_raw(self):
         rc = self.cfg["raw_tcp"]
@@ -271,9 +266,9 @@ class App:
                 pass
         if self.raw is not None:
             self.raw.close()
-        if self.web is not None and getattr(self.web, "server", None) is not None:
+        if self.web is not None:
             try:
-                self.web.shutdown()
+                self.web.close()
             except Exception:  # noqa: BLE001
                 pass
         for t in self.tasks:

@@ -14,7 +14,6 @@ from conftest import FIRMWARE, REPO, VENV_BIN
 
 FIRMWARE_PY = sorted(p for p in FIRMWARE.rglob("*.py") if "__pycache__" not in p.parts)
 P1_PY = [p for p in FIRMWARE_PY if p.relative_to(FIRMWARE).parts[0] == "p1"]
-MICRODOT_DEVICE_FILES = ("__init__", "microdot", "helpers", "sse")
 
 
 def _id(p: Path) -> str:
@@ -106,9 +105,7 @@ def test_build_device(tmp_path: Path):
             missing.append(str(mpy.relative_to(out)))
         elif mpy.read_bytes()[:2] != b"M\x06":
             missing.append(f"{mpy.relative_to(out)} (not an .mpy v6 file)")
-    for name in MICRODOT_DEVICE_FILES:
-        if not (out / "lib" / "microdot" / f"{name}.mpy").is_file():
-            missing.append(f"lib/microdot/{name}.mpy")
+    assert not (out / "lib" / "microdot").exists(), "microdot is not on the device any more (web/server.py)"
     for board in sorted((REPO / "boards").glob("*.json")):
         copied = out / "boards" / board.name
         if not copied.is_file() or copied.read_bytes() != board.read_bytes():
@@ -188,7 +185,7 @@ def test_board_build_mpy_headers(board_builds, name: str):
     native = _native_sources()
     reference = board_builds[DEVICE_BOARDS[0]]
     mpys = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mpy"))
-    assert len(mpys) == len(FIRMWARE_PY) + len(MICRODOT_DEVICE_FILES)
+    assert len(mpys) == len(FIRMWARE_PY)
     for rel in mpys:
         arch, sub = _mpy_arch(out / rel)
         if rel in native:
@@ -338,12 +335,10 @@ def _frozen_files() -> dict[str, Path]:
 def test_manifest_freezes_every_firmware_module():
     frozen = _frozen_files()
     want = {_id(p) for p in FIRMWARE_PY if _id(p) not in NOT_FROZEN}
-    want |= {f"microdot/{n}.py" for n in MICRODOT_DEVICE_FILES}
     assert set(frozen) == want
     for rel, src in frozen.items():
         assert src.is_file(), f"{rel}: {src} missing"
-        if not rel.startswith("microdot/"):
-            assert src == FIRMWARE / rel
+        assert src == FIRMWARE / rel
 
 
 def test_firmware_imports_are_frozen():

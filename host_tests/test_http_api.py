@@ -101,19 +101,20 @@ def test_errors_are_json(fw, method, path, status):
 @pytest.mark.parametrize(
     "request_bytes",
     [
-        b"GARBAGE\r\n\r\n",
-        b"GET\r\n\r\n",
-        b"GET /api/v1/status HTTP/1.1\r\nBroken header line\r\n\r\n",
-        b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n",
-        b"GET /api/v1/status HTTP/1.1\r\nContent-Length: x\r\n\r\n",
-        b"\xff\xfe\x00\r\n\r\n",
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET\r\n\r\n", 400),
+        (b"GET /api/v1/status HTTP/1.1\r\nBroken header line\r\n\r\n", 400),
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET /api/v1/status HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+        (b"\xff\xfe\x00\r\n\r\n", 400),
     ],
 )
 def test_bad_requests_get_400_json(fw, request_bytes):
+    request_bytes, status = request_bytes
     out = raw_request(fw.port, request_bytes)
     head, _, body = out.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.0 400"), out[:200]
-    assert json.loads(body)["status"] == 400
+    assert head.startswith(b"HTTP/1.1 %d " % status), out[:200]
+    assert json.loads(body)["status"] == status
     assert fw.get("/api/v1/status")[0] == 200  # still serving
 
 

@@ -38,10 +38,10 @@ from pty_board import PtyBoard  # noqa: E402
 
 BOARD = "esp32-devkit"  # the classic ESP32: the board ROMFS is for
 TELEGRAM = TELEGRAMS_DIR / "nl-dsmr5-iskra-01.txt"
-# The modules of bench.py's import groups: everything a running dongle imports.
+# Everything a running dongle imports (tools/memory.py RUNTIME_MODULES).
 MODULES = (
-    "p1.framer p1.parse p1.readings p1.jsonout app config board hub meter aio fsutil log "
-    "microdot microdot.sse web.api net.mqtt_client net.ha net.spool net.tcp_raw"
+    "p1.framer p1.body p1.obis p1.crc app board hub meter aio log mem clock version "
+    "web.server web.api net.mqtt_client net.mqtt net.tcp_raw"
 ).split()
 
 
@@ -93,7 +93,7 @@ def test_image_is_what_mpremote_builds(build: Path, image: Path, tmp_path: Path)
 def test_image_contents(build: Path):
     files = romfs.image_files(build)
     assert "app.mpy" in files and "p1/_crc_viper.mpy" in files
-    assert {f"lib/microdot/{n}.mpy" for n in ("__init__", "microdot", "helpers", "sse")} <= set(files)
+    assert "web/server.mpy" in files and not [f for f in files if f.startswith("lib/")]
     static = {p.relative_to(FIRMWARE).as_posix() for p in (FIRMWARE / "web" / "static").iterdir()}
     assert static <= set(files), "the live page's files are read from /rom/web/static"
     for f in files:  # what the device needs on its writable filesystem stays there
@@ -282,12 +282,12 @@ def test_deploy_romfs_onto_a_board_with_romfs(build: Path, image: Path, tmp_path
         assert set(files) == {"boot.py", "main.py", "boards/esp32-devkit.json", "machine.py"}
         probe = subprocess.run(
             [sys.executable, "-m", "mpremote", "connect", b.port, "exec",
-             "import app, microdot, web.api; print(app.__file__, microdot.__file__, web.api.STATIC)"],
+             "import app, web.server, web.api; print(app.__file__, web.server.__file__, web.api.STATIC)"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     finally:
         b.close()
-    assert probe.stdout.split() == ["/rom/app.mpy", "/rom/lib/microdot/__init__.mpy", "/rom/web/static"], (
+    assert probe.stdout.split() == ["/rom/app.mpy", "/rom/web/server.mpy", "/rom/web/static"], (
         probe.stdout + probe.stderr
     )
 
@@ -337,7 +337,7 @@ def test_deploy_romfs_dry_run(build: Path, image: Path):
     assert lines[0].endswith("connect /dev/ttyUSB9 romfs query")
     assert lines[1].endswith(f"romfs deploy {image.resolve()}")
     assert "exec '<" in lines[2] and "fs cp -r boot.py main.py boards : + reset" in lines[2]
-    assert "app.mpy" in deploy.stale_paths(build) and "lib/microdot" in deploy.stale_paths(build)
+    assert "app.mpy" in deploy.stale_paths(build) and "web" in deploy.stale_paths(build)
     assert not {"boards", "boot.py", "main.py", "config.json", "lib"} & set(deploy.stale_paths(build))
 
 

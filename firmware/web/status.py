@@ -60,10 +60,7 @@ def status(app):
         cfg = config.public(app.cfg)
     finally:
         unload("config")
-    yield ', "config": '
-    for k in cfg:  # section by section
-        yield ("{" if k == "board" else ", ") + quote(k) + ": " + dumps(cfg[k])
-    yield "}}"
+    yield ', "config": ' + dumps(cfg) + "}"
 
 
 def _family(name, kind, text):

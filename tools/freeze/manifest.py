@@ -34,16 +34,3 @@ for path in sorted(glob.glob(FIRMWARE + "/*.py")):
 package("p1", base_path=FIRMWARE)
 package("net", base_path=FIRMWARE)
 package("web", base_path=FIRMWARE)
-
-# microdot's device files, from the package that `make setup` installs into
-# .venv (the same four files tools/build_device.py compiles), or MICRODOT_DIR.
-_microdot = os.environ.get("MICRODOT_DIR") or next(
-    iter(sorted(glob.glob("../../.venv/lib/python3*/site-packages/microdot"))), ""
-)
-if not os.path.isfile(os.path.join(_microdot, "microdot.py")):
-    raise Exception("microdot not found: run `make setup` in the repo, or set MICRODOT_DIR")
-package(
-    "microdot",
-    files=["__init__.py", "microdot.py", "helpers.py", "sse.py"],
-    base_path=os.path.dirname(os.path.abspath(_microdot)),
-)
