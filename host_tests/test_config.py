@@ -119,3 +119,10 @@ def test_save_replaces_atomically(tmp_path):
     config.save(str(p), cfg)
     assert config.load(str(p)) == (cfg, [])
     assert sorted(x.name for x in tmp_path.iterdir()) == ["c.json"]
+
+
+def test_status_masks_the_same_secrets():
+    """web/status.py masks secrets without importing config (its code stays out of RAM)."""
+    from web import status
+
+    assert status.SECRETS == config.SECRETS

@@ -55,38 +55,49 @@ TELEGRAM = ROOT / "host_tests" / "telegrams" / "nl-dsmr5-iskra-01.txt"
 # code on both ports: pipeline buffers, samples held by subscriber queues, a
 # full MQTT ring of bodies, the configuration, log lines, dicts of counters.
 DATA_STEP = """
+import asyncio
 import config, log
-from hub import Hub
-from meter import Pipeline
-from net.mqtt_client import Outbox
-cfg, errs = config.validate({"wifi": {"ssid": "home", "password": "secret"}, "mqtt": {"enabled": True, "host": "h"}})
-hub = Hub()
-pipe = Pipeline(hub, 3072, 120)
-subs = [hub.subscribe(2, "sse"), hub.subscribe(2, "raw"), hub.subscribe(4, "mqtt")]
+from app import App
+from board import Board
+from net.tcp_raw import RawServer
+from net.mqtt_client import MqttService
+
+
+class CalBoard(Board):
+    def __init__(self):
+        Board.__init__(self, {"name": "esp32-devkit", "chip": "esp32", "storage_dir": "/"})
+
+
+cfg, errs = config.validate({"wifi": {"ssid": "home", "password": "secret"},
+                             "mqtt": {"enabled": True, "host": "192.168.1.10", "tls": True, "ca": "/ca.der"}})
+app = App(cfg, errs, CalBoard())
+web = __import__("web.api", None, None, ["make_server"]).make_server(app)
+web._b = bytearray(web.out_size)
+raw = RawServer(app.hub, "0.0.0.0", 2323)
+svc = MqttService(app.hub, cfg["mqtt"], app.device_id, app.version, "esp32-devkit")
+app.mqtt = svc
 tel = open(%(telegram)r, "rb").read()
 for i in range(4):
-    pipe.feed(tel)
-ob = Outbox(8)
-for i in range(8):
-    ob.put(("p1/dev/state", hub.sample.body[: len(hub.sample.body) - i] + b"}", False))
+    app.pipeline.feed(tel)
+for i in range(4):
+    svc.offer(app.hub.sample)
 for i in range(8):
     log.warn("calibration line %%d with some text" %% i)
-status = [pipe.status(), hub.status()]
-# Services and their tasks (generator frames, Task objects), as asyncio holds them.
-import asyncio
-from net.mqtt_client import MqttService
-from net.tcp_raw import RawServer
-svc = MqttService(hub, cfg["mqtt"], "a4cf12b83fa2", "0.1.0", "esp32-devkit")
-raw = RawServer(hub, "0.0.0.0", 2323)
-
-
-async def waiter(sub):
-    while True:
-        s = await sub.get()
-        log.info("x %%d" %% s.seq)
-
-
-tasks = [asyncio.create_task(waiter(s)) for s in subs] + [asyncio.create_task(svc.run())]
+# The tasks a running dongle has: meter, supervisor, MQTT (supervisor, intake,
+# reader), the HTTP server's connections (a kept-alive poller, an SSE stream),
+# the raw client; coroutine frames and Task objects, created, never run.
+sse = app.hub.subscribe(2, "sse")
+rawsub = app.hub.subscribe(2, "raw")
+tasks = [
+    asyncio.create_task(app._supervise()),
+    asyncio.create_task(svc.run()),
+    asyncio.create_task(svc._intake(app.hub.subscribe(2, "mqtt"))),
+    asyncio.create_task(web._conn(None, None)),
+    asyncio.create_task(web._conn(None, None)),
+    asyncio.create_task(raw._client(None, None)),
+    asyncio.create_task(sse.get()),
+    asyncio.create_task(rawsub.get()),
+]
 """
 
 

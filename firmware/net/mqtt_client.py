@@ -208,7 +208,7 @@ class MqttService:
     backoff_max_ms = 60000
     auth_backoff_ms = 30000  # first wait after "not authorized"
     max_inflight = 8
-    intake_size = 8
+    intake_size = 2  # the intake never waits on the network: it takes each sample at once
 
     def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
         c = cfg or {}

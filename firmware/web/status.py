@@ -15,6 +15,9 @@ from p1.body import items
 from p1.jsonout import dumps, quote
 from p1.obis import by_name
 
+# config.SECRETS (config is not imported here: its code stays out of RAM)
+SECRETS = ("wifi.password", "wifi.ap_password", "mqtt.password", "admin.password_hash")
+
 
 def status(app):
     """Yield the JSON text of everything /api/v1/status shows, in pieces."""
@@ -53,14 +56,19 @@ def status(app):
         except Exception as e:  # noqa: BLE001 - a broken section must not break status
             text = dumps({"error": repr(e)})
         yield ", %s: %s" % (quote(name), text)
-    import config
-    from mem import unload
-
-    try:
-        cfg = config.public(app.cfg)
-    finally:
-        unload("config")
-    yield ', "config": ' + dumps(cfg) + "}"
+    cfg = app.cfg
+    yield ', "config": {'
+    first = True
+    for k in sorted(cfg):  # section by section, secrets that are set shown as "***"
+        v = cfg[k]
+        if isinstance(v, dict):
+            v = dict(v)
+            for sk in v:
+                if v[sk] and (k + "." + sk) in SECRETS:
+                    v[sk] = "***"
+        yield ("" if first else ", ") + quote(k) + ": " + dumps(v)
+        first = False
+    yield "}}"
 
 
 def _family(name, kind, text):
