@@ -10,3 +10,13 @@ def unload(*names):
     if sys.implementation.name == "micropython":
         for n in names:
             sys.modules.pop(n, None)
+
+
+def loaded(*names):
+    """Which of `names` are imported now: a cold path unloads only what it brought in."""
+    return [n for n in names if n in sys.modules]
+
+
+def unload_new(before, *names):
+    """unload() those of `names` that were not in `before` (a `loaded()` list)."""
+    unload(*[n for n in names if n not in before])

@@ -17,11 +17,9 @@ a damaged frame and is rejected and counted.
 
 import asyncio
 
-import sys
-
 import log
 from aio import sleep_ms
-from mem import unload
+from mem import loaded, unload_new
 from p1.body import Encoder, cut_of
 from p1.framer import Framer
 
@@ -37,7 +35,7 @@ _READ = const(512)  # bytes per read from the source
 _BACKOFF_MIN_MS = const(500)
 _BACKOFF_MAX_MS = const(30000)
 _BODY = const(2048)  # the JSON body buffer; a bigger body takes the general decoder
-_GENERAL = ("p1.parse", "p1.readings", "p1.values", "p1.jsonout")
+_GENERAL = ("p1.parse", "p1.readings", "p1.values", "p1.jsonout", "p1.table")
 
 
 class Pipeline:
@@ -114,8 +112,7 @@ class Pipeline:
     def _general(self, raw, crc):
         """The general decoder: (body, cut); counts malformed lines."""
         self.general += 1
-        mods = sys.modules
-        loaded = [m for m in _GENERAL if m in mods]
+        before = loaded(*_GENERAL)
         try:
             from p1.jsonout import dumps
             from p1.parse import parse
@@ -124,7 +121,7 @@ class Pipeline:
             t = parse(raw, crc, self.std_offset)
             body = dumps(readings(t)).encode()
         finally:  # give its code's RAM back (what was loaded before stays)
-            unload(*[m for m in _GENERAL if m not in loaded])
+            unload_new(before, *_GENERAL)
         if t.errors:
             self.line_errors += len(t.errors)
             line, why = t.errors[-1]

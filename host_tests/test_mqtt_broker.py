@@ -117,6 +117,7 @@ def test_state_is_the_exact_json_of_each_reading_and_status_is_online(broker):
             await r.until(lambda: r.svc.status()["state"] == "connected")
             for t in tels:
                 publish(r.hub, t)
+                await asyncio.sleep(0.05)  # telegrams come at least a second apart; not all at once
             got = await athread(sub, BASE + "/state", 5)
             await r.until(lambda: r.svc.status()["published"] == 5)  # PUBACKs
             return got

@@ -15,7 +15,7 @@ from runtime_harness import REPO, Firmware, MeterServer, SseClient, exact_json
 sys.path.insert(0, str(REPO / "tools"))
 sys.path.insert(0, str(REPO / "firmware"))
 
-from p1.obis import by_name  # noqa: E402
+from p1.table import by_name  # noqa: E402
 from simulate import Meter  # noqa: E402
 
 SKIP = {"timestamp", "meter", "age_s"}

@@ -8,7 +8,7 @@ only the spelling is mapped where Home Assistant insists on another (m3 -> m³).
 
 from p1.body import items, text_value
 from p1.jsonout import dumps
-from p1.obis import by_name
+from p1.table import by_name
 
 # Unit -> Home Assistant device class. kvarh -> reactive_energy exists since
 # HA 2025.6 (architecture discussion #724); older versions log a warning for it.

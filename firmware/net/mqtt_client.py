@@ -208,7 +208,7 @@ class MqttService:
     backoff_max_ms = 60000
     auth_backoff_ms = 30000  # first wait after "not authorized"
     max_inflight = 8
-    intake_size = 2  # the intake never waits on the network: it takes each sample at once
+    intake_size = 4  # the intake never waits on the network: it takes each sample at once
 
     def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
         c = cfg or {}
@@ -245,7 +245,7 @@ class MqttService:
         # with per_value_topics and the telegram with raw_topic.
         per_reading = 1 + (1 if c["raw_topic"] else 0)
         if c["per_value_topics"]:
-            from p1.obis import names
+            from p1.table import names
 
             per_reading += len(names())
         self.outbox = Outbox(max(int(c["buffer"]), 1) * per_reading, self.max_inflight, spool)

@@ -19,7 +19,7 @@ except ImportError:  # CPython
         return x
 
 
-_QUEUE = const(2)  # telegrams queued per client
+_QUEUE = const(4)  # telegrams queued per client
 _SNDBUF = const(4096)  # CPython: kernel/transport buffer, so a stuck client shows soon
 _CLOSE_S = const(2)  # seconds a closing client may take to flush
 

@@ -19,7 +19,8 @@ Each line is `<OBIS> <kind><unit> <name>`:
 
 M-Bus objects are written `0-n:...`: any channel 1-9 looks the same up.
 Line order in a telegram never matters; unknown codes are kept by the
-parser but get no name.
+parser but get no name. Lookups by name and with str codes (the general
+decoder, metrics, discovery) are in `p1.table`, imported only by them.
 """
 
 T = (
@@ -108,17 +109,6 @@ UNITS = (
     b"\n"
 )
 
-KINDS = {
-    0x63: "cum",
-    0x69: "inst",
-    0x6E: "int",
-    0x73: "str",
-    0x74: "ts",
-    0x79: "mbus_type",
-    0x6D: "mbus",
-}
-
-
 def find(code):
     """Index in T of the line of `code` (bytes: `1-0:1.8.0`, M-Bus `0-1:...`), or -1.
 
@@ -147,12 +137,6 @@ def find(code):
         i += 1
 
 
-def name_span(i, n):
-    """(start, end) of the name on the table line at `i` of a code `n` long."""
-    s = i + n + 4
-    return s, T.find(b"\n", s)
-
-
 def unit_line(letter):
     """Index of the `UNITS` line of unit `letter` (an int), -1 for none."""
     return UNITS.find(bytes((0x0A, letter, 0x20)))
@@ -166,77 +150,3 @@ def shift(u, written):
         return None
     j = i + len(written) + 2
     return int(UNITS[j : UNITS.find(b"|", j)])
-
-
-def _entry(i, n):
-    kind = KINDS[T[i + n + 1]]
-    u = T[i + n + 2]
-    unit = None
-    if u != 0x2D:
-        a = unit_line(u) + 3
-        unit = UNITS[a : UNITS.find(b"|", a)].decode()
-    s, e = name_span(i, n)
-    name = T[s:e].decode()
-    return (None if name == "-" else name), unit, kind
-
-
-def lookup(code):
-    """The entry `(name, unit, kind)` of an OBIS code (str; M-Bus channels as 0-n), or None."""
-    b = code.encode()
-    i = find(b)
-    if i < 0:
-        return None
-    return _entry(i, T.find(b" ", i) - i)
-
-
-def unit_shift(unit, written):
-    """Decimal shift from the unit a meter `written` into table unit `unit`; None if foreign."""
-    i = UNITS.find(b" " + unit.encode() + b"|")
-    if i < 0 or UNITS[i - 2] != 0x0A:
-        return None
-    try:
-        b = bytes([ord(c) for c in written])  # latin-1, as the meter sent it (both interpreters)
-    except ValueError:  # beyond latin-1: nothing we know
-        return None
-    return shift(i - 2, b)
-
-
-def by_name(name):
-    """`(OBIS, unit, kind)` of a reading name, or None. M-Bus readings give `0-n:24.2.1`."""
-    for t in MBUS:
-        spec = MBUS[t]
-        if name == spec[0]:
-            return "0-n:24.2.1", spec[1], "cum"
-        if name == spec[2]:
-            return "0-n:24.2.1", None, "ts"
-    b = name.encode()
-    i = 0
-    while True:
-        i = T.find(b" " + b + b"\n", i)
-        if i < 0:
-            return None
-        s = T.rfind(b"\n", 0, i)
-        code = T[s + 1 : T.find(b" ", s)]
-        if len(code) + s + 4 == i:  # the name field, not a code or kind
-            e = _entry(s + 1, len(code))
-            return code.decode(), e[1], e[2]
-        i += 1
-
-
-def names():
-    """Every reading name, table order, then the M-Bus names."""
-    out = []
-    i = 0
-    while True:
-        i = T.find(b"\n", i)
-        if i < 0 or i + 1 >= len(T):
-            break
-        j = T.find(b"\n", i + 1)
-        nm = T[T.rfind(b" ", i, j) + 1 : j].decode()
-        if nm != "-":
-            out.append(nm)
-        i = j
-    for t in MBUS_ORDER:
-        out.append(MBUS[t][0])
-        out.append(MBUS[t][2])
-    return out

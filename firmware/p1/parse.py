@@ -10,7 +10,7 @@ try:
 except ImportError:  # pragma: no cover - every MicroPython port we target has it
     OrderedDict = dict
 
-from p1.obis import lookup, unit_shift
+from p1.table import lookup, unit_shift
 from p1.values import Num, fixed, is_stamp, stamp
 
 

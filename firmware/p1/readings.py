@@ -10,7 +10,8 @@ try:
 except ImportError:  # pragma: no cover
     OrderedDict = dict
 
-from p1.obis import MBUS, MBUS_ORDER, lookup, unit_shift
+from p1.obis import MBUS, MBUS_ORDER
+from p1.table import lookup, unit_shift
 from p1.values import Num
 
 

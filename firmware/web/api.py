@@ -17,7 +17,7 @@ after: their code costs RAM only while a page is written.
 
 import asyncio
 
-from mem import unload
+from mem import loaded, unload_new
 from web.server import JSON, Server, error, file, router
 
 try:
@@ -81,14 +81,18 @@ def content_type(path):
     return _TYPES[i : _TYPES.find("|", i)]
 
 
-def _cold(module, name, app):
-    """A generator of `module.name(app)` that unloads the module when it is done."""
-    mod = __import__(module, None, None, [name])
+_COLD = ("web.status", "p1.table", "p1.jsonout", "p1.values")
+
+
+def _cold(name, app):
+    """A generator of `web.status.<name>(app)` that unloads, when it is done, the
+    modules it brought in."""
+    before = loaded(*_COLD)
     try:
-        for piece in getattr(mod, name)(app):
+        for piece in getattr(__import__("web.status", None, None, [name]), name)(app):
             yield piece
     finally:
-        unload(module)
+        unload_new(before, *_COLD)
 
 
 def make_server(app):
@@ -117,10 +121,10 @@ def make_server(app):
         return 200, "text/plain; charset=iso-8859-1", s.raw, NOSTORE
 
     def status(req):
-        return 200, JSON, _cold("web.status", "status", app), NOSTORE
+        return 200, JSON, _cold("status", app), NOSTORE
 
     def metrics(req):
-        return 200, "text/plain; version=0.0.4; charset=utf-8", _cold("web.status", "metrics", app), NOSTORE
+        return 200, "text/plain; version=0.0.4; charset=utf-8", _cold("metrics", app), NOSTORE
 
     def events(req):
         return 200, "text/event-stream", _events, NOSTORE

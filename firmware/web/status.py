@@ -13,7 +13,7 @@ import gc
 import log
 from p1.body import items
 from p1.jsonout import dumps, quote
-from p1.obis import by_name
+from p1.table import by_name
 
 # config.SECRETS (config is not imported here: its code stays out of RAM)
 SECRETS = ("wifi.password", "wifi.ap_password", "mqtt.password", "admin.password_hash")
