@@ -1,9 +1,7 @@
-"""The application: builds everything from config + board and runs the tasks.
+"""The application: the hub, the meter pipeline and the supervised tasks.
 
-Start order (power-safe): CPU clock down (board cpu_mhz), boot recorded, the
-meter task (no radio yet), then after the board's `start_delay_ms` the Wi-Fi
-radio at reduced TX power, then the HTTP server, the raw telegram server and
-MQTT.
+`App.start()` (in appstart.py, dropped after it ran) starts the services in a
+power-safe order; `main()` is the device entry.
 
 No cliff: every long-running task is supervised. One that raises (a
 `MemoryError` included) is logged and started again after a backoff (1 s
@@ -28,6 +26,7 @@ from clock import ticks_diff, ticks_ms
 from hub import Hub
 from meter import Pipeline
 from meter import run as run_meter
+from mem import unload
 from version import VERSION
 
 try:
@@ -133,92 +132,19 @@ class App:
     # --- life cycle ------------------------------------------------------------
     async def start(self):
         """Start every service; return when HTTP (and raw TCP) listen. Raises OSError
-        if a port cannot be bound on the host board."""
-        b = self.board
+        if a port cannot be bound on the host board. (appstart.py, run once.)"""
+        import appstart
+
         try:
-            asyncio.get_event_loop().set_exception_handler(self._handler)
-        except AttributeError:  # pragma: no cover - very old MicroPython
-            pass
-        b.power_setup()
-        b.record_boot()
-        msg = "p1 %s on %s, reset %s, boot %d"
-        log.info(msg % (VERSION, b.name, b.reset_cause(), b.boot_count))
-        b.start_watchdog()
-        source = self.cfg["meter"]["source"]
-        self._task(lambda: run_meter(b, self.pipeline, source), "meter")
-        self._task(self._supervise, "supervisor")
-        delay = b.spec.get("start_delay_ms") or 0
-        if delay:
-            await sleep_ms(delay)
-        if b.has_wifi:
-            from net.wifi import Wifi
+            await appstart.start(self)
+        finally:
+            unload("appstart")
 
-            self.wifi = Wifi(self.cfg["wifi"], self.hostname, b.spec.get("wifi_txpower_dbm"))
-            self._task(self.wifi.run, "wifi")
-        await self._start_http()
-        await self._start_raw()
-        self._start_mqtt()
+    def _meter(self):
+        return run_meter(self.board, self.pipeline, self.cfg["meter"]["source"])
 
-    def _bind(self, section):
-        host = self.cfg[section].get("bind", "") if section == "http" else ""
-        if not host:
-            host = "127.0.0.1" if self.board.chip == "host" else "0.0.0.0"
-        return host
-
-    async def _start_http(self):
-        """The HTTP server listens (its accept loop restarts itself if it dies)."""
-        from web.api import make_server
-
-        self.web = make_server(self)
-        host = self._bind("http")
-        port = self.cfg["http"]["port"]
-        try:
-            await self.web.start(host, port)
-        except OSError as e:
-            self.http_error = "listen %s:%d: %s" % (host, port, e)
-            log.error("http: " + self.http_error)
-            raise OSError(self.http_error)
-        log.info("http on %s:%d" % (host, port))
-
-    async def _start_raw(self):
-        rc = self.cfg["raw_tcp"]
-        if not rc["enabled"]:
-            return
-        from net.tcp_raw import RawServer
-
-        self.raw = RawServer(
-            self.hub,
-            self._bind("raw_tcp") if self.board.chip == "host" else "0.0.0.0",
-            rc["port"],
-            rc["max_clients"],
-            rc["write_timeout_s"] * 1000,
-        )
-        try:
-            await self.raw.start()
-            log.info("raw telegrams on port %d" % rc["port"])
-        except OSError as e:
-            log.error("raw_tcp: %s" % e)
-            if self.board.chip == "host":
-                raise
-
-    def _start_mqtt(self):
-        mc = self.cfg["mqtt"]
-        if not mc["enabled"]:
-            return
-        try:
-            from net.mqtt_client import MqttService
-
-            svc = MqttService(
-                self.hub, mc, self.device_id, self.version, self.board.name, spool_dir=self.board.storage_dir
-            )
-        except Exception as e:  # noqa: BLE001 - missing module or bad config: show it
-            msg = "mqtt unavailable: %s: %s" % (type(e).__name__, e)
-            log.error(msg)
-            self.hub.add_status("mqtt", lambda: {"enabled": True, "error": msg})
-            return
-        self.mqtt = svc
-        self.hub.add_status("mqtt", svc.status)
-        self._task(svc.run, "mqtt")
+    def _heap_report(self):
+        return heap_report(self.hub)
 
     async def _supervise(self):
         b = self.board
@@ -261,7 +187,7 @@ class App:
         """Cancel every task and close the servers."""
         if self.mqtt is not None:  # "offline" + DISCONNECT first (bounded: 1 s writes)
             try:
-                await self.mqtt.stop()
+                await self.mqtt.stop()  # pyright: ignore[reportGeneralTypeIssues]  # set by appstart
             except Exception:  # noqa: BLE001
                 pass
         if self.raw is not None:
@@ -305,7 +231,7 @@ async def main(config_path="/config.json"):
     app = App(cfg, errors, b)
     await app.start()
     log.info("heap after start: %s" % heap_text())
-    app._task(lambda: heap_report(app.hub), "heap")
+    app._task(app._heap_report, "heap")
     await app.wait()
 
 

@@ -114,7 +114,7 @@ def load(name, dirs=None):
         from boards_host import HostBoard
 
         return HostBoard(spec, errors)
-    from board import EspBoard
+    from espboard import EspBoard
 
     try:
         return EspBoard(spec, errors)

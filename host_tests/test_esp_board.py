@@ -1,4 +1,4 @@
-"""The device code (`board.EspBoard`, `net/wifi.py`) under real MicroPython.
+"""The device code (`espboard.EspBoard`, `net/wifi.py`) under real MicroPython.
 
 Each test runs a script under MicroPython's Unix port (`.venv/bin/micropython`,
 real asyncio, real sockets) with host_tests/fakes/ first on sys.path: fake

@@ -56,7 +56,7 @@ async def main():
         await the_app.stop()
         return 1
     print("http://127.0.0.1:%d/" % cfg["http"]["port"])
-    the_app._task(lambda: appmod.heap_report(the_app.hub), "heap")
+    the_app._task(the_app._heap_report, "heap")
     if mem_every:
         the_app._task(mem_report, "mem")
     await the_app.wait()
