@@ -34,7 +34,6 @@ except ImportError:  # CPython
 _READ = const(512)  # bytes per read from the source
 _BACKOFF_MIN_MS = const(500)
 _BACKOFF_MAX_MS = const(30000)
-_BODY = const(2048)  # the JSON body buffer; a bigger body takes the general decoder
 _GENERAL = ("p1.parse", "p1.readings", "p1.values", "p1.jsonout", "p1.table")
 
 
@@ -44,7 +43,9 @@ class Pipeline:
     def __init__(self, hub, size=3072, std_offset=120, on_telegram=None):
         self.hub = hub
         self.framer = Framer(size)
-        self.encoder = Encoder(_BODY, std_offset)
+        # The body is written into the framer's buffer: the frame has been copied
+        # out (`raw`) by then, and the framer refills it only at its next frame.
+        self.encoder = Encoder(0, std_offset, self.framer._buf)
         self.std_offset = std_offset
         self.on_telegram = on_telegram  # called with the Sample (LED blink)
         self.accepted = 0

@@ -51,8 +51,10 @@ _ESC = {0x22: b'\\"', 0x5C: b"\\\\", 0x0A: b"\\n", 0x0D: b"\\r", 0x09: b"\\t", 0
 class Encoder:
     """Telegrams -> JSON bodies through one buffer of `size` bytes."""
 
-    def __init__(self, size=3072, std_offset=120):
-        self.buf = bytearray(size)
+    def __init__(self, size=3072, std_offset=120, buf=None):
+        """`buf`: a bytearray to write into instead of one of its own (`size`
+        ignored): the meter pipeline lends the framer's, free between frames."""
+        self.buf = bytearray(size) if buf is None else buf
         self.mv = memoryview(self.buf)
         self._tmv = memoryview(T)
         self._digits = bytearray(_MAX_DIGITS)

@@ -12,6 +12,10 @@ stops the app cleanly (MQTT says offline) and exits 0; a start failure exits 1.
 With --mem S it prints `micropython.mem_info()` (after a collection) every S
 seconds: the memory budget test reads the free heap and the largest free block.
 As on the device (app.main), the config module leaves RAM after loading.
+
+The work is in hostmain.py, compiled into CODE_DIR by tools/run_host.py like
+the firmware (its source would be compiled in RAM here, costing ~4 KB of heap
+the device's tiny main.py does not).
 """
 
 import sys
@@ -25,59 +29,8 @@ if "--romfs" in sys.argv[4:]:
     code = "/rom"
 sys.path[:0] = [code, code + "/lib"]
 
-import asyncio  # noqa: E402
-
-import app as appmod  # noqa: E402
-import board  # noqa: E402
-import log  # noqa: E402
-from mem import unload  # noqa: E402
-
-if "-q" in sys.argv[4:]:
-    log.quiet = True
-mem_every = int(sys.argv[sys.argv.index("--mem") + 1]) if "--mem" in sys.argv[4:] else 0
-
-import config  # noqa: E402
-
-cfg, errors = config.load(config_path)
-del config
-unload("config")
-for e in errors:
-    print(e)
-b = board.load("host")
-b.storage_dir = storage
-the_app = appmod.App(cfg, errors, b)
-
-
-async def main():
-    try:
-        await the_app.start()
-    except OSError as e:
-        log.error("cannot start: %s" % e)
-        await the_app.stop()
-        return 1
-    print("http://127.0.0.1:%d/" % cfg["http"]["port"])
-    the_app._task(the_app._heap_report, "heap")
-    if mem_every:
-        the_app._task(mem_report, "mem")
-    await the_app.wait()
-    return 0
-
-
-async def mem_report():
-    import gc
-
-    import micropython
-
-    while True:
-        gc.collect()
-        micropython.mem_info()
-        await asyncio.sleep(mem_every)
-
-
-rc = 0
 try:
-    rc = asyncio.run(main())
-except KeyboardInterrupt:
-    asyncio.run(the_app.stop())
-    print("stopped")
-sys.exit(rc or 0)
+    import hostmain  # noqa: E402,F401 - runs the firmware
+except ImportError:  # not in CODE_DIR (a ROMFS image of a plain device build): from source
+    sys.path.append(sys.argv[0].rsplit("/", 1)[0])
+    import hostmain  # noqa: E402,F401

@@ -1,0 +1,61 @@
+"""The host board's firmware run under MicroPython's Unix port: imported by
+unix_main.py (which set sys.path and reads the same sys.argv)."""
+
+import asyncio
+import sys
+
+import app as appmod
+import board
+import log
+from mem import unload
+
+config_path, storage = sys.argv[2], sys.argv[3]
+if "-q" in sys.argv[4:]:
+    log.quiet = True
+mem_every = int(sys.argv[sys.argv.index("--mem") + 1]) if "--mem" in sys.argv[4:] else 0
+
+import config  # noqa: E402 - loaded, then dropped from RAM as on the device
+
+cfg, errors = config.load(config_path)
+del config
+unload("config")
+for e in errors:
+    print(e)
+b = board.load("host")
+b.storage_dir = storage
+the_app = appmod.App(cfg, errors, b)
+
+
+async def main():
+    try:
+        await the_app.start()
+    except OSError as e:
+        log.error("cannot start: %s" % e)
+        await the_app.stop()
+        return 1
+    print("http://127.0.0.1:%d/" % cfg["http"]["port"])
+    the_app._task(the_app._heap_report, "heap")
+    if mem_every:
+        the_app._task(mem_report, "mem")
+    await the_app.wait()
+    return 0
+
+
+async def mem_report():
+    import gc
+
+    import micropython
+
+    while True:
+        gc.collect()
+        micropython.mem_info()
+        await asyncio.sleep(mem_every)
+
+
+rc = 0
+try:
+    rc = asyncio.run(main())
+except KeyboardInterrupt:
+    asyncio.run(the_app.stop())
+    print("stopped")
+sys.exit(rc or 0)
