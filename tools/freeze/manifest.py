@@ -23,10 +23,11 @@ FIRMWARE = "../../firmware"
 # Top-level modules. Not boot.py and main.py: MicroPython runs frozen ones in
 # place of the filesystem's, and a frozen main.py could not be replaced without
 # reflashing; they stay on the filesystem (make deploy-frozen). Not boards_host.py
-# either: the host board's code (CPython, the Unix port), never used on a device.
+# and hostserial.py either: the host board's code (CPython, the Unix port), never
+# used on a device.
 for path in sorted(glob.glob(FIRMWARE + "/*.py")):
     name = os.path.basename(path)
-    if name not in ("boot.py", "main.py", "boards_host.py"):
+    if name not in ("boot.py", "main.py", "boards_host.py", "hostserial.py"):
         module(name, base_path=FIRMWARE)
 
 # Packages: every .py below them. web/static/ is not Python: frozen, web/api.py
