@@ -116,3 +116,40 @@ def test_host_board_boot_count(tmp_path):
     (tmp_path / "bootinfo.json").write_text("garbage")
     assert b.record_boot() == 1
     assert b.reset_cause() == "host"
+
+
+def test_host_board_reads_a_pty_like_a_usb_p1_cable():
+    """A serial device (here a pty, raw mode and 115200 8N1 set on it) as the meter source."""
+    import asyncio
+    import os
+    import pty
+
+    from hub import Hub
+    from meter import Pipeline
+    from meter import run as run_meter
+
+    tel = (Path(__file__).parent / "telegrams" / "se-lg-e360-01.txt").read_bytes()
+    master, slave = pty.openpty()
+    path = os.ttyname(slave)
+    b = board.load("host")
+    hub = Hub()
+    pipe = Pipeline(hub)
+
+    async def main():
+        task = asyncio.create_task(run_meter(b, pipe, path))
+        await asyncio.sleep(0.1)
+        os.write(master, tel[:300])
+        await asyncio.sleep(0.05)
+        os.write(master, tel[300:])
+        for _ in range(200):
+            if hub.seq:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    try:
+        asyncio.run(main())
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert hub.seq == 1 and hub.sample.raw == tel and pipe.source == path
