@@ -1,6 +1,9 @@
 """Meter sources of the host board that are file descriptors: a serial device
-(a USB P1 cable), a pty, stdin. CPython only (asyncio's add_reader); imported
-by `HostBoard.open_meter` for such a source.
+(a USB P1 cable), a pty, stdin. Imported by `HostBoard.open_meter` for such a
+source. CPython reads them through the loop's add_reader; MicroPython's Unix
+port polls the file itself (its asyncio polls any object with a file
+descriptor), with the tty in raw mode and VMIN=0 so that a read returns what
+has arrived instead of waiting for a full buffer.
 """
 
 import asyncio
@@ -10,6 +13,8 @@ import os
 
 def open_fd(source, uart):
     """An async byte source for a device path or "-"/"stdin"; raises OSError."""
+    if not hasattr(asyncio.get_event_loop(), "add_reader"):  # MicroPython
+        return _stream(source)
     if source in ("-", "stdin"):
         os.set_blocking(0, False)
         return FdSource(0, "stdin", own=False)
@@ -86,3 +91,23 @@ def serial_setup(fd, uart):
     a[6][termios.VMIN] = 0
     a[6][termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, a)
+
+
+def _stream(source):
+    import sys
+    import termios
+
+    f = sys.stdin.buffer if source in ("-", "stdin") else open(source, "rb")
+    fd = f.fileno()
+    try:
+        termios.setraw(fd)
+        a = termios.tcgetattr(fd)
+        a[6][6] = 0  # VMIN: a read returns what is there
+        a[6][5] = 0  # VTIME
+        termios.tcsetattr(fd, termios.TCSANOW, a)
+    except OSError:  # not a tty (a FIFO): nothing to set
+        pass
+    s = asyncio.StreamReader(f)  # pyright: ignore[reportCallIssue]
+    s.reconnect = source not in ("-", "stdin")  # a device can come back; stdin cannot
+    s.name = source
+    return s

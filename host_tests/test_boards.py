@@ -153,3 +153,24 @@ def test_host_board_reads_a_pty_like_a_usb_p1_cable():
         os.close(master)
         os.close(slave)
     assert hub.seq == 1 and hub.sample.raw == tel and pipe.source == path
+
+
+def test_host_board_reads_a_pty_under_micropython(tmp_path):
+    """The same under MicroPython's Unix port (make run MP=1 SOURCE=/dev/ttyUSB0)."""
+    import os
+    import pty
+
+    from runtime_harness import Firmware
+
+    tel = (Path(__file__).parent / "telegrams" / "se-lg-e360-01.txt").read_bytes()
+    master, slave = pty.openpty()
+    fw = Firmware(tmp_path, "--mp", "--heap", "512K", "--source", os.ttyname(slave))
+    try:
+        os.write(master, tel[:300])
+        os.write(master, tel[300:])
+        fw.wait(lambda: fw.get("/api/v1/telegram")[0] == 200, what="the telegram read from the pty")
+        assert fw.get("/api/v1/telegram")[2] == tel
+    finally:
+        fw.stop()
+        os.close(master)
+        os.close(slave)
