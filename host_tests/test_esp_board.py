@@ -682,3 +682,39 @@ asyncio.run(main())
     assert out["status_during_fault"]["state"] == "connected"  # status() itself never raises
     assert out["backoffs"][:2] == [2000, 4000]  # the first faults backed off
     assert out["ap_failed"] and out["error"] == "ap: Wifi Internal Error"
+
+
+def test_heap_that_keeps_failing_resets_the_device_after_recording_why(tmp_path):
+    """App's heap watch on an ESP32: 8 caught MemoryErrors within a minute -> the reason
+    goes to bootinfo.json, then machine.reset(); the next boot shows it in status."""
+    out = run_mp(
+        f"""
+import config, log
+from app import App
+import board
+machine._set_chip("esp32")
+b = board.load("esp32-devkit")
+b.storage_dir = {str(tmp_path)!r}
+b.record_boot()
+log.quiet = True
+app = App(config.copy_defaults(), [], b)
+app._watch_heap()
+for i in range(7):
+    log.oom("test")
+app._watch_heap()
+before = b.reset_reason
+try:
+    log.oom("test")
+    app._watch_heap()
+    how = "no reset"
+except SystemExit as e:
+    how = str(e)
+b2 = board.load("esp32-devkit")
+b2.storage_dir = {str(tmp_path)!r}
+b2.record_boot()
+result({{"before": before, "how": how, "reason": b2.reset_reason, "boots": b2.boot_count}})
+""",
+        tmp_path,
+    )
+    assert out["before"] == "" and out["how"] == "machine.reset()"
+    assert out["reason"].startswith("memory: 8 allocation failures in 60 s") and out["boots"] == 2

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heap", default=MP_HEAP, help=f"--mp: MicroPython heap size (default {MP_HEAP})")
     p.add_argument("--mem", type=int, default=0, metavar="S",
                    help="--mp: print micropython.mem_info() every S seconds")
+    p.add_argument("--hog", metavar="FILE", help="--mp (tests): hold all free heap while FILE exists")
     p.add_argument("--step", type=float, help="simulator: meter seconds per telegram (default: --interval)")
     p.add_argument("--romfs", action="store_true",
                    help="--mp: the code from a ROMFS image at /rom (default heap + the image's size)")
@@ -121,6 +122,8 @@ def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> in
         cmd.append("-q")
     if args.mem:
         cmd += ["--mem", str(args.mem)]
+    if args.hog:
+        cmd += ["--hog", args.hog]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def forward(signum, frame):  # Ctrl-C or SIGTERM: the firmware stops cleanly on SIGINT

@@ -1,5 +1,11 @@
 """The host board's firmware run under MicroPython's Unix port: imported by
-unix_main.py (which set sys.path and reads the same sys.argv)."""
+unix_main.py (which set sys.path and reads the same sys.argv).
+
+`--hog FILE` (tests): while FILE exists, hold as much of the heap as can be
+allocated (1 KB blocks until MemoryError, then keep them), so that the
+firmware runs out of memory; when FILE goes, let it all go. The recovery test
+uses it to show every service coming back.
+"""
 
 import asyncio
 import sys
@@ -13,6 +19,7 @@ config_path, storage = sys.argv[2], sys.argv[3]
 if "-q" in sys.argv[4:]:
     log.quiet = True
 mem_every = int(sys.argv[sys.argv.index("--mem") + 1]) if "--mem" in sys.argv[4:] else 0
+hog_file = sys.argv[sys.argv.index("--hog") + 1] if "--hog" in sys.argv[4:] else ""
 
 import config  # noqa: E402 - loaded, then dropped from RAM as on the device
 
@@ -37,6 +44,8 @@ async def main():
     the_app._task(the_app._heap_report, "heap")
     if mem_every:
         the_app._task(mem_report, "mem")
+    if hog_file:
+        asyncio.create_task(hog())
     await the_app.wait()
     return 0
 
@@ -50,6 +59,30 @@ async def mem_report():
         gc.collect()
         micropython.mem_info()
         await asyncio.sleep(mem_every)
+
+
+async def hog():
+    import gc
+    import os
+
+    held = []
+    while True:
+        try:
+            os.stat(hog_file)
+            on = True
+        except OSError:
+            on = False
+        if on:
+            try:
+                while True:
+                    held.append(bytearray(1024))
+            except MemoryError:
+                pass
+        elif held:
+            held = []
+            gc.collect()
+            print("hog: released")
+        await asyncio.sleep_ms(20)
 
 
 rc = 0
