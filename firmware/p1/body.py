@@ -45,7 +45,8 @@ _TS = b'{"timestamp": '
 _METER = b', "meter": '
 _NULL = b"null"
 _HEX = b"0123456789abcdef"
-_ESC = {0x22: b'\\"', 0x5C: b"\\\\", 0x0A: b"\\n", 0x0D: b"\\r", 0x09: b"\\t", 0x08: b"\\b", 0x0C: b"\\f"}
+_ESC = b'"\\\n\r\t\b\f'  # escaped as \ and the letter at the same place in _ESC_AS
+_ESC_AS = b'"\\nrtbf'
 
 
 class Encoder:
@@ -395,10 +396,10 @@ class Encoder:
                 buf[o] = c
                 o += 1
                 continue
-            esc = _ESC.get(c)
-            if esc is not None:
-                buf[o] = esc[0]
-                buf[o + 1] = esc[1]
+            e = _ESC.find(bytes((c,)))
+            if e >= 0:
+                buf[o] = _BSLASH
+                buf[o + 1] = _ESC_AS[e]
                 o += 2
             else:
                 self.buf[o : o + 4] = b"\\u00"

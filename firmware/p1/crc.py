@@ -10,7 +10,7 @@ cost ~2.5 KB. Speed-ups by feature detection, each checked against the plain
 loop at import and dropped if it disagrees:
 - on the ESP32 (and the Unix port), a viper (native code) loop from `p1._crc_viper`;
 - on CPython, two bytes per step through a 65536-entry table over
-  `memoryview.cast("H")` (little-endian hosts; MicroPython has no cast).
+  `memoryview.cast("H")` (`p1._crc_words`; MicroPython has no cast).
 """
 
 TABLE = (
@@ -50,37 +50,15 @@ def crc16(data):
     return update(0, data)
 
 
-def _words():  # CPython: a 16-bit register XORed with a 16-bit word, then 16 shifts
-    import struct
-    import sys
-
-    if sys.implementation.name != "cpython" or sys.byteorder != "little":
-        return None
-    t = struct.unpack("<256H", TABLE)
-    t2 = []
-    for w in range(65536):
-        c = (w >> 8) ^ t[w & 0xFF]
-        t2.append((c >> 8) ^ t[c & 0xFF])
-    t2 = tuple(t2)
-
-    def update_words(crc, data):
-        mv = memoryview(data).cast("B")
-        n = len(mv) & ~1
-        for w in mv[:n].cast("H"):
-            crc = t2[crc ^ w]
-        if n != len(mv):
-            crc = (crc >> 8) ^ t[(crc ^ mv[n]) & 0xFF]
-        return crc
-
-    return update_words
-
-
 def _select():
     global update
     try:
         from p1._crc_viper import update as fast
     except Exception:  # no viper on this port (CPython, WebAssembly) or another arch
-        fast = _words()
+        try:
+            from p1._crc_words import update as fast
+        except Exception:  # not CPython on a little-endian host
+            fast = None
     probe = b"/LGF5E360\r\n\r\n1-0:1.8.0(00000896.020*kWh)\r\n!"
     if fast is not None and fast(0, probe) == _update_bytes(0, probe) == 0x85E2:
         update = fast
