@@ -62,3 +62,24 @@ def _first_difference(a: bytes, b: bytes, name_a: str, name_b: str) -> str:
         if x != y:
             return f"line {i + 1}:\n  {name_a}: {x!r}\n  {name_b}: {y!r}"
     return f"{name_a}: {len(la)} lines, {name_b}: {len(lb)} lines"
+
+
+MALFORMED = (
+    b"/ISk5\\2MT382-1000\r\n\r\n1-0:1.8.1(000004.426*kWh)\r\n1-0:1.8.2(00000x.399*kWh)\r\n"
+    b"1-0:32.7.0(230.1*mV)\r\n1-0:32.7.0(231.0*V)\r\n0-0:1.0.0(171302192002W)\r\n(00001.001)\r\n"
+    b"garbage line\r\n1-0:2.8.0(1*kWh)(2*kWh)\r\n0-0:96.13.0(caf\xe9 \x02\"\\)\r\n0-1:24.2.1(x)(1*m3)\r\n!\r\n"
+    b"noise\xff\x00/LGF5E360\r\n\r\n1-0:1.8.0(00000896.020*kWh)\r\n1-0:21.7.0(0000.0a0*kW)\r\n!0000\r\n"
+)
+
+
+def test_decode_of_malformed_telegrams_is_identical_on_both_interpreters(micropython, tmp_path):
+    """Bad lines, bad CRCs, noise and non-ASCII: MicroPython prints the same bytes as CPython,
+    error objects' keys in the same order, the --stats counters too."""
+    f = tmp_path / "bad.txt"
+    f.write_bytes(MALFORMED)
+    cp = run_cpython(["-m", "p1", "decode", "--stats", f])
+    mp = micropython(["-m", "p1", "decode", "--stats", f], timeout=120)
+    assert cp.returncode == 0 and mp.returncode == 0, describe(mp)
+    assert b'"errors": [{"line": ' in cp.stdout and b'"error": ' in cp.stdout
+    assert mp.stdout == cp.stdout, _first_difference(cp.stdout, mp.stdout, "cpython", "micropython")
+    assert mp.stderr == cp.stderr  # the --stats counters
