@@ -7,8 +7,6 @@ insertion order: the output is the same on both interpreters. Non-ASCII is
 escaped as on CPython's json.dumps.
 """
 
-from p1.values import Num
-
 _ESC = {
     '"': '\\"',
     "\\": "\\\\",
@@ -74,7 +72,7 @@ def _write(o, w):
         w("false")
     elif isinstance(o, str):
         _str(o, w)
-    elif isinstance(o, Num):
+    elif hasattr(o, "decimals"):  # p1.values.Num (not imported: status pages and discovery need no Num)
         w(str(o))
     elif isinstance(o, int):
         w(str(o))

@@ -81,7 +81,7 @@ def content_type(path):
     return _TYPES[i : _TYPES.find("|", i)]
 
 
-_COLD = ("web.status", "p1.table", "p1.jsonout", "p1.values")
+_COLD = ("web.status", "p1.table", "p1.jsonout")
 
 
 def _cold(name, app):
