@@ -6,10 +6,19 @@ import sys
 def unload(*names):
     """Forget modules (MicroPython): code needed only now and then (boot, the general
     decoder, status) gives its RAM back once nothing refers to it. Only call it
-    for modules that nothing else imports at module level."""
+    for modules that nothing else imports at module level. A submodule is also
+    taken off its package (`p1.table` is an attribute of `p1`, which would keep
+    it alive). Its names (qstrs) stay interned: they cost RAM once, not per load."""
     if sys.implementation.name == "micropython":
+        mods = sys.modules
         for n in names:
-            sys.modules.pop(n, None)
+            mods.pop(n, None)
+            i = n.rfind(".")
+            if i > 0 and n[:i] in mods:
+                try:
+                    delattr(mods[n[:i]], n[i + 1 :])
+                except AttributeError:
+                    pass
 
 
 def loaded(*names):
