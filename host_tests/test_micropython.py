@@ -83,3 +83,19 @@ def test_decode_of_malformed_telegrams_is_identical_on_both_interpreters(micropy
     assert b'"errors": [{"line": ' in cp.stdout and b'"error": ' in cp.stdout
     assert mp.stdout == cp.stdout, _first_difference(cp.stdout, mp.stdout, "cpython", "micropython")
     assert mp.stderr == cp.stderr  # the --stats counters
+
+
+def test_unload_gives_a_cold_modules_ram_back(unix_micropython):
+    """mem.unload: a cold submodule leaves sys.modules and its package, and most of
+    what its import took is free again (its names stay interned)."""
+    code = (
+        "import gc, sys\nimport p1, p1.obis\nfrom mem import unload\n"
+        "gc.collect(); a = gc.mem_alloc()\nimport p1.table\ngc.collect(); b = gc.mem_alloc()\n"
+        "unload('p1.table')\ngc.collect(); c = gc.mem_alloc()\n"
+        "print(b - a, b - c, hasattr(p1, 'table'), 'p1.table' in sys.modules)"
+    )
+    r = unix_micropython(["-c", code])
+    assert r.returncode == 0, describe(r)
+    took, freed, attr, mod = r.stdout.split()
+    assert attr == b"False" and mod == b"False"
+    assert int(freed) >= int(took) // 2, r.stdout
