@@ -19,6 +19,7 @@ import gc  # noqa: E402
 import json  # noqa: E402
 
 import log  # noqa: E402
+from mem import unload  # noqa: E402
 from web.server import JSON, Server, error, file, router  # noqa: E402
 
 PORT = int(sys.argv[2])
@@ -26,6 +27,16 @@ STATIC = sys.argv[3]
 MP = sys.implementation.name == "micropython"
 state = {"open": 0, "gone": 0}
 stop = asyncio.Event()
+
+
+def query(req):
+    """The query as a dict, as a handler gets it: web.cold imported for the call."""
+    from web.cold import args
+
+    try:
+        return args(req.qs)
+    finally:
+        unload("web.cold")
 
 
 async def hello(req):
@@ -37,7 +48,7 @@ async def echo(req):
         "method": req.method,
         "path": req.path,
         "qs": req.qs,
-        "args": req.args(),
+        "args": query(req),
         "headers": req.headers,
         "body": req.body.decode(),
         "v10": req.v10,
@@ -57,7 +68,7 @@ async def pieces(req):
 
 async def big(req):
     """n lines "%07d\\n"; after line 100 a 1500-byte bytes piece (more than the buffer), after 200 a memoryview."""
-    n = int(req.args().get("n", "1000"))
+    n = int(query(req).get("n", "1000"))
 
     def gen():
         for i in range(n):
@@ -89,7 +100,7 @@ async def _events(req):
     state["open"] += 1
     try:
         i = 0
-        n = int(req.args().get("n", "1000000"))
+        n = int(query(req).get("n", "1000000"))
         while i < n:
             await req.send(("event: tick\nid: %d\ndata: " % i, b'{"n": ', str(i), b"}\n\n"))
             i += 1

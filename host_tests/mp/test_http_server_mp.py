@@ -13,6 +13,7 @@ import gc
 import sys
 
 import log
+from mem import unload
 from web.server import JSON, Server, error, file, router
 
 log.quiet = True
@@ -68,7 +69,10 @@ async def hello(req):
 
 
 async def echo(req):
-    return 200, "text/plain", "%s %s %s %r %r" % (req.method, req.path, req.qs, sorted(req.args().items()), req.body)
+    from web.cold import args  # as a handler takes the query: cold, imported for the call
+
+    unload("web.cold")
+    return 200, "text/plain", "%s %s %s %r %r" % (req.method, req.path, req.qs, sorted(args(req.qs).items()), req.body)
 
 
 async def pieces(req):
@@ -88,6 +92,10 @@ async def gen(req):
 
 async def boom(req):
     raise RuntimeError("boom")
+
+
+async def listed(req):
+    return 200, "text/plain", ["a", b"b", memoryview(b"cd")[1:]]  # a list: an iterable, chunked
 
 
 ev_state = {"gone": 0}
@@ -126,6 +134,7 @@ srv = Server(
             "/pieces": pieces,
             "/gen": gen,
             "/boom": boom,
+            "/list": listed,
             "/ev": events,
         },
         (("/static/", static),),
@@ -146,7 +155,7 @@ def resp(status, ctype, body, extra="", close=False):
         body = body.encode()
     return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s" % (
         status,
-        ("OK" if status == 200 else error(status)[2].split('"')[3]).encode(),
+        b"OK" if status < 400 else b"N/A",
         ctype.encode(),
         len(body),
         b"Connection: close\r\n" if close else b"",
@@ -199,7 +208,38 @@ for head, status in (
 out = await talk([b"GET /boom HTTP/1.1\r\n\r\n", REQ])  # noqa: F704
 check(out == resp(500, JSON, '{"error": "internal error", "status": 500}') + HELLO, "500, then the next request")
 
+# a HEAD, then a line too long: the 414 has its body; HTTP/1.2 is answered as 1.1;
+# Expect: 100-continue gets its interim response
+out = await talk([b"HEAD / HTTP/1.1\r\n\r\nGET /" + b"a" * 1100 + b" HTTP/1.1\r\n\r\n"])  # noqa: F704
+check(out == HELLO[: HELLO.index(b"\r\n\r\n") + 4] + resp(414, JSON, error(414)[2], close=True), "HEAD, then 414")
+out = await talk([b"GET / HTTP/1.2\r\n\r\n"])  # noqa: F704
+check(out == HELLO, "HTTP/1.2 answered")
+out = await talk([b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n", b"hi"])  # noqa: F704
+check(out == b"HTTP/1.1 100 Continue\r\n\r\n" + resp(200, "text/plain", "POST /echo  [] b'hi'"), "100-continue")
+
+# the cold module: status texts, percent-decoding, query strings; dropped after use
+import web.cold as cold  # noqa: E402
+
+check(cold.text(404) == "not found" and cold.text(418) == "error", "status texts")
+check(cold.unquote("/a%20b%C3%A9") == "/a b\u00e9" and cold.unquote("/plain") == "/plain", "unquote")
+for bad in ("/a%zz", "/a%2", "/%ff"):
+    try:
+        cold.unquote(bad)
+        check(False, "unquote(%r) raised" % bad)
+    except ValueError:
+        pass
+check(cold.args("a=1&b=x%20y+z&c&a=2&d=%3D") == {"a": "2", "b": "x y z", "c": "", "d": "="}, "args")
+del sys.modules["web.cold"]
+error(404)
+check("web.cold" not in sys.modules, "web.cold dropped after a call")
+
 # bodies
+out = await talk([b"GET /list HTTP/1.1\r\n\r\n"])  # noqa: F704
+check(
+    out.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    "a list: chunked",
+)
+check(dechunk(out[out.index(b"\r\n\r\n") + 4 :]) == (b"abd", b""), "a list: its pieces")
 out = await talk([b"GET /pieces HTTP/1.1\r\n\r\n"])  # noqa: F704
 check(out == resp(200, JSON, '{"a": 1, "b": 2}', "Cache-Control: no-store\r\n"), "pieces")
 out = await talk([b"GET /static/f.txt HTTP/1.1\r\n\r\nGET /static/nope HTTP/1.1\r\n\r\n"])  # noqa: F704
@@ -224,12 +264,33 @@ check(ev_state["gone"] == 1 and srv.stats["streams"] == 0, "stream ended by the 
 # the idle deadline closes a silent connection
 Server.idle_ms = 100
 Server.tick_ms = 20
-tick = asyncio.create_task(srv._reap())
+tick = srv._tick = asyncio.create_task(srv._reap("", 0))
 t0 = srv.stats["timeouts"]
 out = await talk([], hold=True)  # noqa: F704
 check(out == b"" and srv.stats["timeouts"] == t0 + 1, "idle connection closed by the deadline")
 tick.cancel()
 check(srv.stats["conns"] == 0, "no connection left open")
+Server.idle_ms = 8000
+
+# at the cap (web.cold.make_room): a kept-alive connection makes room, a busy one does not
+Server.max_conns = 1
+idle = Fake([REQ], hold=True)
+t1 = asyncio.create_task(srv._conn(idle, idle))
+await asyncio.sleep(0)  # noqa: F704
+check(idle.out == HELLO and srv.stats["conns"] == 1, "first connection answered, kept alive")
+out = await talk([REQ])  # noqa: F704
+check(out == HELLO and idle.closed, "a kept-alive connection made room for a new one")
+busy = Fake([b"GET / HTTP/1.1\r\n"], hold=True)  # a request begun: not idle
+t1 = asyncio.create_task(srv._conn(busy, busy))
+await asyncio.sleep(0)  # noqa: F704
+r0 = srv.stats["refused"]
+out = await talk([REQ])  # noqa: F704
+check(out == resp(503, JSON, '{"error": "too many connections", "status": 503}', close=True), "503 at the cap")
+check(srv.stats["refused"] == r0 + 1 and not busy.closed, "the busy connection stays")
+Server.max_conns = 6
+srv.close()  # (web.cold.close): every connection is cancelled
+await asyncio.sleep(0)  # noqa: F704
+check(busy.closed and srv.stats["conns"] == 0, "close() closes every connection")
 
 # heap allocated per request, keep-alive, collector off
 BROWSER = (

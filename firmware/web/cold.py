@@ -1,0 +1,91 @@
+"""The rarely used parts of web.server: error texts, percent-decoding, query
+strings. Import what you need inside the function that needs it and drop the
+module after with `mem.unload("web.cold")` (nothing imports it at module
+level), so its code takes RAM only while it runs:
+
+    from web.cold import args
+    d = args(req.qs)        # {"n": "10", "q": "a b"}
+    unload("web.cold")
+"""
+
+# each error status, its text, "|"
+_TEXT = (
+    "400bad request|404not found|405method not allowed|411length required|413request too large|"
+    "414uri too long|431headers too large|500internal error|503unavailable|"
+)
+
+
+def text(status):
+    """The short text of an error status ("error" for one not listed)."""
+    i = _TEXT.find(str(status))
+    return _TEXT[i + 3 : _TEXT.find("|", i)] if i >= 0 else "error"
+
+
+def unquote(s):
+    """Percent-decode a str; ValueError on a bad escape or bytes that are not UTF-8."""
+    if "%" not in s:
+        return s
+    p = s.encode().split(b"%")
+    out = bytearray(p[0])
+    for x in p[1:]:
+        if len(x) < 2:
+            raise ValueError(400)
+        out.append(int(x[:2], 16))
+        out += x[2:]
+    return bytes(out).decode()
+
+
+def args(qs):
+    """The query (str, without "?") as a dict, "%" and "+" decoded; a name
+    without "=" gets ""; a repeated name: the last wins. ValueError on a bad
+    escape or bytes that are not UTF-8."""
+    d = {}
+    for x in qs.split("&"):
+        if x:
+            k, _, v = x.replace("+", " ").partition("=")
+            d[unquote(k)] = unquote(v)
+    return d
+
+
+def make_room(srv):
+    """At the connection cap: cancel the oldest connection that waits for a
+    request (kept alive after a response, or new and silent for `fresh_ms`);
+    False if there is none."""
+    from clock import ticks_add, ticks_diff, ticks_ms
+
+    late = ticks_add(ticks_ms(), srv.idle_ms - srv.fresh_ms)
+    for x in srv._live:
+        if x.idle == 2 or x.idle == 1 and ticks_diff(late, x.deadline) >= 0:
+            x.idle = 0
+            x.task.cancel()
+            return True
+    return False
+
+
+def close(srv):
+    """Server.close()."""
+    if srv.server:
+        srv.server.close()
+        srv._tick.cancel()
+    srv.server = None
+    for r in srv._live:
+        try:
+            r.task.cancel()
+        except RuntimeError:  # MicroPython: a handler closing its own server
+            pass
+
+
+async def relisten(srv, host, port):
+    """MicroPython: listen again after the accept loop died."""
+    import gc
+
+    import log
+
+    gc.collect()
+    await srv.start(host, port)
+    log.warn("http: listening again")
+
+
+def go_on(writer):
+    """The interim response to "Expect: 100-continue" (the body is awaited)."""
+    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
