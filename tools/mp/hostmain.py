@@ -16,6 +16,27 @@ import log
 from mem import unload
 
 config_path, storage = sys.argv[2], sys.argv[3]
+
+
+def pregrow_poller(n=32):
+    """Work around a bug of MicroPython's Unix port (extmod/modselect.c with
+    MICROPY_PY_SELECT_POSIX_OPTIMISATIONS, still in master 1c3c201): when the
+    poller's array of pollfds has to move to grow, every registered object
+    without a file descriptor -- a TLS socket -- gets a garbage pollfd pointer,
+    and unregistering it (a cancelled read on the MQTT link) writes through it:
+    a segfault. Growing the array once, before any TLS socket exists, means it
+    never moves again while fewer than `n` descriptors wait at once. The ESP32
+    port does not have these optimisations (it polls objects) and is not affected."""
+    import asyncio.core as core
+
+    p = core._io_queue.poller
+    for fd in range(100000, 100000 + n):
+        p.register(fd)
+    for fd in range(100000, 100000 + n):
+        p.unregister(fd)
+
+
+pregrow_poller()
 if "-q" in sys.argv[4:]:
     log.quiet = True
 mem_every = int(sys.argv[sys.argv.index("--mem") + 1]) if "--mem" in sys.argv[4:] else 0
