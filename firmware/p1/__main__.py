@@ -2,6 +2,19 @@
 
 Runs unchanged on CPython and MicroPython; the output is byte-identical.
 Each file is its own byte stream (stdin when no file is named).
+
+Strategy: most telegrams are ASCII lines of one value group each of an object
+in the OBIS table. `line_json` writes those straight from the line text to
+JSON (numbers copied as digits, leading zeros dropped, as `Num` prints them),
+with what it learns about a code (its JSON key, kind, accepted units) kept
+in small caches. A line it does not know how to write (M-Bus, several groups,
+an unknown code, signs) is decoded by the general parser alone, one line at a
+time; anything the general parser would report (a malformed line, a
+duplicate, a second identification line, a continued value group, non-ASCII
+bytes) sends the whole telegram down the general path,
+`dumps(telegram_json(parse(frame)))`. Both give the same bytes:
+host_tests/test_decode_cli.py compares them on every recorded telegram and on
+mutated ones.
 """
 
 import sys
@@ -12,12 +25,28 @@ except ImportError:  # pragma: no cover
     OrderedDict = dict
 
 from p1.framer import Framer
-from p1.jsonout import dumps
+from p1.jsonout import dumps, quote
 from p1.parse import parse
-from p1.values import Num, parse_offset
+from p1.table import lookup, unit_shift
+from p1.values import Num, parse_offset, stamp
 
 USAGE = "usage: p1 decode [--tz +02:00] [--buffer BYTES] [--stats] [FILE ...]"
 _CHUNK = 4096
+_CACHE = 64  # codes (and units per code) remembered; a stream of odd codes cannot grow it
+
+_ISASCII = hasattr(b"", "isascii")  # CPython; MicroPython's bytes has no isascii
+_PRINTABLE = hasattr("", "isprintable")  # CPython: the plain-text test in C
+
+
+def _ascii(b):
+    return b.isascii() if _ISASCII else (not b or max(b) < 0x80)
+
+
+def _q(s):
+    """quote(s), with CPython's C string tests deciding the common plain case."""
+    if _PRINTABLE and s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return '"' + s + '"'
+    return quote(s)
 
 
 def _value(v):
@@ -55,6 +84,162 @@ def _error(line, why):
     return e
 
 
+def telegram_line(frame, crc, std_offset):
+    """The decode tool's JSON text (no newline) for one frame (bytes-like)."""
+    raw = bytes(frame)
+    s = line_json(raw, crc, std_offset)
+    if s is None:
+        s = dumps(telegram_json(parse(raw, crc, std_offset)))
+    return s
+
+
+# OBIS code -> [its JSON key + '{"value": ', kind, table unit, {written unit: JSON tail}, JSON key] or False
+_codes = {}
+
+
+def _code(code):
+    if len(_codes) >= _CACHE:
+        _codes.clear()
+    e = lookup(code)
+    k = False
+    if e is not None and e[2] in ("cum", "inst", "int", "str", "ts", "mbus_type", "mbus"):
+        key = _q(code) + ": "
+        k = [key + '{"value": ', e[2], e[1], {}, key]
+    _codes[code] = k
+    return k
+
+
+def _unit(k, u):
+    tails = k[3]
+    if len(tails) >= _CACHE:
+        tails.clear()
+    t = tails[u] = ', "unit": ' + _q(u) + "}" if u and unit_shift(k[2], u) is not None else ""
+    return t
+
+
+def _general_line(line, crc, std_offset):
+    """(code, JSON text of its value) by the general parser for one line; None if it reports the line."""
+    t = parse(b"/\r\n" + line.encode() + b"\r\n!", crc, std_offset)
+    if t.errors or len(t.objects) != 1:
+        return None
+    for code in t.objects:
+        vals = t.objects[code]
+        if len(vals) == 1:
+            return code, dumps(_value(vals[0]))
+        return code, '{"values": ' + dumps([_value(v) for v in vals]) + "}"
+
+
+def _number(g, star):
+    """Unsigned `digits[.digits]` before `star` as Num prints it, or None."""
+    dot = g.find(".", 0, star)
+    if dot < 0:
+        a = g[:star]
+        if a.isdigit():
+            return a.lstrip("0") or "0"
+        return None
+    a = g[:dot]
+    b = g[dot + 1 : star]
+    if a.isdigit() and b.isdigit():
+        return (a.lstrip("0") or "0") + "." + b
+    return None
+
+
+def _object(k, line, p, q, n, std_offset):
+    """JSON text `"code": {...}` of a line of one group (q == n) or two (M-Bus), or None."""
+    kind = k[1]
+    if q != n:  # (time stamp)(value*unit), an M-Bus reading
+        if kind != "mbus":
+            return None
+        t = stamp(line[p + 1 : q], std_offset)
+        g = line[q + 2 : n]
+        star = g.find("*")
+        if t is None or star <= 0 or star == len(g) - 1:
+            return None
+        num = _number(g, star)
+        if num is None:
+            return None
+        return k[4] + '{"values": [{"value": "' + t + '"}, {"value": ' + num + ', "unit": ' + _q(g[star + 1 :]) + "}]}"
+    g = line[p + 1 : n]
+    if kind == "cum" or kind == "inst":
+        star = g.find("*")
+        if star > 0:
+            u = g[star + 1 :]
+            tail = k[3].get(u)
+            if tail is None:
+                tail = _unit(k, u)
+            if tail:
+                num = _number(g, star)
+                if num is not None:
+                    return k[0] + num + tail
+    elif kind == "int" or kind == "mbus_type":
+        if g.isdigit():
+            return k[0] + (g.lstrip("0") or "0") + "}"
+    elif kind == "str":
+        if g.find("*") < 0:
+            return k[0] + _q(g) + "}"
+    elif kind == "ts":
+        t = stamp(g, std_offset)
+        if t is not None:
+            return k[0] + '"' + t + '"}'
+    return None
+
+
+def line_json(raw, crc, std_offset):
+    """The decode tool's JSON text for a frame (bytes) without errors, or None: the
+    general path decides (see the module's Strategy)."""
+    if not _ascii(raw):
+        return None
+    s = raw.decode()
+    ident = None
+    parts = []
+    seen = set()
+    for line in s.split("\r\n") if "\r\n" in s else s.split("\n"):
+        if not line:
+            continue
+        c = line[0]
+        if c == "/":
+            if ident is not None:
+                return None
+            ident = line[1:]
+            continue
+        if c == "!":
+            break
+        if c == "(":
+            return None
+        p = line.find("(")
+        if p <= 0:
+            return None
+        code = line[:p]
+        out = None
+        n = len(line) - 1
+        q = line.find(")", p)
+        if line[n] == ")" and line.find("(", p + 1) < 0 if q == n else line.find("(", p + 1) == q + 1:
+            k = _codes.get(code)
+            if k is None:
+                k = _code(code)
+            if k:
+                out = _object(k, line, p, q, n, std_offset)
+        if out is None:
+            got = _general_line(line, crc, std_offset)
+            if got is None:
+                return None
+            code = got[0]
+            out = _q(code) + ": " + got[1]
+        if code in seen:
+            return None
+        seen.add(code)
+        parts.append(out)
+    return (
+        '{"ident": '
+        + ("null" if ident is None else _q(ident))
+        + ', "crc": '
+        + _q(crc)
+        + ', "objects": {'
+        + ", ".join(parts)
+        + "}}"
+    )
+
+
 def _decode_stream(read, fr, std_offset, write):
     while True:
         chunk = read(_CHUNK)
@@ -65,10 +250,10 @@ def _decode_stream(read, fr, std_offset, write):
             frame = fr.next_frame()
             if frame is None:
                 break
-            write(dumps(telegram_json(parse(frame, fr.crc, std_offset))) + "\n")
+            write(telegram_line(frame, fr.crc, std_offset) + "\n")
     frame = fr.end()
     if frame is not None:
-        write(dumps(telegram_json(parse(frame, fr.crc, std_offset))) + "\n")
+        write(telegram_line(frame, fr.crc, std_offset) + "\n")
 
 
 def main(argv):
