@@ -127,7 +127,15 @@ _EDITS = [
     (b"S)", b"W)"), (b"(2", b"(9"), (b"0)", b".)"), (b"0)", b"0*kWh)"), (b"(", b"\r\n("), (b"\\", b'"'),
     (b"0", b"\x7f"), (b"0", b"\xe4"), (b"\r\n", b"\n"), (b"1-0:", b"1-x:"), (b"1-0:", b"(1-0:"),
     (b"0-1:", b"0-9:"), (b"0-1:24.1.0(003)", b"0-1:24.1.0(007)"), (b"0-1:24.1.0(003)", b"0-1:24.1.0(3.0)"),
-    (b"(0", b"()0"), (b"(0", b"(0x"), (b".", b".*"), (b"(2", b"(2*"),
+    (b"(0", b"()0"), (b"(0", b"(0x"), (b".", b".*"), (b"(2", b"(2*"), (b"*s)", b"*)"), (b"(0)(", b"()("),
+    (b"(00000000)", b"(00000.000)"), (b"(0-0:96.7.19)", b"(-5)"), (b"(0-0:96.7.19)", b"(+5.5)"),
+    (b"(0-0:96.7.19)", b"(5.)"), (b"W)(", b")("), (b"(1)(", b"(1)()("),
+]  # fmt: skip
+# Lines of a code the table does not know, each inserted into every telegram.
+_UNKNOWN = [
+    b"1-0:0.0.9(abc)", b"1-0:0.0.9(190326095015W)", b"1-0:0.0.9(190326095015)", b"1-0:0.0.9(-12.5*kW)",
+    b"1-0:0.0.9()", b"1-0:0.0.9(12)(x)(3.50)(*m3)", b"1-0:0.0.9(991399095015W)(1)", b"1-0:0.0.9(7*)",
+    b"1-0:0.0.9*255(1*kWh)", b"1-0:0.x.9(1)", b'1-0:0.0.9(a"b\\c)',
 ]  # fmt: skip
 
 
@@ -141,6 +149,8 @@ def _mutants(data: bytes):
                 yield b"\n".join(lines[:i] + [line.replace(old, new, 1)] + lines[i + 1 :])
         yield b"\n".join(lines[: i + 1] + [line] + lines[i + 1 :])  # duplicated
         yield b"\n".join(lines[:i] + [b"/second ident\r"] + lines[i:])
+    for extra in _UNKNOWN:
+        yield b"\n".join(lines[:2] + [extra + b"\r"] + lines[2:])
 
 
 def test_one_pass_writer_matches_the_general_path_on_mutated_telegrams():

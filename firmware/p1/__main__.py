@@ -3,18 +3,19 @@
 Runs unchanged on CPython and MicroPython; the output is byte-identical.
 Each file is its own byte stream (stdin when no file is named).
 
-Strategy: most telegrams are ASCII lines of one value group each of an object
-in the OBIS table. `line_json` writes those straight from the line text to
-JSON (numbers copied as digits, leading zeros dropped, as `Num` prints them),
-with what it learns about a code (its JSON key, kind, accepted units) kept
-in small caches. A line it does not know how to write (M-Bus, several groups,
-an unknown code, signs) is decoded by the general parser alone, one line at a
-time; anything the general parser would report (a malformed line, a
-duplicate, a second identification line, a continued value group, non-ASCII
-bytes) sends the whole telegram down the general path,
-`dumps(telegram_json(parse(frame)))`. Both give the same bytes:
-host_tests/test_decode_cli.py compares them on every recorded telegram and on
-mutated ones.
+Strategy: a telegram is mostly ASCII lines `code(value)`. `line_json` writes
+each line straight from its text to JSON: a known object's value as the
+table says (numbers copied as digits, leading zeros dropped, as `Num` prints
+them), the groups of M-Bus readings and of codes the table does not know by
+their shapes, with p1.parse's own rules; what it learns about a code (its
+JSON key, kind, accepted units) stays in small caches. A line it does not
+write itself (a sign, a value the general parser keeps in another form) is
+decoded by the general parser alone, one line at a time; anything the
+general parser would report (a malformed line, a duplicate, a second
+identification line, a continued value group, non-ASCII bytes) sends the
+whole telegram down the general path, `dumps(telegram_json(parse(frame)))`.
+Both give the same bytes: host_tests/test_decode_cli.py compares them on
+every recorded telegram and on mutated ones.
 """
 
 import sys
@@ -26,9 +27,9 @@ except ImportError:  # pragma: no cover
 
 from p1.framer import Framer
 from p1.jsonout import dumps, quote
-from p1.parse import parse
+from p1.parse import _groups, _is_obis, parse
 from p1.table import lookup, unit_shift
-from p1.values import Num, parse_offset, stamp
+from p1.values import Num, fixed, is_stamp, parse_offset, stamp
 
 USAGE = "usage: p1 decode [--tz +02:00] [--buffer BYTES] [--stats] [FILE ...]"
 _CHUNK = 4096
@@ -93,8 +94,10 @@ def telegram_line(frame, crc, std_offset):
     return s
 
 
-# OBIS code -> [its JSON key + '{"value": ', kind, table unit, {written unit: JSON tail}, JSON key] or False
+# OBIS code -> [its JSON key + '{"value": ', kind (None: not in the table), table unit,
+# {written unit: JSON tail}, JSON key] or False (the general parser's line)
 _codes = {}
+_KINDS = ("cum", "inst", "int", "str", "ts", "mbus_type", "mbus")
 
 
 def _code(code):
@@ -102,9 +105,9 @@ def _code(code):
         _codes.clear()
     e = lookup(code)
     k = False
-    if e is not None and e[2] in ("cum", "inst", "int", "str", "ts", "mbus_type", "mbus"):
+    if e is None and _is_obis(code) or e is not None and e[2] in _KINDS:
         key = _q(code) + ": "
-        k = [key + '{"value": ', e[2], e[1], {}, key]
+        k = [key + '{"value": ', e and e[2], e and e[1], {}, key]
     _codes[code] = k
     return k
 
@@ -129,49 +132,55 @@ def _general_line(line, crc, std_offset):
         return code, '{"values": ' + dumps([_value(v) for v in vals]) + "}"
 
 
-def _number(g, star):
-    """Unsigned `digits[.digits]` before `star` as Num prints it, or None."""
-    dot = g.find(".", 0, star)
-    if dot < 0:
-        a = g[:star]
-        if a.isdigit():
-            return a.lstrip("0") or "0"
-        return None
-    a = g[:dot]
-    b = g[dot + 1 : star]
-    if a.isdigit() and b.isdigit():
-        return (a.lstrip("0") or "0") + "." + b
-    return None
+def _shape(g, multi, std_offset, ts):
+    """`{"value": ...}` of a group of an unknown code or an M-Bus reading (`ts`: its
+    first group), by p1.parse's rules for those (`_value`); None where it reports one."""
+    if not g:
+        return '{"value": ""}'
+    star = g.find("*")
+    if star >= 0:
+        f = fixed(g[:star])
+        if f is None:
+            return None
+        u = g[star + 1 :]
+        return '{"value": ' + str(Num(f[0], f[1])) + (', "unit": ' + _q(u) + "}" if u else "}")
+    if ts or is_stamp(g):
+        t = stamp(g, std_offset)
+        if t is None:
+            return None
+        return '{"value": "' + t + '"}'
+    if multi:
+        f = fixed(g)
+        if f is not None:
+            if not f[1] and g.isdigit():
+                return '{"value": ' + str(f[0]) + "}"
+            return '{"value": ' + str(Num(f[0], f[1])) + "}"
+    return '{"value": ' + _q(g) + "}"
 
 
 def _object(k, line, p, q, n, std_offset):
-    """JSON text `"code": {...}` of a line of one group (q == n) or two (M-Bus), or None."""
+    """JSON text `"code": {...}` of an object line (numbers with units aside: line_json
+    writes those itself), or None for the general parser's line. `p`: its first "(",
+    `q`: the first ")" after it, `n`: its last index."""
     kind = k[1]
-    if q != n:  # (time stamp)(value*unit), an M-Bus reading
-        if kind != "mbus":
+    if q != n or kind is None or kind == "mbus":  # by the groups' shapes, as p1.parse does
+        if kind is not None and kind != "mbus":
             return None
-        t = stamp(line[p + 1 : q], std_offset)
-        g = line[q + 2 : n]
-        star = g.find("*")
-        if t is None or star <= 0 or star == len(g) - 1:
+        groups = _groups(line, p)
+        if groups is None:
             return None
-        num = _number(g, star)
-        if num is None:
-            return None
-        return k[4] + '{"values": [{"value": "' + t + '"}, {"value": ' + num + ', "unit": ' + _q(g[star + 1 :]) + "}]}"
+        multi = len(groups) > 1
+        vals = []
+        for i in range(len(groups)):
+            v = _shape(groups[i], multi, std_offset, kind == "mbus" and i == 0)
+            if v is None:
+                return None
+            vals.append(v)
+        if multi:
+            return k[4] + '{"values": [' + ", ".join(vals) + "]}"
+        return k[4] + vals[0]
     g = line[p + 1 : n]
-    if kind == "cum" or kind == "inst":
-        star = g.find("*")
-        if star > 0:
-            u = g[star + 1 :]
-            tail = k[3].get(u)
-            if tail is None:
-                tail = _unit(k, u)
-            if tail:
-                num = _number(g, star)
-                if num is not None:
-                    return k[0] + num + tail
-    elif kind == "int" or kind == "mbus_type":
+    if kind == "int" or kind == "mbus_type":
         if g.isdigit():
             return k[0] + (g.lstrip("0") or "0") + "}"
     elif kind == "str":
@@ -217,7 +226,27 @@ def line_json(raw, crc, std_offset):
             k = _codes.get(code)
             if k is None:
                 k = _code(code)
-            if k:
+            if not k:
+                pass
+            elif q == n and (k[1] == "cum" or k[1] == "inst"):  # most lines: digits*unit
+                star = line.find("*", p)
+                if star > p + 1:
+                    u = line[star + 1 : n]
+                    tail = k[3].get(u)
+                    if tail is None:
+                        tail = _unit(k, u)
+                    if tail:
+                        dot = line.find(".", p, star)
+                        if dot < 0:
+                            a = line[p + 1 : star]
+                            if a.isdigit():
+                                out = k[0] + (a.lstrip("0") or "0") + tail
+                        else:
+                            a = line[p + 1 : dot]
+                            b = line[dot + 1 : star]
+                            if a.isdigit() and b.isdigit():
+                                out = k[0] + (a.lstrip("0") or "0") + "." + b + tail
+            else:
                 out = _object(k, line, p, q, n, std_offset)
         if out is None:
             got = _general_line(line, crc, std_offset)
