@@ -17,7 +17,7 @@ def unload(*names):
             if i > 0 and n[:i] in mods:
                 try:
                     delattr(mods[n[:i]], n[i + 1 :])
-                except AttributeError:
+                except (AttributeError, KeyError):  # not there (MicroPython says KeyError)
                     pass
 
 

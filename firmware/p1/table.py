@@ -36,8 +36,23 @@ def _entry(i, n):
     return (None if name == "-" else name), unit, kind
 
 
+_memo = {}  # code -> entry, and (unit, written) -> shift: the general decoder asks the same
+
+
+def _remember(key, value):
+    if len(_memo) > 128:  # bounded: noise can make up any number of codes
+        _memo.clear()
+    _memo[key] = value
+    return value
+
+
 def lookup(code):
     """The entry `(name, unit, kind)` of an OBIS code (str; M-Bus channels as 0-n), or None."""
+    e = _memo.get(code, _memo)
+    return _remember(code, _lookup(code)) if e is _memo else e
+
+
+def _lookup(code):
     b = code.encode()
     i = find(b)
     if i < 0:
@@ -47,6 +62,12 @@ def lookup(code):
 
 def unit_shift(unit, written):
     """Decimal shift from the unit a meter `written` into table unit `unit`; None if foreign."""
+    key = (unit, written)
+    e = _memo.get(key, _memo)
+    return _remember(key, _unit_shift(unit, written)) if e is _memo else e
+
+
+def _unit_shift(unit, written):
     i = UNITS.find(b" " + unit.encode() + b"|")
     if i < 0 or UNITS[i - 2] != 0x0A:
         return None
