@@ -506,14 +506,32 @@ def test_end_to_end_p1tool_run_simulator_to_subscriber(broker, tmp_path):
     sub.close()
 
 
+class Pkt:
+    """A packet as the stubborn broker saw it."""
+
+    def __init__(self, first: int, body: bytes):
+        from net import mqtt
+
+        self.type = first >> 4
+        self.qos, self.dup, self.body = first >> 1 & 3, bool(first & 8), body
+        self.pid = self.topic = self.payload = None
+        if self.type in (3, 4):  # PUBLISH, PUBACK: what the dongle's decode() knows
+            _, self.pid, self.topic, self.payload = mqtt.decode(first, body)
+
+
+CONNECT, PUBLISH, PUBACK, SUBSCRIBE, PINGREQ = 1, 3, 4, 8, 12
+
+
 class StubbornBroker:
     """A loopback server that accepts CONNECT, answers PINGREQ only if `pings`,
     never PUBACKs, and records every packet per connection: what a dead or
-    wedged broker looks like from the dongle."""
+    wedged broker looks like from the dongle. `send` (bytes) goes to the dongle
+    after its SUBSCRIBE."""
 
-    def __init__(self, pings: bool):
+    def __init__(self, pings: bool, send: bytes = b""):
         self.pings = pings
-        self.conns: list[list] = []
+        self.send = send
+        self.conns: list[list[Pkt]] = []
 
     async def start(self):
         from net import mqtt
@@ -524,10 +542,12 @@ class StubbornBroker:
             try:
                 while True:
                     first, body = await mqtt.read_packet(reader, 60000)
-                    got.append(mqtt.decode(first, body))
-                    if first >> 4 == mqtt.CONNECT:
+                    got.append(Pkt(first, body))
+                    if first >> 4 == CONNECT:
                         writer.write(b"\x20\x02\x00\x00")
-                    elif first >> 4 == mqtt.PINGREQ and self.pings:
+                    elif first >> 4 == SUBSCRIBE and self.send:
+                        writer.write(self.send)
+                    elif first >> 4 == PINGREQ and self.pings:
                         writer.write(b"\xd0\x00")
                     await writer.drain()
             except (OSError, asyncio.CancelledError):
@@ -554,16 +574,12 @@ def test_a_silent_broker_is_declared_dead_after_the_keepalive():
         return b, st, took
 
     b, st, took = asyncio.run(main())
-    from net import mqtt
-
     assert st["reconnects"] >= 1 and 2 <= took < 5, (st, took)
     assert "silent" in st["last_error"]
-    assert any(p.type == mqtt.PINGREQ for p in b.conns[0])  # it asked before giving up
+    assert any(p.type == PINGREQ for p in b.conns[0])  # it asked before giving up
 
 
 def test_unacknowledged_qos1_is_resent_with_dup_then_again_after_reconnect():
-    from net import mqtt
-
     raw = E360.read_bytes()
 
     async def main():
@@ -577,7 +593,7 @@ def test_unacknowledged_qos1_is_resent_with_dup_then_again_after_reconnect():
         while svc.status()["state"] != "connected":
             await asyncio.sleep(0.02)
         publish(hub, raw)
-        while len(b.conns) < 2 or not [p for p in b.conns[1] if p.type == mqtt.PUBLISH and p.qos]:
+        while len(b.conns) < 2 or not [p for p in b.conns[1] if p.type == PUBLISH and p.qos]:
             await asyncio.sleep(0.02)
         st = svc.status()
         task.cancel()
@@ -585,10 +601,10 @@ def test_unacknowledged_qos1_is_resent_with_dup_then_again_after_reconnect():
         return b, st
 
     b, st = asyncio.run(main())
-    first = [p for p in b.conns[0] if p.type == mqtt.PUBLISH and p.qos == 1]
+    first = [p for p in b.conns[0] if p.type == PUBLISH and p.qos == 1]
     assert [p.dup for p in first] == [False, True, True]  # max_tries sends, then the link is dead
     assert len({p.pid for p in first}) == 1 and first[0].payload == dumps(reading_of(raw)).encode()
-    again = [p for p in b.conns[1] if p.type == mqtt.PUBLISH and p.qos == 1]
+    again = [p for p in b.conns[1] if p.type == PUBLISH and p.qos == 1]
     assert again[0].dup and again[0].payload == first[0].payload
     assert "PUBACK" in st["last_error"] and st["queued"] == 1
 
@@ -647,3 +663,108 @@ def test_last_will_when_the_host_firmware_itself_is_killed(broker, tmp_path):
     finally:
         fw.stop()
         sim.close()
+
+
+def test_a_qos1_command_is_acknowledged_and_answered():
+    """We subscribe with QoS 0, so mosquitto never sends a command with QoS 1; a broker
+    that does gets its PUBACK, and the command is answered all the same."""
+    from net import mqtt
+
+    cmd = bytes(mqtt.publish_head(BASE + "/set/status", 0, 1, False, False, 77))
+
+    async def main():
+        b = StubbornBroker(pings=True, send=cmd)
+        await b.start()
+        hub = Hub()
+        svc = MqttService(hub, {"enabled": True, "host": "127.0.0.1", "port": b.port, "discovery": False}, DEV)
+        hub.add_status("mqtt", svc.status)
+        task = asyncio.create_task(svc.run())
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10 and not (
+            b.conns and [p for p in b.conns[0] if p.type == PUBLISH and p.topic == BASE + "/status/detail"]
+        ):
+            await asyncio.sleep(0.02)
+        task.cancel()
+        b.server.close()
+        return b.conns[0]
+
+    got = asyncio.run(main())
+    assert [p.pid for p in got if p.type == PUBACK] == [77]
+    detail = [p for p in got if p.type == PUBLISH and p.topic == BASE + "/status/detail"]
+    assert len(detail) == 1 and json.loads(detail[0].payload)["mqtt"]["commands"] == 1
+
+
+def test_micropython_tls_and_rare_code_dropped(tmp_path):
+    """The service under MicroPython's Unix port (real sockets, its own ssl on mbedTLS)
+    against mosquitto with TLS: log in with a PEM CA file, answer a status command,
+    discovery, a broker outage that spills to the flash spool, the drain. The script
+    (host_tests/mp/mqtt_unix_lazy.py) checks sys.modules after each step: the rare
+    code (login, discovery, status answer) is dropped after use, the spool module is
+    imported only at the ring's first overflow and dropped once the spool is drained."""
+    import threading
+
+    from conftest import FIRMWARE, MICROPYTHON_UNIX, MP_TESTS_DIR
+
+    if not MICROPYTHON_UNIX.exists():
+        pytest.fail("the MicroPython Unix port is missing: run `make setup`", pytrace=False)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with Mosquitto(tmp_path / "broker", tls=True) as b:
+        sub = Subscriber(b, [BASE.replace(DEV, "mpdev") + "/#"], qos=1, clean=False, client_id="mp-sub")
+        env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
+        args = [str(MP_TESTS_DIR / "mqtt_unix_lazy.py"), str(b.port), str(b.ca), str(spool), str(E360)]
+        p = subprocess.Popen(
+            [str(MICROPYTHON_UNIX), "-X", "heapsize=2M", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            text=True,
+        )
+        lines: list[str] = []
+        steps: list[str] = []
+        seen = threading.Condition()
+
+        def read():
+            assert p.stdout is not None
+            for line in p.stdout:
+                with seen:
+                    lines.append(line.rstrip("\n"))
+                    if line.startswith("STEP "):
+                        steps.append(line[5:].strip())
+                    seen.notify_all()
+            with seen:
+                steps.append("exit")
+                seen.notify_all()
+
+        def wait_step(name: str, timeout: float = 60) -> None:
+            with seen:
+                assert seen.wait_for(lambda: name in steps or "exit" in steps, timeout), "\n".join(lines)
+                assert name in steps, "\n".join(lines)
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        base = "p1/mpdev"
+        try:
+            wait_step("connected")
+            # "online" comes after the dongle's SUBSCRIBE: once it is here, so is the subscription
+            assert sub.wait(lambda: b"online" in sub.on(base + "/status"), 10)
+            sub.c.publish(base + "/set/status", "")
+            wait_step("published")
+            b.stop()
+            wait_step("spooled")
+            b.start()
+            wait_step("end", 90)
+            assert p.wait(30) == 0, "\n".join(lines)
+        finally:
+            p.kill()
+            p.wait()
+            t.join(5)
+        assert not [x for x in lines if x.startswith("FAIL")], "\n".join(lines)
+        assert sub.wait(lambda: len(sub.on(base + "/state")) >= 9, 10)
+        sub.close()
+    states = dedupe_in_order(sub.on(base + "/state"))
+    assert [json.loads(s)["timestamp"][11:19] for s in states] == ["16:00:%02d" % i for i in range(1, 10)]
+    detail = sub.on(base + "/status/detail")
+    assert len(detail) == 1 and json.loads(detail[0])["mqtt"]["tls"] is True
+    assert sub.on(base + "/status")[-1] == b"offline"

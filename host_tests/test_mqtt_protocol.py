@@ -1,8 +1,9 @@
-"""net.mqtt: packets byte for byte, decoding, limits and deadlines; the Outbox ring.
+"""net.mqtt and net.mqtt_rare: packets byte for byte, decoding, limits and deadlines;
+the Outbox ring.
 
 Encoders are checked against hand-written bytes from the MQTT 3.1.1 spec and
-against paho-mqtt's own packets; read_packet runs over real asyncio streams
-(a loopback socket pair), fed whole and one byte at a time.
+against paho-mqtt's own packets; read_packet runs over a loopback socket pair
+(whole) and over asyncio's StreamReader fed one byte at a time in lock step.
 """
 
 from __future__ import annotations
@@ -19,37 +20,57 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
 
-from net import mqtt  # noqa: E402
+from net import mqtt, mqtt_rare  # noqa: E402
 from net.mqtt_client import Outbox  # noqa: E402
 
 
+def publish(topic, payload, qos=0, retain=False, dup=False, pid=0) -> bytes:
+    """A whole PUBLISH packet: the firmware writes the head and the payload apart."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    return bytes(mqtt.publish_head(topic, len(payload), qos, retain, dup, pid)) + payload
+
+
+def varlen(n: int) -> bytes:
+    return bytes(mqtt.packet(0, b"", n)[1:])
+
+
+def decode_varlen(buf: bytes, pos: int = 0):
+    """(length, next position) of a remaining-length field, None when it needs more bytes."""
+    n = shift = 0
+    for i in range(4):
+        if pos + i >= len(buf):
+            return None
+        b = buf[pos + i]
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, pos + i + 1
+        shift += 7
+    raise ValueError("bad remaining length")
+
+
 def test_varlen_examples_from_the_spec():
-    assert mqtt.varlen(0) == b"\x00"
-    assert mqtt.varlen(127) == b"\x7f"
-    assert mqtt.varlen(128) == b"\x80\x01"
-    assert mqtt.varlen(16383) == b"\xff\x7f"
-    assert mqtt.varlen(16384) == b"\x80\x80\x01"
-    assert mqtt.varlen(268435455) == b"\xff\xff\xff\x7f"
-    with pytest.raises(ValueError):
-        mqtt.varlen(268435456)
+    assert varlen(0) == b"\x00"
+    assert varlen(127) == b"\x7f"
+    assert varlen(128) == b"\x80\x01"
+    assert varlen(16383) == b"\xff\x7f"
+    assert varlen(16384) == b"\x80\x80\x01"
+    assert varlen(268435455) == b"\xff\xff\xff\x7f"
+    assert mqtt.packet(0x82, b"abc") == b"\x82\x03abc"
+    assert mqtt.packet(0x30, b"ab", 200) == b"\x30\xca\x01ab"  # the 200-byte payload follows
 
 
 @given(st.integers(0, 268435455))
 def test_varlen_round_trip(n):
-    enc = mqtt.varlen(n)
-    assert mqtt.decode_varlen(enc) == (n, len(enc))
-    assert mqtt.decode_varlen(enc[:-1]) is None  # needs more
-
-
-def test_decode_varlen_rejects_five_bytes():
-    with pytest.raises(OSError):
-        mqtt.decode_varlen(b"\xff\xff\xff\xff\x01")
+    enc = varlen(n)
+    assert decode_varlen(enc) == (n, len(enc))
+    assert decode_varlen(enc[:-1]) is None  # needs more
 
 
 def test_connect_bytes():
-    pkt = mqtt.connect("p1", 30)
+    pkt = mqtt_rare.connect_packet("p1", 30)
     assert pkt == b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x1e\x00\x02p1"
-    pkt = mqtt.connect("c", 60, "u", "pw", ("s", "offline", 1, True))
+    pkt = mqtt_rare.connect_packet("c", 60, "u", "pw", ("s", "offline", 1, True))
     # flags: user 0x80, password 0x40, will retain 0x20, will qos 1 0x08, will 0x04, clean 0x02
     assert pkt[9] == 0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02
     assert pkt.endswith(b"\x00\x01c\x00\x01s\x00\x07offline\x00\x01u\x00\x02pw")
@@ -59,39 +80,26 @@ def test_encoders_match_paho():
     from paho.mqtt.client import MQTTMessageInfo  # noqa: F401 - paho present
     from paho.mqtt.packettypes import PacketTypes
 
-    assert PacketTypes.PUBLISH == mqtt.PUBLISH
+    assert PacketTypes.PUBLISH == 3 and PacketTypes.PUBACK == 4 and PacketTypes.CONNACK == 2
     # PUBLISH QoS 1 retained DUP, pid 10
-    p = mqtt.publish("a/b", b"xyz", 1, True, True, 10)
+    p = publish("a/b", b"xyz", 1, True, True, 10)
     assert p == bytes([0x3B, 10]) + b"\x00\x03a/b\x00\x0axyz"
-    assert mqtt.publish("t", "é", 0) == b"\x30\x05\x00\x01t\xc3\xa9"
-    assert mqtt.puback(0x1234) == b"\x40\x02\x12\x34"
-    assert mqtt.subscribe(1, [("x/#", 0)]) == b"\x82\x08\x00\x01\x00\x03x/#\x00"
-    assert mqtt.PINGREQ_PACKET == b"\xc0\x00" and mqtt.DISCONNECT_PACKET == b"\xe0\x00"
+    assert publish("t", "é", 0) == b"\x30\x05\x00\x01t\xc3\xa9"
+    assert mqtt_rare.subscribe_packet(1, [("x/#", 0)]) == b"\x82\x08\x00\x01\x00\x03x/#\x00"
     with pytest.raises(ValueError):
-        mqtt.publish("t", b"", 1, pid=0)
-    with pytest.raises(ValueError):
-        mqtt.publish("t", b"", 2, pid=1)
+        mqtt.field(bytearray(), "x" * 65536)
 
 
 def test_decode_each_packet_type():
-    p = mqtt.decode(0x20, b"\x01\x00")
-    assert (p.type, p.session_present, p.rc) == (mqtt.CONNACK, True, 0)
-    assert mqtt.decode(0x20, b"\x00\x05").rc == 5
-    p = mqtt.decode(0x40, b"\x00\x07")
-    assert (p.type, p.pid) == (mqtt.PUBACK, 7)
-    p = mqtt.decode(0x90, b"\x00\x01\x00\x80")
-    assert (p.type, p.pid, list(p.codes)) == (mqtt.SUBACK, 1, [0, 0x80])
-    assert mqtt.decode(0xD0, b"").type == mqtt.PINGRESP
-    raw = mqtt.publish("p1/x/set/status", b"hi", 1, True, True, 513)
-    p = mqtt.decode(raw[0], raw[2:])
-    assert (p.topic, p.payload, p.qos, p.retain, p.dup, p.pid) == (
-        "p1/x/set/status",
-        b"hi",
-        1,
-        True,
-        True,
-        513,
-    )
+    assert mqtt.decode(0x20, b"\x01\x00") == (2, 0, None, None)  # CONNACK, accepted
+    assert mqtt.decode(0x20, b"\x00\x05")[:2] == (2, 5)  # refused: not authorized
+    assert mqtt.decode(0x40, b"\x00\x07") == (4, 7, None, None)  # PUBACK 7
+    assert mqtt.decode(0x90, b"\x00\x01\x00\x80")[:2] == (9, 1)  # SUBACK
+    assert mqtt.decode(0xD0, b"") == (13, 0, None, None)  # PINGRESP
+    raw = publish("p1/x/set/status", b"hi", 1, True, True, 513)
+    assert mqtt.decode(raw[0], raw[2:]) == (3, 513, "p1/x/set/status", b"hi")
+    raw = publish("t", b"", 0)
+    assert mqtt.decode(raw[0], raw[2:]) == (3, 0, "t", b"")  # QoS 0: no packet id
 
 
 @pytest.mark.parametrize(
@@ -112,11 +120,12 @@ def test_decode_rejects_malformed_packets_with_oserror(first, body):
 
 
 def test_connack_refusals_have_readable_reasons():
-    e = mqtt.MQTTError(5)
+    e = mqtt_rare.MQTTError(5)
     assert isinstance(e, OSError)
     assert str(e) == "not authorized" and e.code == 5
-    assert str(mqtt.MQTTError(4)) == "bad user name or password"
-    assert "99" in str(mqtt.MQTTError(99))
+    assert str(mqtt_rare.MQTTError(4)) == "bad user name or password"
+    assert str(mqtt_rare.MQTTError(1)) == "unacceptable protocol version"
+    assert "99" in str(mqtt_rare.MQTTError(99)) and "0" in str(mqtt_rare.MQTTError(0))
 
 
 KEEP = []  # the unused halves: closed when collected
@@ -132,57 +141,97 @@ async def _streams():
 
 
 PACKETS = [
-    mqtt.publish("p1/dev/state", b"{}" * 300, 1, False, False, 42),
+    publish("p1/dev/state", b"{}" * 300, 1, False, False, 42),  # a 2-byte remaining length
     b"\x40\x02\x00\x2a",
     b"\xd0\x00",
-    mqtt.publish("t", b"x" * 200, 0),
+    publish("t", b"x" * 200, 0),
+    b"\x30" + varlen(20000) + b"\x00\x01t" + b"y" * 19997,  # a 3-byte remaining length
 ]
+MINUTE = 60000  # deadlines that are never reached: these tests do not depend on speed
 
 
-@pytest.mark.parametrize("chunk", [0, 1])
-def test_read_packet_over_a_stream_whole_and_byte_by_byte(chunk):
+def rebuild(got) -> list[bytes]:
+    return [bytes([f]) + varlen(len(b)) + b for f, b in got]
+
+
+def test_read_packet_over_a_socket_whole():
     async def main():
         reader, writer = await _streams()
-        data = b"".join(PACKETS)
-
-        async def feed():  # runs while the reader waits: it sees every partial state
-            if chunk:
-                for i in range(len(data)):
-                    writer.write(data[i : i + 1])
-                    await writer.drain()
-                    await asyncio.sleep(0.0005)
-            else:
-                await mqtt.write(writer, data)
-
-        t = asyncio.create_task(feed())
-        got = [await mqtt.read_packet(reader, 1000, 1000) for _ in PACKETS]
-        await t
+        await mqtt.write(writer, b"".join(PACKETS))
+        got = [await mqtt.read_packet(reader, MINUTE, MINUTE, max_size=32768) for _ in PACKETS]
         writer.close()
         return got
 
-    got = asyncio.run(main())
-    assert [bytes([f]) + mqtt.varlen(len(b)) + b for f, b in got] == PACKETS
+    assert rebuild(asyncio.run(main())) == PACKETS
+
+
+def test_read_packet_one_byte_at_a_time():
+    """The stream gets each byte only once the reader waits for more, so the reader
+    meets every partial packet and must return each packet exactly at its last byte.
+    Lock-step on asyncio's own StreamReader (what a socket feeds; the whole case above
+    runs over a socket): no sleeps, no clock, the same steps on a busy machine."""
+
+    async def main():
+        reader = asyncio.StreamReader()
+        got: list = []
+
+        async def read_all():
+            for _ in PACKETS:
+                got.append(await mqtt.read_packet(reader, MINUTE, MINUTE, max_size=32768))
+
+        task = asyncio.create_task(read_all())
+
+        async def until_waiting():
+            for _ in range(1000):  # a few loop turns: wait_for's own task, readexactly
+                if reader._waiter is not None or task.done():
+                    return
+                await asyncio.sleep(0)
+            raise AssertionError("the reader neither waits nor ends")
+
+        data = b"".join(PACKETS)
+        ends = []
+        for p in PACKETS:
+            ends.append((ends[-1] if ends else 0) + len(p))
+        for i in range(len(data)):
+            await until_waiting()
+            assert len(got) == sum(1 for e in ends if e <= i), i  # no packet before its last byte
+            reader.feed_data(data[i : i + 1])
+        await until_waiting()
+        await task
+        return got
+
+    assert rebuild(asyncio.run(main())) == PACKETS
 
 
 def test_read_packet_deadlines_eof_and_size_limit():
     async def main():
         reader, writer = await _streams()
         with pytest.raises(OSError, match="timeout"):
-            await mqtt.read_packet(reader, 50)
-        writer.write(b"\x30")  # first byte, then silence
+            await mqtt.read_packet(reader, 50)  # nothing at all
+        writer.write(b"\x30\x05\x00")  # a PUBLISH's type, length and one byte, then silence
         await writer.drain()
         with pytest.raises(OSError, match="timeout"):
-            await mqtt.read_packet(reader, 1000, 50)
+            await mqtt.read_packet(reader, MINUTE, 50)
         reader, writer = await _streams()
-        writer.write(mqtt.publish("t", b"x" * 100))
+        writer.write(b"\x30\x85")  # a length byte saying "more", then silence
+        await writer.drain()
+        with pytest.raises(OSError, match="timeout"):
+            await mqtt.read_packet(reader, MINUTE, 50)
+        reader, writer = await _streams()
+        writer.write(publish("t", b"x" * 100))
         await writer.drain()
         with pytest.raises(OSError, match="too large"):
-            await mqtt.read_packet(reader, 1000, 1000, max_size=50)
+            await mqtt.read_packet(reader, MINUTE, MINUTE, max_size=50)
+        reader, writer = await _streams()
+        writer.write(b"\x30\xff\xff\xff\xff\x01")  # a remaining length of 5 bytes
+        await writer.drain()
+        with pytest.raises(OSError, match="remaining length"):
+            await mqtt.read_packet(reader, MINUTE, MINUTE)
         reader, writer = await _streams()
         writer.write(b"\x30\x05\x00")
         writer.close()
         with pytest.raises(OSError, match="closed"):
-            await mqtt.read_packet(reader, 1000, 1000)
+            await mqtt.read_packet(reader, MINUTE, MINUTE)
 
     asyncio.run(main())
 
@@ -191,18 +240,21 @@ def test_outbox_ring_drops_the_oldest_and_counts_them():
     ob = Outbox(3, max_inflight=2)
     for i in range(5):
         ob.put(("t", str(i), False))
-    assert len(ob) == 3 and ob.dropped == 2
-    m1, p1 = ob.take(1, now=0)
-    m2, p2 = ob.take(1, now=10)
+    assert len(ob.ring) == 3 and ob.dropped == 2
+    m1, p1 = ob.take(now=0)
+    m2, p2 = ob.take(now=10)
     assert (m1[1], m2[1], p1, p2) == ("2", "3", 1, 2)
-    assert ob.take(1, now=20) is None  # window full
-    assert len(ob) == 3
-    assert [e[0] for e in ob.overdue(now=5005, timeout_ms=5000)] == [1]
+    assert ob.take(now=20) is None  # window full
+    assert len(ob.ring) + len(ob.inflight) == 3
+    assert [e[0] for e in ob.inflight] == [1, 2] and ob.inflight[0][2:] == [0, 1, None]  # sent at 0, once
     assert ob.ack(1)[1] == "2"
     assert ob.ack(1) is None
-    m3, p3 = ob.take(1, now=30)
+    m3, p3 = ob.take(now=30)
     assert (m3[1], p3) == ("4", 3)
-    assert ob.take(0, now=40) is None  # empty
+    ob.qos = 0
+    assert ob.take(now=40) is None  # empty
+    ob.put(("t", "5", False))
+    assert ob.take(now=50) == (("t", "5", False), 0) and len(ob.inflight) == 2  # QoS 0: not kept
 
 
 def test_outbox_packet_ids_wrap_and_skip_those_in_flight():
@@ -210,11 +262,11 @@ def test_outbox_packet_ids_wrap_and_skip_those_in_flight():
     ob._pid = 65534
     for i in range(3):
         ob.put(("t", str(i), False))
-    pids = [ob.take(1, 0)[1] for _ in range(3)]
+    pids = [ob.take(0)[1] for _ in range(3)]
     assert pids == [65535, 1, 2]
     ob._pid = 65534
     ob.put(("t", "x", False))
-    assert ob.take(1, 0)[1] == 3  # 65535, 1, 2 are still in flight
+    assert ob.take(0)[1] == 3  # 65535, 1, 2 are still in flight
 
 
 def test_pem_ca_files_become_der_for_micropythons_mbedtls(tmp_path):
@@ -222,7 +274,7 @@ def test_pem_ca_files_become_der_for_micropythons_mbedtls(tmp_path):
     import ssl as cssl
 
     from mosquitto import make_certs
-    from net.mqtt_client import der_certs
+    from net.mqtt_rare import der_certs
 
     ca, cert, _ = make_certs(tmp_path)
     pem = ca.read_bytes() + cert.read_bytes()

@@ -4,7 +4,9 @@ Strategy: pure file I/O (open/read/write/seek-from-start, os.listdir/stat/
 remove/rename only: what MicroPython's FAT and littlefs VFS offer), no
 asyncio, never raises. The outbox moves its oldest RAM message here when its
 ring is full and reads back from here first after a reconnect, so the order
-is the order the readings were taken.
+is the order the readings were taken. The outbox imports this module only
+when its ring first overflows (or an earlier run left spool files) and drops
+it again once everything in it is delivered and the files are gone.
 
 Files in `dirname` (the board's storage dir):
   spool-<n>.bin   append-only segments, n = 0, 1, 2 ... oldest first; each at
@@ -32,28 +34,14 @@ while it is read or written.
 
 import os
 import struct
+from binascii import crc32
 
 from fsutil import write_atomic
 
 try:
-    from binascii import crc32
-except ImportError:  # pragma: no cover - every port we use has it
-
-    def crc32(data, crc=0):
-        crc ^= 0xFFFFFFFF
-        for b in data:
-            crc ^= b
-            for _ in range(8):
-                crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
-        return crc ^ 0xFFFFFFFF
-
-
-try:
     from micropython import const
 except ImportError:  # CPython
-
-    def const(x):
-        return x
+    const = int
 
 
 MAGIC = const(0x5AA5)
@@ -78,7 +66,6 @@ class Spool:
         self.seg_max = max(limit // self.segments, HEADER_LEN + 1)
         self.dropped = 0  # messages lost: oldest segment deleted, too big, write failed
         self.errors = 0  # bad records skipped, file errors
-        self.last_error = ""
         self.last = None  # (segment, offset) of the record read last
         self._segs = []  # [n, bytes, unread records], oldest first
         self._wn = -1  # segment being appended to; -1: start a new one
@@ -114,10 +101,6 @@ class Spool:
     def _seg_path(self, n):
         return self._path(PREFIX + str(n) + SUFFIX)
 
-    def _error(self, e):
-        self.errors += 1
-        self.last_error = str(e) or e.__class__.__name__
-
     def _remove(self, path):
         try:
             os.remove(path)
@@ -146,15 +129,15 @@ class Spool:
         try:
             write_atomic(p, "%d %d\n" % (n, off))
             self._unsaved = 0
-        except OSError as e:
-            self._error(e)
+        except OSError:
+            self.errors += 1
 
     def _load(self):
         """Find the segments and the cursor left by an earlier run."""
         try:
             names = os.listdir(self.dir or ".")
-        except OSError as e:
-            self._error(e)
+        except OSError:
+            self.errors += 1
             return
         ns = []
         for name in names:
@@ -200,8 +183,8 @@ class Spool:
                         break
                     count += 1
                     off = end
-        except OSError as e:
-            self._error(e)
+        except OSError:
+            self.errors += 1
         return count
 
     # ---- writing -------------------------------------------------------------------
@@ -228,8 +211,8 @@ class Spool:
                 f.write(struct.pack(HEADER, MAGIC, mid[0], 0, len(tb), len(pb), crc))
                 f.write(tb)
                 f.write(pb)
-        except OSError as e:
-            self._error(e)
+        except OSError:
+            self.errors += 1
             self.dropped += 1
             self._wn = -1  # sealed: a partial record may end it
             w[1] = max(self._size(w[0]), w[1])
@@ -293,7 +276,6 @@ class Spool:
                 if r is not None:
                     return r[0], off, r[1]
                 self.errors += 1
-                self.last_error = "bad record in %s%d%s at %d" % (PREFIX, n, SUFFIX, off)
                 pos = off + 1
                 while pos + HEADER_LEN <= size:  # the next valid record, if any
                     f.seek(pos)
@@ -309,8 +291,8 @@ class Spool:
                     if r is not None:
                         return r[0], pos, r[1]
                     pos += 1
-        except (OSError, MemoryError) as e:
-            self._error(e)
+        except (OSError, MemoryError):
+            self.errors += 1
         return None, off, size
 
     def _parse(self, f, off, size):
@@ -356,11 +338,3 @@ class Spool:
             return
         if gone or self._unsaved >= self.persist_every:
             self._write_cursor(n, off)
-
-    def status(self):
-        return {
-            "spooled": len(self),
-            "spool_bytes": self.nbytes,
-            "spool_dropped": self.dropped,
-            "spool_errors": self.errors,
-        }

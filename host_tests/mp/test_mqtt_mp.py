@@ -1,11 +1,13 @@
 # Runs under MicroPython (node tools/mp/run.mjs): the pure parts of the MQTT
 # output. No sockets here: packets, Home Assistant payloads, the outbox ring,
-# and MqttService.offer() (intake: interval, exact state JSON, per-value topics).
+# MqttService.offer() (intake: interval, exact state JSON, per-value topics),
+# and the flash spool imported only when it is needed and dropped after.
 import json
+import os
 import sys
 
 from hub import Hub, Sample
-from net import ha, mqtt
+from net import ha, mqtt, mqtt_rare
 from net.mqtt_client import MqttService, Outbox
 from p1.body import Encoder, items
 from p1.framer import Framer
@@ -33,33 +35,32 @@ def raises_oserror(f, *a):
     return False
 
 
+def publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
+    return bytes(mqtt.publish_head(topic, len(payload), qos, retain, dup, pid)) + payload
+
+
 check("on MicroPython", sys.implementation.name == "micropython")
+check("spool not imported by the client", "net.spool" not in sys.modules)
 
 # ---- packets ----
-check("varlen 321", mqtt.varlen(321) == b"\xc1\x02")
-check("decode_varlen", mqtt.decode_varlen(b"\xff\xff\xff\x7f") == (268435455, 4))
-check("decode_varlen short", mqtt.decode_varlen(b"\x80") is None)
-check("connect", mqtt.connect("p1", 30) == b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x1e\x00\x02p1")
-c = mqtt.connect("c", 60, "u", "pw", ("s", "offline", 1, True))
+check("varlen 321", mqtt.packet(0x30, b"", 321) == b"\x30\xc1\x02")
+check("connect", mqtt_rare.connect_packet("p1", 30) == b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x1e\x00\x02p1")
+c = mqtt_rare.connect_packet("c", 60, "u", "pw", ("s", "offline", 1, True))
 check("connect flags", c[9] == 0xEE)
 check("connect tail", c.endswith(b"\x00\x01c\x00\x01s\x00\x07offline\x00\x01u\x00\x02pw"))
-p = mqtt.publish("a/b", b"xyz", 1, True, True, 10)
+p = publish("a/b", b"xyz", 1, True, True, 10)
 check("publish qos1 retain dup", p == bytes([0x3B, 10]) + b"\x00\x03a/b\x00\x0axyz")
-check("publish str payload utf-8", mqtt.publish("t", "\u00e9") == b"\x30\x05\x00\x01t\xc3\xa9")
-check("puback", mqtt.puback(0x1234) == b"\x40\x02\x12\x34")
-check("subscribe", mqtt.subscribe(1, [("x/#", 0)]) == b"\x82\x08\x00\x01\x00\x03x/#\x00")
-d = mqtt.decode(p[0], p[2:])
-check(
-    "decode publish",
-    (d.type, d.topic, d.payload, d.qos, d.retain, d.dup, d.pid) == (mqtt.PUBLISH, "a/b", b"xyz", 1, True, True, 10),
-)
-d = mqtt.decode(0x20, b"\x00\x05")
-check("decode connack refused", d.type == mqtt.CONNACK and d.rc == 5)
-check("MQTTError text", str(mqtt.MQTTError(5)) == "not authorized")
-check("MQTTError is OSError", isinstance(mqtt.MQTTError(4), OSError))
-check("decode puback", mqtt.decode(0x40, b"\x01\x02").pid == 258)
+check("publish utf-8 topic", publish("\u00e9", b"") == b"\x30\x04\x00\x02\xc3\xa9")
+check("subscribe", mqtt_rare.subscribe_packet(1, [("x/#", 0)]) == b"\x82\x08\x00\x01\x00\x03x/#\x00")
+check("decode publish", mqtt.decode(p[0], p[2:]) == (3, 10, "a/b", b"xyz"))
+check("decode connack refused", mqtt.decode(0x20, b"\x00\x05")[:2] == (2, 5))
+check("MQTTError text", str(mqtt_rare.MQTTError(5)) == "not authorized")
+e = mqtt_rare.MQTTError(4)
+check("MQTTError is OSError with a code", isinstance(e, OSError) and e.code == 4)
+check("decode puback", mqtt.decode(0x40, b"\x01\x02")[:2] == (4, 258))
 check("malformed publish", raises_oserror(mqtt.decode, 0x32, b"\x00\x01t\x00"))
 check("short connack", raises_oserror(mqtt.decode, 0x20, b"\x00"))
+check("bad topic", raises_oserror(mqtt.decode, 0x30, b"\x00\x02\xff\xfe"))
 
 # ---- Home Assistant discovery for the E360 telegram ----
 data = open("host_tests/telegrams/se-lg-e360-01.txt", "rb").read()
@@ -99,14 +100,14 @@ check(
 ob = Outbox(3, max_inflight=2)
 for i in range(5):
     ob.put(("t", str(i), False))
-check("ring drops oldest", len(ob) == 3 and ob.dropped == 2)
-m1, p1 = ob.take(1, 0)
-m2, p2 = ob.take(1, 0)
+check("ring drops oldest", len(ob.ring) == 3 and ob.dropped == 2)
+m1, p1 = ob.take(0)
+m2, p2 = ob.take(0)
 check("in order with pids", (m1[1], m2[1], p1, p2) == ("2", "3", 1, 2))
-check("window full", ob.take(1, 0) is None)
-check("overdue", [x[0] for x in ob.overdue(6000, 5000)] == [1, 2])
+check("window full", ob.take(0) is None)
 check("ack", ob.ack(2)[1] == "3" and ob.ack(2) is None)
-check("qos0 take", ob.take(0, 0) == (("t", "4", False), 0))
+ob.qos = 0
+check("qos0 take", ob.take(0) == (("t", "4", False), 0))
 
 # ---- intake: exact state JSON, interval, per-value topics ----
 hub = Hub()
@@ -116,20 +117,75 @@ check("topics", svc.state_topic == "p1/dev1/state" and svc.client_id == "p1-dev1
 check("offer first", svc.offer(Sample(1, body, cut, data, 1000)))
 check("offer within interval skipped", not svc.offer(Sample(2, body, cut, data, 1500)))
 check("offer after interval", svc.offer(Sample(3, body, cut, data, 2000)))
-msg = svc.outbox.ring.get_nowait()
+ring = svc.outbox.ring
+msg = ring.pop(0)
 check("state payload is the telegram's one body", msg == ("p1/dev1/state", body, False) and msg[1] is body)
 check("state payload is jsonout", body == dumps(readings(parse(frame, "ok"))).encode())
 vals = {}
-while True:
-    m = svc.outbox.ring.get_nowait()
-    if m is None or m[0] == "p1/dev1/state":
-        break
+while ring and ring[0][0] != "p1/dev1/state":
+    m = ring.pop(0)
     vals[m[0]] = m[1]
-check("per-value exact", vals["p1/dev1/energy_import_kwh"] == "896.020")
-check("per-value voltage", vals["p1/dev1/l1_voltage_v"] == "230.1")
+check("per-value exact", vals["p1/dev1/energy_import_kwh"] == b"896.020")
+check("per-value voltage", vals["p1/dev1/l1_voltage_v"] == b"230.1")
 st = svc.status()
 check("status skipped", st["skipped"] == 1 and st["state"] == "disconnected")
 check("no password in status", "password" not in st)
+
+# ---- a new reading name calls for discovery ----
+svc = MqttService(Hub(), {"enabled": True, "host": "h", "buffer": 100}, "dev1", "1.0", None)
+svc.offer(Sample(1, body, cut, data, 0))
+check("first reading: discovery due", svc._discover)
+svc._discover = False
+svc._announced = set(n for n, _ in items(body))  # what a discovery round leaves
+svc.offer(Sample(2, body, cut, data, 0))
+check("same names: none due", not svc._discover)
+more = body[:-1] + b', "zz_new_kwh": 1.000}'
+svc.offer(Sample(3, more, cut, data, 0))
+check("one name more: due", svc._discover)
+svc._discover = False
+swapped = body.replace(b'"l1_voltage_v"', b'"l9_voltage_v"')
+svc.offer(Sample(4, body, cut, data, 0))
+svc.offer(Sample(5, swapped, cut, data, 0))
+check("a name swapped for another: not seen at once", not svc._discover)
+svc.offer(Sample(64, swapped, cut, data, 0))
+check("... but within 64 telegrams", svc._discover)
+
+# ---- the spool: imported when the ring first overflows, dropped once drained ----
+try:
+    os.mkdir("/tmp")
+except OSError:
+    pass
+d = "/tmp/mqtt-lazy-spool"
+os.mkdir(d)
+cfg = {"enabled": True, "host": "h", "buffer": 2}
+svc = MqttService(Hub(), cfg, "dev1", spool_dir=d)
+for i in range(2):
+    svc.offer(Sample(i + 1, body, cut, data, i * 1000))
+check("ring not full: no spool module", "net.spool" not in sys.modules and svc.outbox.spool is None)
+svc.offer(Sample(3, body, cut, data, 3000))
+check("ring overflows: spool imported", "net.spool" in sys.modules and svc.status()["spooled"] == 1)
+svc.offer(Sample(4, body, cut, data, 4000))
+ob = svc.outbox
+n = 0
+while True:
+    m = ob.take(0)
+    if m is None:
+        break
+    ob.ack(m[1])
+    n += 1
+check("drained: spool closed and dropped", n == 4 and ob.spool is None and "net.spool" not in sys.modules)
+check("drained: no spool files", os.listdir(d) == [])
+for i in range(4):
+    svc.offer(Sample(5 + i, body, cut, data, 5000 + i * 1000))  # an outage left 2 on flash
+check("files left by an outage", len([f for f in os.listdir(d) if f.startswith("spool-")]) == 1)
+del svc, ob, m
+import mem  # noqa: E402
+
+mem.unload("net.spool")  # the old run's code is gone with it (a reboot)
+check("restart: nothing imported yet", "net.spool" not in sys.modules)
+svc = MqttService(Hub(), cfg, "dev1", spool_dir=d)
+check("restart with spool files: spool imported at start", "net.spool" in sys.modules)
+check("restart: the spooled readings are there", svc.status()["spooled"] == 2)
 
 print("%d passed, %d failed" % (count - failures, failures))
 sys.exit(1 if failures else 0)

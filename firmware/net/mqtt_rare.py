@@ -1,0 +1,179 @@
+"""What the MQTT client does rarely: log in, send discovery, answer `set/status`.
+
+`MqttService._rare()` imports this module for one such job and drops it after
+(`mem.unload`), with `net.ha` and the JSON writer it may have loaded: the TLS
+context, PEM -> DER, the CONNECT and SUBSCRIBE encoders, the CONNACK reasons,
+the discovery round and the status answer cost RAM only while they run.
+Each job is a coroutine `job(svc, ...)` of the service `svc` (an MqttService).
+"""
+
+import asyncio
+
+from net.mqtt import decode, field, packet, publish_head, read_packet, wait_ms, write
+from p1.body import items
+
+# CONNACK return codes 1..5.
+REASONS = (
+    "unacceptable protocol version",
+    "client identifier rejected",
+    "server unavailable",
+    "bad user name or password",
+    "not authorized",
+)
+
+
+class MQTTError(OSError):
+    """The broker refused the connection; `.code` is the CONNACK return code, the text its reason."""
+
+    def __init__(self, code):
+        super().__init__(REASONS[code - 1] if 0 < code <= len(REASONS) else "refused (code %d)" % code)
+        self.code = code
+
+
+def connect_packet(client_id, keepalive_s=30, user=None, password=None, will=None):
+    """CONNECT with a clean session. `will` is None or (topic, payload, qos, retain)."""
+    flags = 0x02
+    body = bytearray(b"\x00\x04MQTT\x04")
+    if will:
+        flags |= 0x04 | (will[2] & 3) << 3 | (0x20 if will[3] else 0)
+    if user:
+        flags |= 0x80
+        if password is not None:
+            flags |= 0x40
+    body.append(flags)
+    body.append(keepalive_s >> 8 & 0xFF)
+    body.append(keepalive_s & 0xFF)
+    field(body, client_id)
+    if will:
+        field(body, will[0])
+        field(body, will[1])
+    if user:
+        field(body, user)
+        if password is not None:
+            field(body, password)
+    return packet(0x10, body)
+
+
+def subscribe_packet(pid, topics):
+    """SUBSCRIBE to a list of (topic filter, qos)."""
+    body = bytearray((pid >> 8, pid & 0xFF))
+    for topic, qos in topics:
+        field(body, topic)
+        body.append(qos)
+    return packet(0x82, body)
+
+
+def tls_context(ca, insecure):
+    """An SSL context for the client side, on CPython or MicroPython."""
+    import ssl
+
+    create = getattr(ssl, "create_default_context", None)
+    if create is not None:  # CPython
+        ctx = create(cafile=ca or None)
+        if insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # MicroPython >= 1.23
+    if insecure:
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if not ca:
+        raise OSError("TLS needs a CA file (mqtt.ca) or mqtt.insecure")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    with open(ca, "rb") as f:
+        data = f.read()
+    for der in der_certs(data):
+        ctx.load_verify_locations(cadata=der)
+    return ctx
+
+
+def der_certs(data):
+    """The certificates of a PEM file as DER (MicroPython's mbedTLS takes DER only);
+    DER data as it is."""
+    if not data.startswith(b"-----"):
+        return [data]
+    from binascii import a2b_base64
+
+    out = []
+    b64 = None
+    for line in data.split(b"\n"):
+        line = line.strip()
+        if line.startswith(b"-----BEGIN CERTIFICATE"):
+            b64 = []
+        elif line.startswith(b"-----END CERTIFICATE") and b64 is not None:
+            out.append(a2b_base64(b"".join(b64)))
+            b64 = None
+        elif b64 is not None:
+            b64.append(line)
+    if not out:
+        raise OSError("no certificate in the CA file")
+    return out
+
+
+async def connect(svc):
+    """Open the link to the broker of `svc` and log in: CONNECT with a retained
+    "offline" Last Will, CONNACK, SUBSCRIBE to the command topics (and Home
+    Assistant's status), then the retained "online". Returns (reader, writer);
+    raises OSError, MQTTError when the broker refuses."""
+    c = svc.cfg
+    ms = svc.connect_timeout_ms
+    if c["tls"]:
+        aw = asyncio.open_connection(c["host"], c["port"], ssl=tls_context(c["ca"], c["insecure"]))
+    else:
+        aw = asyncio.open_connection(c["host"], c["port"])
+    reader, writer = await wait_ms(aw, ms)
+    try:
+        try:  # no Nagle delay for our small packets (CPython; skipped where not offered)
+            import socket
+
+            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except Exception:
+            pass
+        status = svc.base + "/status"
+        user = c["user"] or None
+        pkt = connect_packet(
+            svc.client_id, int(c["keepalive_s"]), user, c["password"] if user else None, (status, "offline", 1, True)
+        )
+        await write(writer, pkt, svc.write_timeout_ms)
+        first, body = await read_packet(reader, ms)
+        t, rc, _, _ = decode(first, body)
+        if t != 2:
+            raise OSError("expected CONNACK")
+        if rc:
+            raise MQTTError(rc)
+        topics = [(svc.base + "/set/#", 0)]
+        if c["discovery"]:
+            topics.append((c["discovery_prefix"] + "/status", 0))
+        await write(writer, subscribe_packet(svc.outbox.next_pid(), topics), svc.write_timeout_ms)
+        # "online" after SUBSCRIBE: whoever reacts to it finds the commands subscribed
+        await write(writer, publish_head(status, 6, 0, True), svc.write_timeout_ms, b"online")
+    except BaseException:
+        await svc._close(writer)
+        raise
+    return reader, writer
+
+
+async def discovery(svc, body):
+    """One discovery round (`net.ha`) for the readings of a JSON body."""
+    svc._discover = False
+    from net import ha
+
+    for topic, payload in ha.configs(body, svc.device_id, svc.base, svc.cfg["discovery_prefix"], svc.version):
+        payload = payload.encode()
+        await svc._send(publish_head(topic, len(payload), 0, True), payload)
+    for name, _ in items(body):
+        svc._announced.add(name)
+    svc._discovery_sent += 1
+
+
+async def answer(svc):
+    """`<base>/set/status`: the whole status JSON on `<base>/status/detail`."""
+    from p1.jsonout import dumps
+
+    try:
+        payload = dumps(svc.hub.status())
+    except Exception:  # a section that jsonout cannot write
+        payload = dumps({"mqtt": svc.status()})
+    payload = payload.encode()
+    await svc._send(publish_head(svc.base + "/status/detail", len(payload)), payload)
