@@ -525,12 +525,13 @@ CONNECT, PUBLISH, PUBACK, SUBSCRIBE, PINGREQ = 1, 3, 4, 8, 12
 class StubbornBroker:
     """A loopback server that accepts CONNECT, answers PINGREQ only if `pings`,
     never PUBACKs, and records every packet per connection: what a dead or
-    wedged broker looks like from the dongle. `send` (bytes) goes to the dongle
-    after its SUBSCRIBE."""
+    wedged broker looks like from the dongle. It answers CONNECT with `connack`;
+    `send` (bytes) goes to the dongle after its SUBSCRIBE."""
 
-    def __init__(self, pings: bool, send: bytes = b""):
+    def __init__(self, pings: bool, send: bytes = b"", connack: bytes = b"\x20\x02\x00\x00"):
         self.pings = pings
         self.send = send
+        self.connack = connack
         self.conns: list[list[Pkt]] = []
 
     async def start(self):
@@ -544,7 +545,7 @@ class StubbornBroker:
                     first, body = await mqtt.read_packet(reader, 60000)
                     got.append(Pkt(first, body))
                     if first >> 4 == CONNECT:
-                        writer.write(b"\x20\x02\x00\x00")
+                        writer.write(self.connack)
                     elif first >> 4 == SUBSCRIBE and self.send:
                         writer.write(self.send)
                     elif first >> 4 == PINGREQ and self.pings:
@@ -663,6 +664,33 @@ def test_last_will_when_the_host_firmware_itself_is_killed(broker, tmp_path):
     finally:
         fw.stop()
         sim.close()
+
+
+@pytest.mark.parametrize(
+    "connack, state, error",
+    [
+        (b"\x20\x02\x00\x05", "auth_failed", "not authorized"),
+        (b"\x20\x02\x00\x03", "disconnected", "server unavailable"),
+        (b"\x20\x01\x00", "disconnected", "expected CONNACK"),  # too short
+        (b"\x40\x02\x00\x01", "disconnected", "expected CONNACK"),  # a PUBACK instead
+    ],
+)
+def test_a_refused_or_garbled_connack_is_reported(connack, state, error):
+    async def main():
+        b = StubbornBroker(pings=True, connack=connack)
+        await b.start()
+        svc = MqttService(Hub(), {"enabled": True, "host": "127.0.0.1", "port": b.port}, DEV)
+        task = asyncio.create_task(svc.run())
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10 and not svc.status()["last_error"]:
+            await asyncio.sleep(0.02)
+        st = svc.status()
+        task.cancel()
+        b.server.close()
+        return st
+
+    st = asyncio.run(main())
+    assert (st["state"], st["last_error"]) == (state, error)
 
 
 def test_a_qos1_command_is_acknowledged_and_answered():

@@ -1,11 +1,14 @@
-"""Home Assistant MQTT discovery: pure functions from a reading's JSON body to config payloads.
+"""Home Assistant MQTT discovery: pure functions from a reading's JSON body to config
+payloads, and `announce()`, the round that publishes them.
 
 One retained config per reading the meter actually sends, all reading the one
 `<base>/state` JSON through a `value_template`, so a telegram is one message.
 Units stay as the OBIS table gives them (kW, kWh, kvar, kvarh, V, A, GJ);
 only the spelling is mapped where Home Assistant insists on another (m3 -> m³).
+MqttService imports this module for a discovery round and drops it after.
 """
 
+from net.mqtt import publish_head
 from p1.body import items, text_value
 from p1.jsonout import dumps
 from p1.table import by_name
@@ -133,3 +136,15 @@ def configs(body, device_id, base, prefix, sw_version):
             continue
         cfg = sensor_config(name, v, device_id, base, dev)
         yield config_topic(prefix, device_id, name), dumps(cfg)
+
+
+async def announce(svc, body):
+    """A discovery round of MqttService `svc` for the readings of a JSON body:
+    one retained config per reading, QoS 0."""
+    svc._discover = False
+    for topic, payload in configs(body, svc.device_id, svc.base, svc.cfg["discovery_prefix"], svc.version):
+        payload = payload.encode()
+        await svc._send(publish_head(topic, len(payload), 0, True), payload)
+    for name, _ in items(body):
+        svc._announced.add(name)
+    svc._discovery_sent += 1

@@ -5,7 +5,7 @@ Strategy: `packet()`, `publish_head()` and `decode()` are pure functions
 the only functions that touch a stream and both run under a deadline. Trouble
 is raised, never handled here: `OSError` for the link (timeouts, EOF,
 garbage). What is needed only to log in (CONNECT, CONNACK and its reasons,
-SUBSCRIBE, TLS) is in `net.mqtt_open`, imported for each connection attempt
+SUBSCRIBE, TLS) is in `net.mqtt_rare`, imported for each connection attempt
 and dropped after it. What to do about trouble is the policy layer's job
 (`net.mqtt_client`).
 """
@@ -59,38 +59,33 @@ def publish_head(topic, n, qos=0, retain=False, dup=False, pid=0):
 
 
 def decode(first, body):
-    """One packet from its first byte and body -> `(type, n, topic, payload)`.
-
-    `n` is the packet id (PUBACK, SUBACK, a PUBLISH of QoS 1 or 2; 0 for QoS 0)
-    or CONNACK's return code; `topic` (str) and `payload` are a PUBLISH's, None
-    for the other types. Raises OSError if the packet is malformed.
+    """A packet from the broker, from its first byte and body -> `(type, pid, topic,
+    payload)`: `pid` is a PUBACK's packet id or a PUBLISH's (0 for QoS 0), `topic`
+    (str) and `payload` are a PUBLISH's; other types come as `(type, 0, None, None)`
+    (CONNACK is read by `net.mqtt_rare`). Raises OSError if the packet is malformed.
     """
     t = first >> 4
+    if t != 4 and t != _PUBLISH:
+        return t, 0, None, None
     size = len(body)
-    if t == 2:  # CONNACK
-        if size != 2:
-            raise OSError("bad CONNACK")
-        return t, body[1], None, None
-    if t == 4 or t == 9 or t == _PUBLISH:  # PUBACK, SUBACK, PUBLISH start with a u16
-        if size < 2:
-            raise OSError("short packet")
-        n = body[0] << 8 | body[1]
-        if t != _PUBLISH:
-            return t, n, None, None
-        qos = first >> 1 & 3
-        pos = 2 + n  # after the topic
-        if qos > 2 or pos + (2 if qos else 0) > size:
-            raise OSError("bad PUBLISH")
-        try:
-            topic = body[2:pos].decode()
-        except UnicodeError:
-            raise OSError("bad topic")
-        n = 0
-        if qos:
-            n = body[pos] << 8 | body[pos + 1]
-            pos += 2
-        return t, n, topic, body[pos:]
-    return t, 0, None, None
+    if size < 2:
+        raise OSError("short packet")
+    n = body[0] << 8 | body[1]
+    if t == 4:  # PUBACK
+        return t, n, None, None
+    qos = first >> 1 & 3
+    pos = 2 + n  # after the topic
+    if qos > 2 or pos + (2 if qos else 0) > size:
+        raise OSError("bad PUBLISH")
+    try:
+        topic = body[2:pos].decode()
+    except UnicodeError:
+        raise OSError("bad topic")
+    n = 0
+    if qos:
+        n = body[pos] << 8 | body[pos + 1]
+        pos += 2
+    return t, n, topic, body[pos:]
 
 
 # ---- streams ----------------------------------------------------------------------

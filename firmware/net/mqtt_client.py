@@ -9,8 +9,8 @@ raises `OSError`; everything that decides lives here.
   spool (`net.spool`, `spill_kb`, when a spool dir is given), or is dropped
   and counted without one. It never waits on the network, so the meter task
   never does either.
-- The supervisor task owns the connection: log in (`net.mqtt_open`: CONNECT
-  with a retained "offline" Last Will, then "online" and the subscriptions),
+- The supervisor task owns the connection: log in (`net.mqtt_rare`: CONNECT
+  with a retained "offline" Last Will, the subscriptions, then "online"),
   discovery, a session loop, and reconnects with exponential backoff plus jitter.
 - While connected, a reader task decodes what the broker sends (PUBACK,
   commands) and wakes the supervisor; only the supervisor writes.
@@ -21,8 +21,8 @@ raises `OSError`; everything that decides lives here.
 - Keepalive: a PINGREQ when nothing was sent, or nothing heard, for half the
   keepalive; a connection that stays silent for the whole keepalive is dead.
 - RAM: what runs rarely is imported when it is needed and dropped after it
-  (`mem.unload`): logging in (`net.mqtt_open`), a discovery round (`net.ha`
-  and the JSON writer), the `set/status` answer, and the spool (`net.spool`,
+  (`mem.unload`): logging in and the `set/status` answer (`net.mqtt_rare`), a
+  discovery round (`net.ha` with the JSON writer), and the spool (`net.spool`,
   opened when the ring first overflows or an earlier run left spool files,
   closed once everything in it is delivered and its files are gone).
 """
@@ -45,7 +45,7 @@ except ImportError:  # CPython
 _PUBLISH = const(3)
 _PUBACK = const(4)
 _NKEYS = const(19)  # keys of config.DEFAULTS["mqtt"]; fewer: a partial section (tests, tools)
-# What a rare job (net.mqtt_rare) may import that nothing on the hot path keeps.
+# What a rare job (net.mqtt_rare, net.ha) may import that nothing on the hot path keeps.
 _RARE = ("net.mqtt_rare", "net.ha", "p1.table", "p1.jsonout", "p1.values")
 
 
@@ -313,23 +313,22 @@ class MqttService:
         try:
             await self._supervise()
         finally:
-            self._cancel_tasks()
-            self._set_state("disconnected")
+            self._end()
 
-    def _cancel_tasks(self):
+    def _end(self):
+        """Cancel the helper tasks: the service is disconnected."""
         for t in (self._intake_task, self._rx_task):
             if t is not None:
                 t.cancel()
         self._intake_task = self._rx_task = None
+        self._set_state("disconnected")
 
-    async def _rare(self, job, *args):
-        """`net.mqtt_rare.<job>(self, *args)`: the module, and what it imports for the
+    async def _rare(self, module, job, *args):
+        """`<module>.<job>(self, *args)` awaited: the module, and what it imports for the
         job, is loaded for it and dropped after."""
         before = loaded(*_RARE)
         try:
-            from net import mqtt_rare
-
-            return await getattr(mqtt_rare, job)(self, *args)
+            return await getattr(__import__(module, None, None, (job,)), job)(self, *args)
         finally:
             unload_new(before, *_RARE)
 
@@ -345,7 +344,7 @@ class MqttService:
             writer = None
             try:
                 self._set_state("connecting")
-                reader, writer = await self._rare("connect")
+                reader, writer = await self._rare("net.mqtt_rare", "connect")
                 self._connects += 1
                 backoff = self.backoff_min_ms
                 await self._session(reader, writer)
@@ -422,11 +421,11 @@ class MqttService:
             while self._todo:
                 x = self._todo.pop(0)
                 if x == "status":
-                    await self._rare("answer")
+                    await self._rare("net.mqtt_rare", "answer")
                 else:
                     await self._send(bytes((_PUBACK << 4, 2, x >> 8, x & 0xFF)))
             if self._discover and self.hub.sample is not None:
-                await self._rare("discovery", self.hub.sample.body)
+                await self._rare("net.ha", "announce", self.hub.sample.body)
             while True:
                 m = ob.take(ticks_ms())
                 if m is None:
@@ -491,5 +490,4 @@ class MqttService:
         """Say "offline" (retained), disconnect cleanly and stop the helper tasks."""
         self._stopping = True
         await self._goodbye()
-        self._cancel_tasks()
-        self._set_state("disconnected")
+        self._end()

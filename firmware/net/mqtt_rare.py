@@ -1,16 +1,16 @@
-"""What the MQTT client does rarely: log in, send discovery, answer `set/status`.
+"""What the MQTT client does rarely: log in, answer `set/status`.
 
 `MqttService._rare()` imports this module for one such job and drops it after
-(`mem.unload`), with `net.ha` and the JSON writer it may have loaded: the TLS
-context, PEM -> DER, the CONNECT and SUBSCRIBE encoders, the CONNACK reasons,
-the discovery round and the status answer cost RAM only while they run.
-Each job is a coroutine `job(svc, ...)` of the service `svc` (an MqttService).
+(`mem.unload`), with the JSON writer it may have loaded: the TLS context,
+PEM -> DER, the CONNECT and SUBSCRIBE encoders, the CONNACK reasons and the
+status answer cost RAM only while they run. Each job is a coroutine
+`job(svc, ...)` of the service `svc` (an MqttService). (The discovery round,
+the other rare job, is `net.ha.announce`.)
 """
 
 import asyncio
 
-from net.mqtt import decode, field, packet, publish_head, read_packet, wait_ms, write
-from p1.body import items
+from net.mqtt import field, packet, publish_head, read_packet, wait_ms, write
 
 # CONNACK return codes 1..5.
 REASONS = (
@@ -137,11 +137,10 @@ async def connect(svc):
         )
         await write(writer, pkt, svc.write_timeout_ms)
         first, body = await read_packet(reader, ms)
-        t, rc, _, _ = decode(first, body)
-        if t != 2:
+        if first != 0x20 or len(body) != 2:
             raise OSError("expected CONNACK")
-        if rc:
-            raise MQTTError(rc)
+        if body[1]:  # the return code
+            raise MQTTError(body[1])
         topics = [(svc.base + "/set/#", 0)]
         if c["discovery"]:
             topics.append((c["discovery_prefix"] + "/status", 0))
@@ -152,19 +151,6 @@ async def connect(svc):
         await svc._close(writer)
         raise
     return reader, writer
-
-
-async def discovery(svc, body):
-    """One discovery round (`net.ha`) for the readings of a JSON body."""
-    svc._discover = False
-    from net import ha
-
-    for topic, payload in ha.configs(body, svc.device_id, svc.base, svc.cfg["discovery_prefix"], svc.version):
-        payload = payload.encode()
-        await svc._send(publish_head(topic, len(payload), 0, True), payload)
-    for name, _ in items(body):
-        svc._announced.add(name)
-    svc._discovery_sent += 1
 
 
 async def answer(svc):
