@@ -280,3 +280,18 @@ def test_pem_ca_files_become_der_for_micropythons_mbedtls(tmp_path):
     assert der_certs(ders[0]) == [ders[0]]
     with pytest.raises(OSError):
         der_certs(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+
+
+def test_the_service_knows_how_many_keys_a_full_mqtt_section_has():
+    """MqttService fills a section with fewer keys (tests, tools) from config.DEFAULTS;
+    a full one (what config.validate gives) is used as it is."""
+    from config import DEFAULTS
+    from hub import Hub
+    from net import mqtt_client
+
+    assert mqtt_client._NKEYS == len(DEFAULTS["mqtt"])
+    full = dict(DEFAULTS["mqtt"], host="h")
+    assert mqtt_client.MqttService(Hub(), full, "dev").cfg is full
+    part = {"enabled": True, "host": "h"}
+    got = mqtt_client.MqttService(Hub(), part, "dev").cfg
+    assert got is not part and got == dict(DEFAULTS["mqtt"], enabled=True, host="h")
