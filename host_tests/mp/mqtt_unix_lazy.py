@@ -6,7 +6,7 @@
 # status command, spools during a broker outage and drains afterwards; after each
 # rare job its code (net.mqtt_rare, net.ha, the JSON writer, p1.table) is gone from
 # sys.modules, and the spool module is there only from the first overflow until
-# the spool is drained. Prints one line per step ("STEP name"), which the test
+# the spool is drained (nor kept as an attribute of its package). Prints one line per step ("STEP name"), which the test
 # waits for before it acts on the broker, and "ok" or "FAIL ..." lines.
 import asyncio
 import os
@@ -34,7 +34,13 @@ def step(name):
 
 
 def loaded(*names):
-    return [n for n in names if n in sys.modules]
+    """Those of `names` still imported: in sys.modules, or kept as their package's attribute."""
+    out = []
+    for n in names:
+        pkg, _, leaf = n.rpartition(".")
+        if n in sys.modules or (pkg in sys.modules and hasattr(sys.modules[pkg], leaf)):
+            out.append(n)
+    return out
 
 
 data = open(telegram, "rb").read()
