@@ -22,11 +22,10 @@ _MAX_PACKET = const(8192)  # the largest packet we accept from the broker (comma
 
 
 def field(buf, s):
-    """Append a string field (2-byte length, then the UTF-8 bytes) to bytearray `buf`."""
+    """Append a string field (2-byte length, then the UTF-8 bytes) to bytearray `buf`.
+    Ours are far below the 64 KB a field can hold: config strings are at most 256 long."""
     if isinstance(s, str):
         s = s.encode()
-    if len(s) > 65535:
-        raise ValueError("field too long")
     buf.append(len(s) >> 8)
     buf.append(len(s) & 0xFF)
     buf.extend(s)

@@ -90,14 +90,14 @@ class Outbox:
     def put(self, msg):
         ring = self.ring
         if len(ring) >= self.size:
-            old = ring.pop(0)
             if self.spool_at is None:
                 self.dropped += 1
-            else:
-                if self.spool is None:
-                    from net.spool import Spool
+            elif self.spool is None:  # (a MemoryError here loses `msg` only, counted by the intake)
+                from net.spool import Spool
 
-                    self.spool = Spool(*self.spool_at)
+                self.spool = Spool(*self.spool_at)
+            old = ring.pop(0)
+            if self.spool is not None:
                 self.spool.append(old[0], old[1], self.qos, old[2])  # counts its own failures
         ring.append(msg)
 
