@@ -159,7 +159,7 @@ class Outbox:
             self.spool_dropped += sp.dropped
             self.spool_errors += sp.errors
             self.spool = None
-            unload(*loaded("net.spool"))
+            unload("net.spool")
 
 
 class MqttService:
@@ -330,7 +330,7 @@ class MqttService:
         try:
             return await getattr(__import__(module, None, None, (job,)), job)(self, *args)
         finally:
-            unload_new(before, *loaded(*_RARE))
+            unload_new(before, *_RARE)
 
     async def _supervise(self):
         backoff = 0  # ms before the next attempt, before jitter; 0 = none
