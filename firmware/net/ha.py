@@ -145,6 +145,5 @@ async def announce(svc, body):
     for topic, payload in configs(body, svc.device_id, svc.base, svc.cfg["discovery_prefix"], svc.version):
         payload = payload.encode()
         await svc._send(publish_head(topic, len(payload), 0, True), payload)
-    for name, _ in items(body):
-        svc._announced.add(name)
+    svc._announced = "|" + "".join([name + "|" for name, _ in items(body)])
     svc._discovery_sent += 1

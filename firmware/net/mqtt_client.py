@@ -206,7 +206,9 @@ class MqttService:
         self._last_error = ""
         self._published = self._connects = self._skipped = 0
         self._commands = self._bad_commands = self._discovery_sent = 0
-        self._announced = set()  # reading names with a discovery config sent
+        # Reading names with a discovery config sent, as one string "|a|b|" (a set
+        # of 30 names is ~2 KB of small objects).
+        self._announced = "|"
         self._names = 0  # readings in the body offer() last looked at
         self._discover = False  # a discovery round is due
         self._last_offer = None
@@ -281,7 +283,7 @@ class MqttService:
             if n != self._names or not sample.seq % 64:
                 self._names = n
                 for name, _ in items(body):
-                    if name not in self._announced and name != "meter":
+                    if ("|" + name + "|") not in self._announced and name != "meter":
                         self._discover = True
                         break
         self._wake.set()
@@ -391,7 +393,7 @@ class MqttService:
         self._rx_task = asyncio.create_task(self._rx(reader, 2 * alive))
         self._set_state("connected")  # last_error stays: the most recent failure
         self._discover = self.cfg["discovery"]  # after each connect
-        self._announced = set()
+        self._announced = "|"
         ob = self.outbox
         qos = ob.qos
         for e in ob.inflight:  # unacknowledged before the break: sent again first, in order

@@ -135,7 +135,7 @@ svc = MqttService(Hub(), {"enabled": True, "host": "h", "buffer": 100}, "dev1", 
 svc.offer(Sample(1, body, cut, data, 0))
 check("first reading: discovery due", svc._discover)
 svc._discover = False
-svc._announced = set(n for n, _ in items(body))  # what a discovery round leaves
+svc._announced = "|" + "".join([n + "|" for n, _ in items(body)])  # what a discovery round leaves
 svc.offer(Sample(2, body, cut, data, 0))
 check("same names: none due", not svc._discover)
 more = body[:-1] + b', "zz_new_kwh": 1.000}'
