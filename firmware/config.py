@@ -64,7 +64,7 @@ DEFAULTS = {
         "keepalive_s": 30,
         "per_value_topics": False,
         "raw_topic": False,
-        "buffer": 4,  # RAM ring, readings (~1 KB of heap each for a state); then the flash spool
+        "buffer": 2,  # RAM ring, readings (~1 KB of heap each for a state); then the flash spool
         "spill_kb": 256,  # flash spool for what the ring cannot hold; 0 = off
     },
 }

@@ -173,7 +173,7 @@ class MqttService:
     backoff_min_ms = 1000
     backoff_max_ms = 60000
     auth_backoff_ms = 30000  # first wait after "not authorized"
-    max_inflight = 8
+    max_inflight = 4  # QoS 1 messages awaiting PUBACK: each holds its ~1 KB payload
     intake_size = 4  # the intake never waits on the network: it takes each sample at once
 
     def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
@@ -426,7 +426,9 @@ class MqttService:
                     await self._rare("net.mqtt_rare", "answer")
                 else:
                     await self._send(bytes((_PUBACK << 4, 2, x >> 8, x & 0xFF)))
-            if self._discover and self.hub.sample is not None:
+            # Discovery once a backlog on flash has been sent: the two jobs' code
+            # (net.ha, net.spool) would otherwise be in RAM at the same time.
+            if self._discover and self.hub.sample is not None and ob.spool is None:
                 await self._rare("net.ha", "announce", self.hub.sample.body)
             while True:
                 m = ob.take(ticks_ms())

@@ -27,7 +27,12 @@ if "--romfs" in sys.argv[4:]:
     with open(sys.argv[sys.argv.index("--romfs") + 1], "rb") as f:
         vfs.mount(vfs.VfsRom(f.read()), "/rom")
     code = "/rom"
-sys.path[:0] = [code, code + "/lib"]
+    sys.path[:0] = [code, code + "/lib"]
+else:  # run in CODE_DIR: module paths as short as on the device ("net/mqtt.mpy", not /work/...)
+    import os
+
+    os.chdir(code)
+    sys.path[:0] = ["", "lib"]
 
 try:
     import hostmain  # noqa: E402,F401 - runs the firmware
