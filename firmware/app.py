@@ -73,6 +73,7 @@ class App:
         self.restarts = {}  # task name -> times it was started again
         self.http_error = ""
         self._led_at = None
+        self.heap_log = False  # log the heap after each telegram (the device console)
         self._oom = []  # ticks of recent caught MemoryErrors
         self._oom_seen = log.memory_errors
         self._done = asyncio.Event()
@@ -143,17 +144,19 @@ class App:
     def _meter(self):
         return run_meter(self.board, self.pipeline, self.cfg["meter"]["source"])
 
-    def _heap_report(self):
-        return heap_report(self.hub)
-
     async def _supervise(self):
         b = self.board
+        seen = self.hub.seq
         while True:
             b.feed_watchdog()
             if self._led_at is not None and ticks_diff(ticks_ms(), self._led_at) >= _LED_MS:
                 b.led(False)
                 self._led_at = None
             self._watch_heap()
+            if self.heap_log and self.hub.seq != seen:  # the console shows it stays flat
+                seen = self.hub.seq
+                gc.collect()
+                log.info("telegram %d: heap %s" % (seen, heap_text()))
             await sleep_ms(_LED_MS if self._led_at is not None else _SUPERVISE_MS)
 
     def _watch_heap(self):
@@ -173,7 +176,7 @@ class App:
             reason = "memory: %d allocation failures in %d s, %s bytes free" % (
                 len(oom),
                 _OOM_WINDOW_MS // 1000,
-                b_free(self.board),
+                self.board.free_heap(),
             )
             log.error("reset: " + reason)
             reset = getattr(self.board, "reset", None)
@@ -209,13 +212,6 @@ class App:
         self._done.set()
 
 
-def b_free(board):
-    try:
-        return board.free_heap()
-    except Exception:  # noqa: BLE001
-        return None
-
-
 async def main(config_path="/config.json"):
     """Device entry: config -> board -> app, forever."""
     import board as boardmod
@@ -231,7 +227,7 @@ async def main(config_path="/config.json"):
     app = App(cfg, errors, b)
     await app.start()
     log.info("heap after start: %s" % heap_text())
-    app._task(app._heap_report, "heap")
+    app.heap_log = True
     await app.wait()
 
 
@@ -240,15 +236,3 @@ def heap_text():
         return "%d used, %d free" % (gc.mem_alloc(), gc.mem_free())  # type: ignore[attr-defined]
     except AttributeError:  # CPython
         return "n/a"
-
-
-async def heap_report(hub):
-    """Log the heap after each telegram (device console): it must stay flat."""
-    sub = hub.subscribe(1, "heap")
-    try:
-        while True:
-            s = await sub.get()
-            gc.collect()
-            log.info("telegram %d: heap %s" % (s.seq, heap_text()))
-    finally:
-        hub.unsubscribe(sub)

@@ -35,14 +35,8 @@ def load(name, dirs=None):
         unload("boardfile")
 
 
-def read_spec(name, dirs=None):
-    """(spec dict, errors) for board `name` (see boardfile.read_spec)."""
-    import boardfile
-
-    try:
-        return boardfile.read_spec(name, dirs)
-    finally:
-        unload("boardfile")
+def _nop(self, *args):
+    """A part this board does not have: nothing to do."""
 
 
 class Board:
@@ -100,24 +94,9 @@ class Board:
     def reset_cause(self):
         return self._reset
 
-    # --- defaults: boards without the part do nothing -----------------------
-    def power_setup(self):
-        pass
-
-    def data_request(self, on):
-        pass
-
-    def led(self, on):
-        pass
-
-    def relay(self, i, on):
-        pass
-
-    def feed_watchdog(self):
-        pass
-
-    def start_watchdog(self):
-        pass
+    # defaults (one shared function): power_setup(), data_request(on), led(on),
+    # relay(i, on), feed_watchdog(), start_watchdog()
+    power_setup = data_request = led = relay = feed_watchdog = start_watchdog = _nop
 
     def mac_hex(self):
         return "000000000000"

@@ -94,7 +94,7 @@ class Hub:
         self.sample = None  # latest Sample or None before the first telegram
         self.seq = 0
         self.removed = 0  # subscriptions whose consumer had died
-        self._subs = []
+        self.subs = []
         self._status = []  # (name, callable returning a dict) for /api/v1/status, in order
 
     def publish(self, body, cut, raw, ticks=None):
@@ -104,7 +104,7 @@ class Hub:
         s = Sample(self.seq, body, cut, raw, now if ticks is None else ticks)
         self.sample = s
         dead = None
-        for sub in self._subs:
+        for sub in self.subs:
             if len(sub) == sub.maxlen and ticks_diff(now, sub.last_get) > _DEAD_MS:
                 dead = sub
             else:
@@ -116,12 +116,12 @@ class Hub:
 
     def subscribe(self, maxlen=8, name=""):
         sub = Subscription(maxlen, name)
-        self._subs.append(sub)
+        self.subs.append(sub)
         return sub
 
     def unsubscribe(self, sub):
-        if sub in self._subs:
-            self._subs.remove(sub)
+        if sub in self.subs:
+            self.subs.remove(sub)
 
     def add_status(self, name, fn):
         """Register `fn() -> dict` shown as section `name` of the status (a name
@@ -133,13 +133,10 @@ class Hub:
         """[(name, fn)] of the status sections, in the order they were added, then the hub's own."""
         return self._status + [("subscribers", self._subscribers)]
 
-    def subscriptions(self):
-        return self._subs
-
     def _subscribers(self):
         return {
             "removed_dead": self.removed,
-            "queues": [{"name": s.name, "queued": len(s), "dropped": s.dropped} for s in self._subs],
+            "queues": [{"name": s.name, "queued": len(s), "dropped": s.dropped} for s in self.subs],
         }
 
     def status(self):

@@ -91,18 +91,18 @@ def test_board_file(path: Path):
 
 @pytest.mark.parametrize("path", BOARD_FILES, ids=lambda p: p.stem)
 def test_loader_reads_each_without_errors(path: Path):
-    spec, errors = board.read_spec(path.stem, [str(path.parent)])
+    spec, errors = boardfile.read_spec(path.stem, [str(path.parent)])
     assert errors == [] and spec["name"] == path.stem
 
 
 def test_loader_never_raises(tmp_path):
     (tmp_path / "broken.json").write_text("{nope")
     (tmp_path / "partial.json").write_text('{"name": "partial", "chip": "esp32"}')
-    spec, errors = board.read_spec("broken", [str(tmp_path)])
+    spec, errors = boardfile.read_spec("broken", [str(tmp_path)])
     assert spec["uart"]["baud"] == 115200 and errors
-    spec, errors = board.read_spec("partial", [str(tmp_path)])
+    spec, errors = boardfile.read_spec("partial", [str(tmp_path)])
     assert spec["uart"] == boardfile.FALLBACK["uart"] and any("lacks" in e for e in errors)
-    spec, errors = board.read_spec("../x", [str(tmp_path)])
+    spec, errors = boardfile.read_spec("../x", [str(tmp_path)])
     assert errors
     b = board.load("esp32-devkit")  # no `machine` here: runs as host, says so
     assert b.name == "esp32-devkit" and any("needs machine" in e for e in b.errors)

@@ -126,7 +126,8 @@ import asyncio
 import board
 
 NAME = %r
-spec, errs = board.read_spec(NAME)
+import boardfile
+spec, errs = boardfile.read_spec(NAME)
 machine._set_chip(spec["chip"])
 machine._reset_cause = machine.WDT_RESET
 b = board.load(NAME)

@@ -112,7 +112,7 @@ def metrics(app):
     ):  # fmt: skip
         if v is not None:
             yield _family(name, kind, text) + "%s %d\n" % (name, v)
-    subs = app.hub.subscriptions()
+    subs = app.hub.subs
     if subs:
         yield _family("p1_subscriber_dropped_total", "counter", "Readings a slow consumer missed")
         for sub in subs:

@@ -62,7 +62,7 @@ async def main():
         await the_app.stop()
         return 1
     print("http://127.0.0.1:%d/" % cfg["http"]["port"])
-    the_app._task(the_app._heap_report, "heap")
+    the_app.heap_log = True
     if mem_every:
         the_app._task(mem_report, "mem")
     if hog_file:
