@@ -17,8 +17,8 @@ on every recorded telegram and on generated ones.
 
 Lines of M-Bus channels and of objects the table does not know go to
 `p1.bodyrare`, imported at the first such line: Dutch and Belgian meters send
-them in every telegram (a gas meter, the power failure log), most others
-never, and then that code costs no RAM. Reading a body back (`items`,
+them in every telegram (a gas meter, the power failure log), Swedish and
+Finnish ones never, and then that code costs no RAM. Reading a body back (`items`,
 `cut_of`, `text_value`) is `p1.bodyread`'s.
 
 The body is `{"timestamp": ..., "meter": ..., <readings in line order>}`;
@@ -144,13 +144,15 @@ class Encoder:
                 if raw.find(b"*", s, q) >= 0:
                     return None
                 w = self._quoted(raw, s, q, w)
+            elif kind != 0x6E and kind != 0x63 and kind != 0x69:
+                return None  # no other kind outside M-Bus lines
             elif s == q:
                 continue  # an empty number or count: no reading, no error
             elif kind == 0x6E:  # n: an integer
                 if q - s == 13 and raw[q - 1] in b"WS" or raw.find(b".", s, q) >= 0:
                     return None  # shaped like a time stamp (the general path reads it as one)
                 w = self._num(raw, s, q, 0, w)
-            elif kind == 0x63 or kind == 0x69:  # c, i: a number with a unit
+            else:  # c, i: a number with a unit
                 star = raw.find(b"*", s, q)
                 if star <= s:
                     return None
@@ -166,8 +168,6 @@ class Encoder:
                         return None  # a foreign unit
                     units[T[i + 2]] = (u, sh)
                 w = self._num(raw, s, star, sh, w)
-            else:
-                return None
             if w < 0:
                 return None
             o = w

@@ -2,9 +2,11 @@
 water meters) and objects the OBIS table does not know.
 
 `Encoder.encode` imports this module at the first such line, and it stays:
-Dutch and Belgian meters send such lines in every telegram (a gas meter, the
-power failure log), most other meters never, and for them this code costs no
-RAM. The contract is the encoder's: write what the general decoder writes, or
+Dutch, Belgian, Luxembourgish, Austrian and Irish meters send such lines in
+every telegram (a gas meter, the power failure log, objects the table does not
+name), the Swedish and Finnish ones never, and for them this code costs no RAM.
+
+The contract is the encoder's: write what the general decoder writes, or
 decline (-1) wherever it would report an error or decide otherwise. Numbers
 and time stamps are checked by writing them at the body's end without keeping
 them (`Encoder._num`, `Encoder._stamp`).
