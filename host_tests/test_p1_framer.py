@@ -124,3 +124,57 @@ def test_feeding_before_draining_is_an_error():
     assert fr.next_frame() is not None
     with pytest.raises(ValueError):
         fr.feed(E360)
+
+
+@pytest.mark.parametrize(
+    "trailer, verdict",
+    [
+        (b"", "none"),
+        (b"{crc}", "ok"),
+        (b"{lower}", "ok"),
+        (b"0{crc}", "bad"),  # five digits
+        (b" {crc3}", "bad"),
+        (b"+{crc3}", "bad"),
+        (b"0x{crc2}", "bad"),  # int(..., 16) would take the prefix
+        (b"{crc3}_", "bad"),
+    ],
+)
+def test_the_crc_trailer_is_one_to_four_hex_digits_only(trailer, verdict):
+    from p1.crc import crc16
+
+    body = E360[: E360.rindex(b"!") + 1]
+    c = b"%04X" % crc16(body)
+    t = trailer.replace(b"{crc}", c).replace(b"{lower}", c.lower())
+    t = t.replace(b"{crc3}", c[1:]).replace(b"{crc2}", c[2:])
+    assert frames(body + t + b"\r\n")[1] == [verdict]
+
+
+def test_every_crc_loop_gives_the_same_crc(monkeypatch):
+    """p1.crc picks its fastest loop at import; the portable one (what runs where
+    viper does not) is checked here against it and the known values."""
+    import importlib
+    import sys
+
+    import p1
+    import p1.crc as original
+
+    fast = original.crc16
+    monkeypatch.setattr(p1, "crc", original)  # the import below rebinds it: restored after
+    for name in ("p1._crc_viper", "p1._crc_words"):
+        monkeypatch.setitem(sys.modules, name, None)  # the import fails
+    monkeypatch.delitem(sys.modules, "p1.crc")
+    portable = importlib.import_module("p1.crc").crc16
+    monkeypatch.setitem(sys.modules, "p1.crc", original)
+    assert portable is not fast and portable.__module__ == "p1.crc"
+    for data in (b"", b"/", STREAM[:1000], STREAM[1:1001], bytes(range(256)) * 3):
+        assert portable(data) == fast(data) == fast(memoryview(data)) == _crc_bitwise(data)
+    assert portable(b"/LGF5E360\r\n\r\n1-0:1.8.0(00000896.020*kWh)\r\n!") == 0x85E2
+
+
+def _crc_bitwise(data: bytes) -> int:
+    crc = 0
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xA001 if crc & 1 else 0)
+    return crc

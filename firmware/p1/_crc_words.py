@@ -3,18 +3,22 @@
 MicroPython has no cast, so the import fails there and costs nothing.
 """
 
-import struct
 import sys
-
-from p1.crc import TABLE
 
 if sys.implementation.name != "cpython" or sys.byteorder != "little":
     raise ImportError("CPython on a little-endian host only")
 
-_T = struct.unpack("<256H", TABLE)
+
+def _byte_table():
+    out = []
+    for c in range(256):
+        for _ in range(8):
+            c = (c >> 1) ^ (0xA001 if c & 1 else 0)
+        out.append(c)
+    return tuple(out)
 
 
-def _table2():
+def _word_table():
     t = _T
     out = []
     for w in range(65536):
@@ -23,12 +27,14 @@ def _table2():
     return tuple(out)
 
 
-_T2 = _table2()
+_T = _byte_table()
+_T2 = _word_table()
 
 
-def update(crc, data):
-    """Return `crc` continued over every byte of `data` (bytes-like)."""
+def crc16(data):
+    """CRC-16/ARC of a bytes-like object."""
     t2 = _T2
+    crc = 0
     mv = memoryview(data).cast("B")
     n = len(mv) & ~1
     for w in mv[:n].cast("H"):

@@ -15,12 +15,18 @@ the general path, `dumps(readings(parse(frame)))`, which reports each bad
 line. Both give byte-identical bodies: host_tests/test_p1_body.py proves it
 on every recorded telegram and on generated ones.
 
+Lines of M-Bus channels and of objects the table does not know go to
+`p1.bodyrare`, imported at the first such line: Dutch and Belgian meters send
+them in every telegram (a gas meter, the power failure log), Swedish and
+Finnish ones never, and then that code costs no RAM. Reading a body back (`items`,
+`cut_of`, `text_value`) is `p1.bodyread`'s.
+
 The body is `{"timestamp": ..., "meter": ..., <readings in line order>}`;
 `cut` is its length up to the end of the meter value, where HTTP inserts
-`"age_s"`. `items(body)` walks a body's names and value texts.
+`"age_s"`.
 """
 
-from p1.obis import MBUS, MBUS_ORDER, T, UNITS, find, shift, unit_line
+from p1.obis import T, find, shift, unit_line
 
 try:
     from micropython import const
@@ -30,23 +36,14 @@ except ImportError:  # CPython
         return x
 
 
-_LF = const(0x0A)
 _SLASH = const(0x2F)
 _BANG = const(0x21)
 _OPEN = const(0x28)
-_STAR = const(0x2A)
 _QUOTE = const(0x22)
 _BSLASH = const(0x5C)
 _ZERO = const(0x30)
 _NINE = const(0x39)
-_MAX_DIGITS = const(40)
-
-_TS = b'{"timestamp": '
-_METER = b', "meter": '
-_NULL = b"null"
-_HEX = b"0123456789abcdef"
-_ESC = b'"\\\n\r\t\b\f'  # escaped as \ and the letter at the same place in _ESC_AS
-_ESC_AS = b'"\\nrtbf'
+_DOT = const(0x2E)
 
 
 class Encoder:
@@ -56,22 +53,14 @@ class Encoder:
         """`buf`: a bytearray to write into instead of one of its own (`size`
         ignored): the meter pipeline lends the framer's, free between frames."""
         self.buf = bytearray(size) if buf is None else buf
-        self.mv = memoryview(self.buf)
-        self._tmv = memoryview(T)
-        self._digits = bytearray(_MAX_DIGITS)
-        self._seen = bytearray(len(T) // 8 + 1)  # one bit per table position
-        self._clear = bytes(len(self._seen))
-        self._units = {}  # unit letter -> (UNITS line index, canonical spelling)
-        self.off_w = offset_text(std_offset).encode()
-        self.off_s = offset_text(std_offset + 60).encode()
-        mb = {}
-        for t in MBUS:
-            name, unit, ts_name = MBUS[t]
-            letter = UNITS[UNITS.find(b" " + unit.encode() + b"|") - 1]
-            mb[t] = ((', "%s": ' % name).encode(), (', "%s": ' % ts_name).encode(), letter, 1 << MBUS_ORDER.index(t))
-        self._mbus = mb
-
-    # ---- the telegram ------------------------------------------------------------
+        # A bit per table line (`find()` index >> 4: the lines are 16 bytes or longer).
+        self._seen = bytearray(len(T) // 128 + 1)
+        self._units = {}  # unit letter -> (the spelling last seen, its decimal shift)
+        self._mb = None  # p1.bodyrare's state for this telegram
+        self._off = []  # the UTC offset text of W (standard time) and S stamps: b"+01:00"
+        for m in (std_offset, std_offset + 60):
+            a = -m if m < 0 else m
+            self._off.append(("%s%02d:%02d" % ("-" if m < 0 else "+", a // 60, a % 60)).encode())
 
     def encode(self, raw):
         """`(body bytes, cut)` for a telegram it decodes completely, else None.
@@ -82,311 +71,182 @@ class Encoder:
         if not n or raw[0] != _SLASH:
             return None
         sep = b"\r\n" if raw.find(b"\r\n") >= 0 else b"\n"
-        sl = len(sep)
         e = raw.find(sep)
         if e < 0:
             e = n
+        buf = self.buf
+        size = len(buf)
         # The meter's JSON goes to the start of the buffer for now; the readings
         # follow a gap, where the time stamp (whichever line it is on) and the
         # meter are put at the end.
         m = self._quoted(raw, 1, e, 0)
         if m < 0:
             return None
-        k = self.o = m + 64
-        self._ts = None  # (start, end) of the time stamp group in raw
-        self._seen[:] = self._clear
-        self._codes = None  # M-Bus and unknown codes seen (duplicates)
-        self._types = None  # M-Bus channel -> device type
-        self._mdone = 0  # M-Bus readings written (bit per MBUS_ORDER)
-        pos = e + sl
+        o = k = m + 64
+        ts = -1  # raw[ts:tq]: the time stamp's group
+        tq = 0
+        seen = self._seen
+        seen[:] = bytes(len(seen))
+        units = self._units
+        self._mb = None
+        rare = None  # p1.bodyrare.line, once a line needs it
+        tmv = memoryview(T)
+        pos = e + len(sep)
         while pos < n:
             a = pos
             e = raw.find(sep, a)
             if e < 0:
                 e = n
-            pos = e + sl
+            pos = e + len(sep)
             if a == e:
                 continue
             c = raw[a]
             if c == _BANG:
                 break
-            if c == _SLASH or c == _OPEN:
-                return None  # a second ident line, a DSMR 2/3 value line
-            if not self._line(raw, a, e, pos):
+            p = raw.find(b"(", a, e)
+            if c == _SLASH or c == _OPEN or p <= a or raw.find(b"*", a, p) >= 0:
+                return None  # a second ident line, a DSMR 2/3 value line, no value group, an F group
+            q = raw.find(b")", p + 1, e)
+            if q < 0:
                 return None
-        end = self.o
-        ts = self._ts
-        tl = 4 if ts is None else (21 if ts[1] - ts[0] == 12 else 21 + len(self.off_w))
-        cut = 14 + tl + 11 + m
-        start = k - cut
-        if end >= len(self.buf):
-            return None
-        buf = self.buf
-        buf[k - m : k] = bytes(self.mv[:m])  # the meter, into place
-        buf[start : start + 14] = _TS
-        if ts is None:
-            buf[start + 14 : start + 18] = _NULL
-        else:
-            self._write_stamp(raw, ts[0], ts[1], start + 14)
-        buf[start + 14 + tl : start + 25 + tl] = _METER
-        buf[end] = 0x7D  # }
-        return bytes(self.mv[start : end + 1]), cut
-
-    def _line(self, raw, a, e, nxt):
-        """Write one `code(value)` line; False if the general path must take the telegram."""
-        p = raw.find(b"(", a, e)
-        if p <= a or raw.find(b"*", a, p) >= 0:
-            return False  # no value group; an F group (`*255`) on the code
-        code = raw[a:p]
-        mbus = p - a > 4 and code.startswith(b"0-") and not code.startswith(b"0:", 2)
-        if mbus and (code[3] != 0x3A or not 0x31 <= code[2] <= 0x39):
-            return False  # channel 1-9 only: the table's line lengths, a type per digit
-        i = find(code)
-        q = raw.find(b")", p + 1, e)
-        if q < 0:
-            return False
-        if i < 0 or mbus:  # unknown codes and M-Bus channels: duplicates by code
-            codes = self._codes
-            if codes is None:
-                codes = self._codes = []
-            if code in codes:
-                return False
-            codes.append(code)
-            if i < 0:
-                return _obis_ok(code) and self._check_groups(raw, p, e)
-        else:
-            seen = self._seen
-            if seen[i >> 3] & (1 << (i & 7)):
-                return False
-            seen[i >> 3] |= 1 << (i & 7)
-        tl = len(code)
-        kind = T[i + tl + 1]
-        if q != e - 1:  # more than one group
-            if kind == 0x6D:  # m: (time stamp)(reading)
-                return self._mbus_line(raw, code, p, q, e, nxt)
-            return False
-        s = p + 1
-        if kind == 0x63 or kind == 0x69:  # c, i: numbers with a unit
-            if s == q:
-                return True  # empty: no reading, no error
-            star = raw.find(b"*", s, q)
-            if star <= s:
-                return False
-            sh = self._shift(T[i + tl + 2], raw, star + 1, q)
-            if sh is None:
-                return False
-            o = self._key(i, tl)
-            o = self._num(raw, s, star, sh, o)
-            if o < 0:
-                return False
-            self.o = o
-            return True
-        if kind == 0x73:  # s: text as sent
-            if raw.find(b"*", s, q) >= 0:
-                return False
-            if T[i + tl + 4] == 0x2D:  # checked, not named
-                return True
-            self.o = self._quoted(raw, s, q, self._key(i, tl))
-            return self.o > 0
-        if kind == 0x6E or kind == 0x79:  # n, y: integers
-            if s == q:
-                return kind == 0x6E  # an empty count is no reading; an empty type: general path
-            if q - s == 13 and raw[q - 1] in b"WS":
-                return False  # shaped like a time stamp: the general path reads it as one
-            if kind == 0x79:
-                return self._type(raw, code, s, q)
-            if not _int_ok(raw, s, q):
-                return False
-            if T[i + tl + 4] != 0x2D:  # named
-                o = self._num(raw, s, q, 0, self._key(i, tl))
+            code = raw[a:p]
+            i = find(code)
+            if i < 0 or T[i + 2] == 0x6E:  # unknown, or an M-Bus channel (`0-n:` in the table)
+                if rare is None:
+                    from p1.bodyrare import line as rare
+                o = rare(self, raw, code, i, p, q, e, pos, o)
                 if o < 0:
-                    return False
-                self.o = o
-            return True
-        if kind == 0x74:  # t: the telegram's time stamp, first in the body (see encode)
-            if s != q:
-                if not _stamp_ok(raw, s, q):
-                    return False
-                self._ts = (s, q)
-            return True
-        return False  # a single-group M-Bus reading (no time stamp): general path
-
-    # ---- M-Bus ---------------------------------------------------------------------
-
-    def _type(self, raw, code, s, q):
-        if q - s > 3 or not _int_ok(raw, s, q) or raw[s] in b"+-":
-            return False
-        t = int(raw[s:q])
-        if t > 254:
-            return False
-        types = self._types
-        if types is None:
-            types = self._types = bytearray(10)
-        types[code[2] - _ZERO] = t if t else 255
-        return True
-
-    def _mbus_line(self, raw, code, p, q, e, nxt):
-        """`0-n:24.2.1(ts)(value*unit)`: gas, heat or water by the channel's device type."""
-        p2 = q + 1
-        if raw[p2] != _OPEN:
-            return False
-        q2 = raw.find(b")", p2 + 1, e)
-        if q2 != e - 1:
-            return False
-        s0 = p + 1
-        if s0 != q and not _stamp_ok(raw, s0, q):
-            return False
-        s = p2 + 1
-        star = raw.find(b"*", s, q2)
-        if star < 0:  # a dead channel sends (00000000): an integer, no reading
-            return _int_ok(raw, s, q2) and raw[s] not in b"+-"
-        if not _num_ok(raw, s, star):
-            return False
-        types = self._types
-        t = types[code[2] - _ZERO] if types is not None else 0
-        spec = self._mbus.get(t)
-        if spec is None:
-            if not t and raw.find(b":24.1.0(", nxt) >= 0:
-                return False  # its device type may come later: the general path looks ahead
-            for t in MBUS_ORDER:
-                sp = self._mbus[t]
-                if self._shift(sp[2], raw, star + 1, q2) is not None:
-                    spec = sp
-                    break
-            if spec is None:
-                return True
-        if self._mdone & spec[3]:
-            return True  # a second channel of the same kind: the first one counts
-        sh = self._shift(spec[2], raw, star + 1, q2)
-        if sh is None:
-            return True
-        o = self._raw(spec[0], self.o)
-        o = self._num(raw, s, star, sh, o)
-        o = self._raw(spec[1], o)
-        if s0 == q:
-            o = self._raw(_NULL, o)
-        else:
-            o = self._write_stamp(raw, s0, q, o)
-        if o < 0:
-            return False
-        self.o = o
-        self._mdone |= spec[3]
-        return True
-
-    # ---- writers -------------------------------------------------------------------
-
-    def _unit(self, letter):
-        u = self._units.get(letter)
-        if u is None:
-            i = unit_line(letter)
-            u = self._units[letter] = [i, UNITS[i + 3 : UNITS.find(b"|", i)], 0]
-        return u
-
-    def _shift(self, letter, raw, s, t):
-        """Decimal shift of the unit spelling raw[s:t] into unit `letter`'s; None if foreign.
-        The spelling last seen is remembered: a meter writes its units the same way."""
-        u = self._unit(letter)
-        last = u[1]
-        if t - s == len(last) and raw.startswith(last, s):
-            return u[2]
-        written = raw[s:t]
-        sh = shift(u[0], written)
-        if sh is not None:
-            u[1] = written
-            u[2] = sh
-        return sh
-
-    def _raw(self, b, o):
-        if o < 0 or o + len(b) > len(self.buf):
-            return -1
-        self.buf[o : o + len(b)] = b
-        return o + len(b)
-
-    def _key(self, i, tl):
-        """`, "name": ` of the table line at `i` (code length `tl`)."""
-        s = i + tl + 4
-        e = T.find(b"\n", s)
-        o = self.o
-        if o + e - s + 6 > len(self.buf):
-            return -1
-        buf = self.buf
-        buf[o] = 0x2C  # ,
-        buf[o + 1] = 0x20
-        buf[o + 2] = _QUOTE
-        o += 3
-        buf[o : o + e - s] = self._tmv[s:e]
-        o += e - s
-        buf[o] = _QUOTE
-        buf[o + 1] = 0x3A  # :
-        buf[o + 2] = 0x20
-        return o + 3
+                    return None
+                continue
+            b = 1 << ((i >> 4) & 7)
+            if seen[i >> 7] & b:
+                return None  # a duplicate
+            seen[i >> 7] |= b
+            i += p - a  # the table line goes on with ` <kind><unit> <name>`
+            kind = T[i + 1]
+            s = p + 1
+            if q != e - 1:
+                return None  # more than one group
+            if kind == 0x74:  # t: the telegram's time stamp, written first (below)
+                if s != q:
+                    ts = s
+                    tq = q
+                continue
+            # `, "name": `, then the value; the body grows by both only for a value.
+            v = T.find(b"\n", i + 4)
+            w = o + v - i + 2
+            if w > size:
+                return None
+            buf[o : o + 3] = b', "'
+            buf[o + 3 : w - 3] = tmv[i + 4 : v]
+            buf[w - 3 : w] = b'": '
+            if kind == 0x73:  # s: text as sent
+                if raw.find(b"*", s, q) >= 0:
+                    return None
+                w = self._quoted(raw, s, q, w)
+            elif kind != 0x6E and kind != 0x63 and kind != 0x69:
+                return None  # no other kind outside M-Bus lines
+            elif s == q:
+                continue  # an empty number or count: no reading, no error
+            elif kind == 0x6E:  # n: an integer
+                if q - s == 13 and raw[q - 1] in b"WS" or raw.find(b".", s, q) >= 0:
+                    return None  # shaped like a time stamp (the general path reads it as one)
+                w = self._num(raw, s, q, 0, w)
+            else:  # c, i: a number with a unit
+                star = raw.find(b"*", s, q)
+                if star <= s:
+                    return None
+                # The unit's decimal shift; the spelling last seen is remembered for
+                # each unit: a meter writes its units the same way every time.
+                u = units.get(T[i + 2])
+                if u is not None and q - star - 1 == len(u[0]) and raw.startswith(u[0], star + 1):
+                    sh = u[1]
+                else:
+                    u = raw[star + 1 : q]
+                    sh = shift(unit_line(T[i + 2]), u)
+                    if sh is None:
+                        return None  # a foreign unit
+                    units[T[i + 2]] = (u, sh)
+                w = self._num(raw, s, star, sh, w)
+            if w < 0:
+                return None
+            o = w
+        if o >= size:
+            return None
+        tl = 4 if ts < 0 else 21 if tq - ts == 12 else 21 + len(self._off[raw[tq - 1] == 0x53])
+        cut = 25 + tl + m
+        start = k - cut
+        buf[k - m : k] = buf[:m]  # the meter, into place
+        buf[start : start + 14] = b'{"timestamp": '
+        if ts < 0:
+            buf[start + 14 : start + 18] = b"null"
+        elif self._stamp(raw, ts, tq, start + 14) < 0:
+            return None
+        buf[k - m - 11 : k - m] = b', "meter": '
+        buf[o] = 0x7D  # }
+        self._mb = None  # the M-Bus state: its codes and types, freed between telegrams
+        return bytes(memoryview(buf)[start : o + 1]), cut
 
     def _num(self, raw, s, t, sh, o):
-        """Write the number raw[s:t] with its decimal point moved `sh` places left,
-        exactly as `str(Num)` does; -1 if it is not `[-+]digits[.digits]`."""
-        if o < 0:
-            return -1
-        dg = self._digits
-        neg = False
-        if s < t and (raw[s] == 0x2D or raw[s] == 0x2B):
-            neg = raw[s] == 0x2D
+        """Write the number raw[s:t] (`[-+]digits[.digits]`) at `o` with its decimal point
+        moved `sh` places left, exactly as `str(Num)` does; the end, or -1 if malformed
+        or out of room."""
+        neg = s < t and raw[s] == 0x2D
+        if s < t and (neg or raw[s] == 0x2B):
             s += 1
-        nd = 0
-        dot = -1
+        nd = 0  # digits
+        dot = -1  # digits before the point
+        zeros = 0  # leading zeros
         for j in range(s, t):
             c = raw[j]
             if _ZERO <= c <= _NINE:
-                if nd == _MAX_DIGITS:
-                    return -1
-                dg[nd] = c
+                if c == _ZERO and zeros == nd:
+                    zeros += 1
                 nd += 1
-            elif c == 0x2E and dot < 0:
+            elif c == _DOT and dot < 0:
                 dot = nd
             else:
                 return -1
         if not nd or dot == nd:
             return -1
-        dec = (nd - dot if dot >= 0 else 0) + sh
-        zeros = 0
+        dec = (nd - dot if dot >= 0 else 0) + sh  # decimals of the result
+        total = nd  # its digits, leading zeros included: raw's, then zeros for dec < 0
         if dec < 0:
-            zeros = -dec
+            total -= dec
             dec = 0
-        k = 0
-        while k < nd and dg[k] == _ZERO:
-            k += 1
-        sig = nd + zeros - k if k < nd else 0  # significant digits
+        if zeros == nd:  # the value 0: the zeros a shift adds lead too
+            zeros = total
+        point = total - dec  # the point goes before digit `point` (when dec)
+        first = point - 1 if zeros >= point else zeros  # the first digit written
         buf = self.buf
-        if o + sig + dec + 3 > len(buf):
+        if o + total - first + 2 > len(buf):
             return -1
-        if neg and k < nd:
+        if neg and zeros < nd:
             buf[o] = 0x2D
             o += 1
-        if not sig and not dec:  # the value 0 without decimals
-            buf[o] = _ZERO
-            return o + 1
-        if sig <= dec:  # 0.0ddd
-            buf[o] = _ZERO
-            buf[o + 1] = 0x2E
-            o += 2
-            for _ in range(dec - sig):
-                buf[o] = _ZERO
+        j = s + first if first > 0 else s  # raw's digit `first`: after the point if that was skipped
+        if 0 <= dot < first:
+            j += 1
+        for d in range(first, total):
+            if d == point:
+                buf[o] = _DOT
                 o += 1
-            lead = -1
-        else:
-            lead = sig - dec
-        for j in range(k, nd + zeros):
-            if lead == 0:
-                buf[o] = 0x2E
-                o += 1
-            buf[o] = dg[j] if j < nd else _ZERO
+            c = _ZERO  # before raw's digits (0.00ddd) and after them (MWh -> kWh)
+            if 0 <= d < nd:
+                c = raw[j]
+                if c == _DOT:
+                    j += 1
+                    c = raw[j]
+                j += 1
+            buf[o] = c
             o += 1
-            lead -= 1
         return o
 
     def _quoted(self, raw, s, t, o):
-        """Write raw[s:t] as a JSON string (bytes >= 0x80 are latin-1, as CPython escapes them)."""
+        """Write raw[s:t] at `o` as a JSON string, as CPython's json writes the latin-1
+        text (`\\u00e9` for bytes >= 0x80); the end, or -1 if it might not fit."""
         buf = self.buf
-        if o < 0 or o + 6 * (t - s) + 2 > len(buf):
+        if o + 6 * (t - s) + 2 > len(buf):
             return -1
         buf[o] = _QUOTE
         o += 1
@@ -396,184 +256,61 @@ class Encoder:
                 buf[o] = c
                 o += 1
                 continue
-            e = _ESC.find(bytes((c,)))
-            if e >= 0:
-                buf[o] = _BSLASH
-                buf[o + 1] = _ESC_AS[e]
-                o += 2
-            else:
-                self.buf[o : o + 4] = b"\\u00"
-                buf[o + 4] = _HEX[c >> 4]
-                buf[o + 5] = _HEX[c & 15]
+            esc = b'""\\\\\nn\rr\tt\bb\ff'  # pairs: a byte, the letter after its backslash
+            x = esc.find(bytes((c,)))
+            if x < 0:
+                buf[o : o + 6] = b"\\u%04x" % c
                 o += 6
+            else:
+                buf[o] = _BSLASH
+                buf[o + 1] = esc[x + 1]
+                o += 2
         buf[o] = _QUOTE
         return o + 1
 
-    def _write_stamp(self, raw, s, t, o):
-        """Write the stamp raw[s:t] as ISO 8601 text, as `p1.values.stamp`; -1 if invalid."""
-        if o < 0 or o + 32 > len(self.buf) or not _stamp_ok(raw, s, t):
+    def _stamp(self, raw, s, t, o):
+        """Write the time stamp raw[s:t] (`YYMMDDhhmmss`, then W, S or nothing) at `o` as
+        ISO 8601 text, as `p1.values.stamp` does; the end, or -1 if it is not a valid
+        stamp or out of room."""
+        if t - s == 12:
+            off = b""
+        elif t - s == 13 and raw[t - 1] in b"WS":
+            off = self._off[raw[t - 1] == 0x53]
+        else:
             return -1
         buf = self.buf
+        if o + 21 + len(off) > len(buf):
+            return -1
         buf[o] = _QUOTE
-        yy = _two(raw, s)
-        cent = b"19" if yy >= 69 else b"20"
-        buf[o + 1] = cent[0]
-        buf[o + 2] = cent[1]
-        o += 3
-        j = s
-        for sepc in b"\x00-\x00-\x00T\x00:\x00:\x00":
-            if sepc:
-                buf[o] = sepc
+        o += 3  # the century comes with the year
+        top = b"99-12-31T23:59:59"  # each field's largest value, the separator before it
+        for f in range(0, 18, 3):  # YY MM DD hh mm ss
+            hi = raw[s]
+            lo = raw[s + 1]
+            s += 2
+            v = (hi - _ZERO) * 10 + lo - _ZERO
+            if not (_ZERO <= hi <= _NINE and _ZERO <= lo <= _NINE) or v > (top[f] - _ZERO) * 10 + top[f + 1] - _ZERO:
+                return -1
+            if f:
+                if not v and f < 9:
+                    return -1  # month and day count from 1
+                buf[o] = top[f - 1]
                 o += 1
-            else:
-                buf[o] = raw[j]
-                buf[o + 1] = raw[j + 1]
-                o += 2
-                j += 2
-        if t - s == 13:
-            off = self.off_s if raw[t - 1] == 0x53 else self.off_w
-            self.buf[o : o + len(off)] = off
-            o += len(off)
+            else:  # as POSIX: 69-99 are 19xx
+                buf[o - 2] = 0x31 if v >= 69 else 0x32
+                buf[o - 1] = 0x39 if v >= 69 else 0x30
+            buf[o] = hi
+            buf[o + 1] = lo
+            o += 2
+        buf[o : o + len(off)] = off
+        o += len(off)
         buf[o] = _QUOTE
         return o + 1
 
-    def _check_groups(self, raw, p, e):
-        """An unknown object's groups `(..)(..)`: well formed, numbers and stamps valid."""
-        while p < e:
-            if raw[p] != _OPEN:
-                return False
-            q = raw.find(b")", p + 1, e)
-            if q < 0:
-                return False
-            s = p + 1
-            star = raw.find(b"*", s, q)
-            if star >= 0:
-                if not _num_ok(raw, s, star):
-                    return False
-            elif q - s == 13 and raw[q - 1] in b"WS" and _digits_ok(raw, s, s + 12):
-                if not _stamp_ok(raw, s, q):
-                    return False
-            p = q + 1
-        return True
 
+def __getattr__(name):
+    """`items`, `cut_of` and `text_value` live in `p1.bodyread` now: a name not found
+    here is looked up there (for importers not yet changed)."""
+    import p1.bodyread
 
-def offset_text(minutes):
-    """UTC offset in minutes -> '+02:00' (as p1.values writes it)."""
-    m = -minutes if minutes < 0 else minutes
-    return "%s%02d:%02d" % ("-" if minutes < 0 else "+", m // 60, m % 60)
-
-
-def cut_of(body):
-    """Where the meter value ends in a body (the `cut` of `Encoder.encode`)."""
-    i = body.find(b'"meter": ') + 9
-    if body[i] != _QUOTE:  # null
-        j = body.find(b",", i)
-        return j if j > 0 else len(body) - 1
-    i += 1
-    while body[i] != _QUOTE:
-        i += 2 if body[i] == _BSLASH else 1
-    return i + 1
-
-
-def text_value(v):
-    """A value text of `items()` -> str for a JSON string (unescaped), None for null,
-    else the number text itself (exact digits)."""
-    if v == "null":
-        return None
-    if v[:1] != '"':
-        return v
-    if "\\" not in v:
-        return v[1:-1]
-    import json
-
-    return json.loads(v)  # a string literal: exact
-
-
-def _stamp_ok(raw, s, t):
-    """raw[s:t] is `YYMMDDhhmmss[WS]` with a valid month, day, hour, minute, second."""
-    n = t - s
-    if not (n == 12 or (n == 13 and raw[t - 1] in b"WS")) or not _digits_ok(raw, s, s + 12):
-        return False
-    return 1 <= _two(raw, s + 2) <= 12 and 1 <= _two(raw, s + 4) <= 31 and _two(raw, s + 6) <= 23 and (
-        _two(raw, s + 8) <= 59 and _two(raw, s + 10) <= 59
-    )
-
-
-def _two(raw, j):
-    return (raw[j] - _ZERO) * 10 + raw[j + 1] - _ZERO
-
-
-def _digits_ok(raw, s, t):
-    for j in range(s, t):
-        c = raw[j]
-        if not _ZERO <= c <= _NINE:
-            return False
-    return True
-
-
-def _int_ok(raw, s, t):
-    """`[-+]digits`, as `fixed()` takes an integer."""
-    if s < t and raw[s] in b"+-":
-        s += 1
-    return s < t and _digits_ok(raw, s, t)
-
-
-def _num_ok(raw, s, t):
-    """`[-+]digits[.digits]`, as `fixed()` takes it."""
-    if s < t and raw[s] in b"+-":
-        s += 1
-    d = raw.find(b".", s, t)
-    if d < 0:
-        return s < t and _digits_ok(raw, s, t)
-    return d + 1 < t and _digits_ok(raw, s, d) and _digits_ok(raw, d + 1, t)
-
-
-def _obis_ok(code):
-    """A-B:C.D.E with decimal groups (bytes)."""
-    d = code.find(b"-")
-    c = code.find(b":")
-    if d <= 0 or c <= d + 1:
-        return False
-    parts = 0
-    s = c + 1
-    while True:
-        j = code.find(b".", s)
-        end = len(code) if j < 0 else j
-        if end == s or not _digits_ok(code, s, end):
-            return False
-        parts += 1
-        if j < 0:
-            break
-        s = j + 1
-    return parts == 3 and _digits_ok(code, 0, d) and _digits_ok(code, d + 1, c)
-
-
-def items(body):
-    """Yield `(name, value text)` of every reading in a body (value text as in the JSON:
-    `896.020`, `"LGF5E360"`, `null`). Bodies are ours: `", "` and `": "` separate."""
-    n = len(body)
-    i = 1
-    while i < n - 1:
-        if body[i] != _QUOTE:
-            i += 1
-            continue
-        k = body.find(b'"', i + 1)
-        name = bytes(body[i + 1 : k]).decode()
-        v = k + 3
-        if body[v] == _QUOTE:
-            j = v + 1
-            while True:
-                c = body[j]
-                if c == _BSLASH:
-                    j += 2
-                elif c == _QUOTE:
-                    break
-                else:
-                    j += 1
-            e = j + 1
-        else:
-            e = body.find(b",", v)
-            if e < 0:
-                e = n - 1
-        yield name, bytes(body[v:e]).decode()
-        i = e + 2
+    return getattr(p1.bodyread, name)

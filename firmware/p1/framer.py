@@ -2,12 +2,12 @@
 
 Strategy: three states. HUNT skips bytes until `/`. BODY copies whole runs of
 bytes up to `!` into one preallocated buffer with a single slice assignment
-per chunk and continues the CRC over each run, so a trickle of single bytes
-and a whole file cost the same per byte and nothing is allocated per byte.
-TRAIL takes the few bytes after `!` (0-4 hex digits, CR) up to LF and judges
-the CRC. A `/` inside BODY means the meter started over: the cut telegram is
-dropped and counted, and the new one is framed. A telegram longer than the
-buffer is dropped and counted; the heap never grows.
+per chunk, so a trickle of single bytes and a whole file cost the same per
+byte and nothing is allocated per byte. TRAIL takes the few bytes after `!`
+(0-4 hex digits, CR) up to LF and judges the CRC, computed over the buffer
+in one call. A `/` inside BODY means the meter started over: the cut
+telegram is dropped and counted, and the new one is framed. A telegram
+longer than the buffer is dropped and counted; the heap never grows.
 
 Framing is by bytes only, never by timing: Landis+Gyr E360 meters pause
 inside a telegram, and readers that end a frame on a read timeout get CRC
@@ -17,7 +17,7 @@ Use: `feed(data)`, then call `next_frame()` until it returns None. The
 returned memoryview points into the buffer and is valid until the next call.
 """
 
-from p1.crc import update
+from p1.crc import crc16
 
 try:
     from micropython import const
@@ -32,8 +32,6 @@ _BODY = const(1)
 _TRAIL = const(2)
 _SLASH = const(0x2F)
 _LF = const(0x0A)
-_CR = const(0x0D)
-_CRC_SLASH = update(0, b"/")
 
 
 class Framer:
@@ -44,10 +42,8 @@ class Framer:
     def __init__(self, size=3072):
         self.size = size
         self._buf = bytearray(size)
-        self._mv = memoryview(self._buf)
         self._n = 0
         self._state = _HUNT
-        self._crc = 0
         self._trail = 0  # buffer index just after `!`
         self._data = b""
         self._view = memoryview(self._data)
@@ -63,14 +59,15 @@ class Framer:
         }
 
     def feed(self, data):
-        """Queue bytes for `next_frame()`; the caller keeps ownership, no copy.
+        """Queue bytes for `next_frame()`; the caller keeps ownership (bytes are not
+        copied; a memoryview is, since framing needs `find()`).
 
         Raises ValueError if the previous data has not been drained yet.
         """
         if self._pos < len(self._data):
             raise ValueError("feed() before next_frame() returned None")
         if isinstance(data, memoryview):
-            data = bytes(data)  # needs .find()
+            data = bytes(data)
         self._data = data
         self._view = memoryview(data)  # slices of it copy nothing
         self._pos = 0
@@ -91,7 +88,6 @@ class Framer:
                 self.counters["skipped_bytes"] += i - pos
                 self._buf[0] = _SLASH
                 self._n = 1
-                self._crc = _CRC_SLASH
                 self._state = _BODY
                 pos = i + 1
             elif state == _BODY:
@@ -110,8 +106,7 @@ class Framer:
                     self._state = _HUNT
                     pos = stop
                     continue
-                self._mv[n:m] = self._view[pos:stop]
-                self._crc = update(self._crc, self._mv[n:m])
+                self._buf[n:m] = self._view[pos:stop]
                 self._n = m
                 pos = stop
                 if j >= 0:
@@ -147,10 +142,11 @@ class Framer:
 
     def _finish(self):
         self._state = _HUNT
+        buf = self._buf
         n = self._n
         t = self._trail
         e = n
-        while e > t and self._buf[e - 1] in (_LF, _CR):
+        while e > t and buf[e - 1] in b"\r\n":
             e -= 1
         c = self.counters
         c["telegrams"] += 1
@@ -158,26 +154,9 @@ class Framer:
             self.crc = "none"
             c["no_crc"] += 1
         else:
-            self.crc = "ok" if _hex(self._buf, t, e) == self._crc else "bad"
-            if self.crc == "bad":
+            h = bytes(buf[t:e])  # 1-4 hex digits
+            ok = e - t <= 4 and not h.strip(b"0123456789ABCDEFabcdef") and int(h, 16) == crc16(memoryview(buf)[:t])
+            self.crc = "ok" if ok else "bad"
+            if not ok:
                 c["crc_errors"] += 1
-        return self._mv[:n]
-
-
-def _hex(buf, start, end):
-    """Value of 1-4 hex digits in buf[start:end], or -1 if anything else."""
-    if end - start > 4:
-        return -1
-    v = 0
-    for i in range(start, end):
-        b = buf[i]
-        if 0x30 <= b <= 0x39:
-            d = b - 0x30
-        elif 0x41 <= b <= 0x46:
-            d = b - 0x37
-        elif 0x61 <= b <= 0x66:
-            d = b - 0x57
-        else:
-            return -1
-        v = (v << 4) | d
-    return v
+        return memoryview(buf)[:n]

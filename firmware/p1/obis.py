@@ -109,32 +109,29 @@ UNITS = (
     b"\n"
 )
 
+
 def find(code):
     """Index in T of the line of `code` (bytes: `1-0:1.8.0`, M-Bus `0-1:...`), or -1.
 
     The line's kind letter is at `i + len(code) + 1` (for M-Bus codes of
     channels 1-9 too). Allocates nothing but an M-Bus code's suffix.
     """
-    n = len(code)
-    if n > 4 and code.startswith(b"0-") and not code.startswith(b"0:", 2):  # M-Bus channel
+    mbus = len(code) > 4 and code.startswith(b"0-") and not code.startswith(b"0:", 2)
+    if mbus:  # any channel: look up `:C.D.E` on the `0-n:` lines
         c = code.find(b":")
         if c < 0:
             return -1
-        i = 0
-        while True:
-            i = T.find(code[c:], i + 1)
-            if i < 0:
-                return -1
-            if T.startswith(b"\n0-n", i - 4) and T.startswith(b" ", i + n - c):
-                return i - 3
+        code = code[c:]
     i = 0
     while True:
-        i = T.find(code, i)
+        i = T.find(code, i + 1)
         if i < 0:
             return -1
-        if T[i - 1] == 0x0A and T.startswith(b" ", i + n):
-            return i
-        i += 1
+        if T.startswith(b" ", i + len(code)):  # the whole code field of a line
+            if mbus and T.startswith(b"\n0-n", i - 4):
+                return i - 3
+            if not mbus and T[i - 1] == 0x0A:
+                return i
 
 
 def unit_line(letter):
