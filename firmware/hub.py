@@ -30,7 +30,7 @@ class Sample:
     `body` is the one JSON text of the reading that MQTT, SSE and HTTP all send
     (`{"timestamp": ..., "meter": ..., "energy_import_kwh": 896.020, ...}`,
     exact digits, see p1.body); `body[:cut]` ends with the meter value, where
-    HTTP adds `"age_s"`. `p1.body.items(body)` walks its names and values.
+    HTTP adds `"age_s"`. `p1.bodyread.items(body)` walks its names and values.
     """
 
     def __init__(self, seq, body, cut, raw, ticks):

@@ -20,7 +20,7 @@ import asyncio
 import log
 from aio import sleep_ms
 from mem import loaded, unload_new
-from p1.body import Encoder, cut_of
+from p1.body import Encoder
 from p1.framer import Framer
 
 try:
@@ -34,7 +34,7 @@ except ImportError:  # CPython
 _READ = const(512)  # bytes per read from the source
 _BACKOFF_MIN_MS = const(500)
 _BACKOFF_MAX_MS = const(30000)
-_GENERAL = ("p1.parse", "p1.readings", "p1.values", "p1.jsonout", "p1.table")
+_GENERAL = ("p1.parse", "p1.readings", "p1.values", "p1.jsonout", "p1.table", "p1.bodyread")
 
 
 class Pipeline:
@@ -115,6 +115,7 @@ class Pipeline:
         self.general += 1
         before = loaded(*_GENERAL)
         try:
+            from p1.bodyread import cut_of
             from p1.jsonout import dumps
             from p1.parse import parse
             from p1.readings import readings

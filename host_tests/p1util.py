@@ -42,7 +42,8 @@ def frames(data: bytes, chunks: list[int] | None = None, size: int = 3072, end: 
 
 def body_of(data: bytes, std_offset: int = 120) -> tuple[bytes, int]:
     """(JSON body, cut) of the one telegram in `data`, as the meter pipeline makes it."""
-    from p1.body import Encoder, cut_of
+    from p1.body import Encoder
+    from p1.bodyread import cut_of
     from p1.jsonout import dumps
     from p1.parse import parse
     from p1.readings import readings

@@ -269,7 +269,7 @@ async def main():
             break
         await asyncio.sleep_ms(5)
     t.cancel()
-    from p1.body import items
+    from p1.bodyread import items
     r = dict(items(hub.sample.body))
     result({{"seq": hub.seq, "accepted": p.accepted, "crc_bad": p.rejected_crc, "dr": machine._levels.get(4),
              "source": p.source, "state": p.source_state, "energy": str(r.get("energy_import_t1_kwh"))}})

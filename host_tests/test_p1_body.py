@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from conftest import MP_TESTS_DIR, describe
 from p1util import recorded
-from p1.body import Encoder, items
+from p1.body import Encoder
+from p1.bodyread import items
 from p1.jsonout import dumps
 from p1.obis import UNITS
 from p1.parse import parse

@@ -9,7 +9,8 @@ import sys
 from hub import Hub, Sample
 from net import ha, mqtt, mqtt_rare
 from net.mqtt_client import MqttService, Outbox
-from p1.body import Encoder, items
+from p1.body import Encoder
+from p1.bodyread import items
 from p1.framer import Framer
 from p1.jsonout import dumps
 from p1.parse import parse

@@ -18,7 +18,7 @@ from app import App
 from board import Board
 from hub import Hub
 from meter import Pipeline
-from p1.body import items
+from p1.bodyread import items
 from web import api
 
 failures = []
