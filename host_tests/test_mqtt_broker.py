@@ -542,7 +542,7 @@ class StubbornBroker:
             self.conns.append(got)
             try:
                 while True:
-                    first, body = await mqtt.read_packet(reader, 60000)
+                    first, body = await mqtt.read_packet(reader)
                     got.append(Pkt(first, body))
                     if first >> 4 == CONNECT:
                         writer.write(self.connack)
