@@ -120,10 +120,11 @@ def configs(body, device_id, base, prefix, sw_version):
             )
 
 
-async def announce(svc, body):
-    """A discovery round of MqttService `svc` for the readings of a JSON body:
-    one retained config per reading, QoS 0. The names count as announced from
-    the start: one that appears meanwhile calls for another round."""
+async def announce(svc):
+    """A discovery round of MqttService `svc` for the readings of the hub's latest
+    sample: one retained config per reading, QoS 0. The names count as announced
+    from the start: one that appears meanwhile calls for another round."""
+    body = svc.hub.sample.body
     # 4 bytes per name: MqttService.offer() looks for a new name's CRC in them
     svc._announced = b"".join([(crc32(n.encode()) & 0x3FFFFFFF).to_bytes(4, "little") for n, _ in items(body)])
     for topic, payload in configs(body, svc.device_id, svc.base, svc.cfg["discovery_prefix"], svc.version):

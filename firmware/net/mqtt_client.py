@@ -403,12 +403,14 @@ class MqttService:
                     ):  # nothing sent, or nothing heard, for half the keepalive
                         ping = n[_TX] = now
                         w.write(b"\xc0\x00")  # PINGREQ
-                    self._pump(True)  # (no local keeps a message: its payload is a reading's body)
+                    # No local (nor a stack slot of this long-lived frame) may keep a message
+                    # or a sample: a reading's body is ~1 KB that would stay alive.
+                    self._pump(True)
                     # Discovery once a backlog on flash has been sent: the two jobs' code
                     # (net.ha, net.spool) would otherwise be in RAM at the same time.
                     if self._discover and self.hub.sample is not None and ob.spool is None:
                         self._discover = False  # a new name from now on calls for another round
-                        await self._rare("net.ha", "announce", self.hub.sample.body)
+                        await self._rare("net.ha", "announce")  # (it takes the body: no stale ref here)
                         n[_DISC] += 1
                     if getattr(w, "out_buf", None):  # what MicroPython's stream could not write at once
                         await mqtt.write(w, b"", self.write_timeout_ms)  # then at once round again
