@@ -87,7 +87,7 @@ def test_encoders_match_paho():
     assert publish("t", "é", 0) == b"\x30\x05\x00\x01t\xc3\xa9"
     assert mqtt_rare.subscribe_packet(1, [("x/#", 0)]) == b"\x82\x08\x00\x01\x00\x03x/#\x00"
     b = bytearray(b"x")
-    mqtt.field(b, "é" * 200)
+    mqtt_rare.field(b, "é" * 200)
     assert b[:3] == b"x\x01\x90" and len(b) == 403  # the UTF-8 length, big-endian
 
 
@@ -156,7 +156,7 @@ def test_read_packet_over_a_socket_whole():
     async def main():
         reader, writer = await _streams()
         await mqtt.write(writer, b"".join(PACKETS))
-        got = [await mqtt.read_packet(reader, MINUTE, MINUTE, max_size=32768) for _ in PACKETS]
+        got = [await mqtt.read_packet(reader, max_size=32768) for _ in PACKETS]
         writer.close()
         return got
 
@@ -175,12 +175,12 @@ def test_read_packet_one_byte_at_a_time():
 
         async def read_all():
             for _ in PACKETS:
-                got.append(await mqtt.read_packet(reader, MINUTE, MINUTE, max_size=32768))
+                got.append(await mqtt.read_packet(reader, max_size=32768))
 
         task = asyncio.create_task(read_all())
 
         async def until_waiting():
-            for _ in range(1000):  # a few loop turns: wait_for's own task, readexactly
+            for _ in range(1000):  # a few loop turns: readexactly
                 if reader._waiter is not None or task.done():
                     return
                 await asyncio.sleep(0)
@@ -201,35 +201,65 @@ def test_read_packet_one_byte_at_a_time():
     assert rebuild(asyncio.run(main())) == PACKETS
 
 
-def test_read_packet_deadlines_eof_and_size_limit():
+def test_read_packet_eof_size_limit_and_deadlines_from_wait_ms():
+    """read_packet has no deadline of its own (the session loop declares a silent broker
+    dead); a reply that must come in time is read under wait_ms()."""
+
     async def main():
         reader, writer = await _streams()
         with pytest.raises(OSError, match="timeout"):
-            await mqtt.read_packet(reader, 50)  # nothing at all
+            await mqtt.wait_ms(mqtt.read_packet(reader), 50)  # nothing at all
         writer.write(b"\x30\x05\x00")  # a PUBLISH's type, length and one byte, then silence
         await writer.drain()
         with pytest.raises(OSError, match="timeout"):
-            await mqtt.read_packet(reader, MINUTE, 50)
+            await mqtt.wait_ms(mqtt.read_packet(reader), 50)
         reader, writer = await _streams()
         writer.write(b"\x30\x85")  # a length byte saying "more", then silence
         await writer.drain()
         with pytest.raises(OSError, match="timeout"):
-            await mqtt.read_packet(reader, MINUTE, 50)
+            await mqtt.wait_ms(mqtt.read_packet(reader), 50)
         reader, writer = await _streams()
         writer.write(publish("t", b"x" * 100))
         await writer.drain()
         with pytest.raises(OSError, match="too large"):
-            await mqtt.read_packet(reader, MINUTE, MINUTE, max_size=50)
+            await mqtt.read_packet(reader, max_size=50)
         reader, writer = await _streams()
         writer.write(b"\x30\xff\xff\xff\xff\x01")  # a remaining length of 5 bytes
         await writer.drain()
         with pytest.raises(OSError, match="remaining length"):
-            await mqtt.read_packet(reader, MINUTE, MINUTE)
+            await mqtt.read_packet(reader)
         reader, writer = await _streams()
         writer.write(b"\x30\x05\x00")
         writer.close()
         with pytest.raises(OSError, match="closed"):
-            await mqtt.read_packet(reader, MINUTE, MINUTE)
+            await mqtt.read_packet(reader)
+        # wait_ms hands over the result or the error, and cancels what ran out of time
+        assert await mqtt.wait_ms(asyncio.sleep(0, "done"), MINUTE) == "done"
+        reader, writer = await _streams()
+        writer.write(b"\xd0\x00\x40\x02\x00\x07")  # PINGRESP, PUBACK 7
+        await writer.drain()
+        assert await mqtt.wait_ms(mqtt.read_packet(reader), MINUTE) == (0xD0, b"")
+        with pytest.raises(OSError, match="too large"):
+            await mqtt.wait_ms(mqtt.read_packet(reader, max_size=1), MINUTE)
+        ended = []
+
+        async def slow():
+            try:
+                await asyncio.sleep(60)
+            finally:
+                ended.append(True)
+
+        with pytest.raises(OSError, match="timeout"):
+            await mqtt.wait_ms(slow(), 20)
+        await asyncio.sleep(0)
+        assert ended == [True]  # cancelled, not left running
+        waiting = asyncio.ensure_future(mqtt.wait_ms(slow(), MINUTE))
+        await asyncio.sleep(0.01)
+        waiting.cancel()  # the waiter cancelled: so is what it waits for
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.sleep(0)
+        assert ended == [True, True]
 
     asyncio.run(main())
 
@@ -245,7 +275,7 @@ def test_outbox_ring_drops_the_oldest_and_counts_them():
     assert ob.take(now=20) is None  # window full
     assert len(ob.ring) + len(ob.inflight) == 3
     assert [e[0] for e in ob.inflight] == [1, 2] and ob.inflight[0][2:] == [0, 1, None]  # sent at 0, once
-    assert ob.ack(1)[1] == "2"
+    assert ob.ack(1) == "t"  # its topic
     assert ob.ack(1) is None
     m3, p3 = ob.take(now=30)
     assert (m3[1], p3) == ("4", 3)

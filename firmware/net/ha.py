@@ -8,54 +8,43 @@ only the spelling is mapped where Home Assistant insists on another (m3 -> m³).
 MqttService imports this module for a discovery round and drops it after.
 """
 
-from net.mqtt import publish_head
+from binascii import crc32
+
+from net.mqtt import publish_head, write
 from p1.body import items, text_value
 from p1.jsonout import dumps
 from p1.table import by_name
 
+# Tables as "|key=value|" strings: a dict's short strings would be interned and
+# stay in RAM after this module is dropped; one long string goes with it.
 # Unit -> Home Assistant device class. kvarh -> reactive_energy exists since
 # HA 2025.6 (architecture discussion #724); older versions log a warning for it.
-DEVICE_CLASS = {
-    "kWh": "energy",
-    "Wh": "energy",
-    "GJ": "energy",
-    "kW": "power",
-    "W": "power",
-    "kvar": "reactive_power",
-    "var": "reactive_power",
-    "kvarh": "reactive_energy",
-    "varh": "reactive_energy",
-    "V": "voltage",
-    "A": "current",
-    "m3": "gas",
-}
+_CLASS = (
+    "|kWh=energy|Wh=energy|GJ=energy|kW=power|W=power|kvar=reactive_power|var=reactive_power"
+    "|kvarh=reactive_energy|varh=reactive_energy|V=voltage|A=current|m3=gas|"
+)
+# Meter ident flag (first 3 letters, FLAG Association) -> manufacturer. Swedish
+# Sagemcom S211/T211 send /ELL5.
+_MAKER = (
+    "|LGF=Landis+Gyr|LGZ=Landis+Gyr|ADN=Aidon|ELL=Sagemcom|SAG=Sagemcom|KFM=Kaifa|ISK=Iskra"
+    "|KAM=Kamstrup|EMH=EMH|ESY=EasyMeter|XMX=Xemex|"
+)
+_UNIT_WORDS = "|kwh|kw|kvarh|kvar|v|a|m3|gj|"  # a name's last word that is its unit
 
-# Units that Home Assistant spells differently.
-HA_UNIT = {"m3": "m³"}
 
-# Meter ident flag (first 3 letters, FLAG Association) -> manufacturer.
-MANUFACTURER = {
-    "LGF": "Landis+Gyr",
-    "LGZ": "Landis+Gyr",
-    "ADN": "Aidon",
-    "ELL": "Sagemcom",  # Swedish Sagemcom S211/T211 send /ELL5
-    "SAG": "Sagemcom",
-    "KFM": "Kaifa",
-    "ISK": "Iskra",
-    "KAM": "Kamstrup",
-    "EMH": "EMH",
-    "ESY": "EasyMeter",
-    "XMX": "Xemex",
-}
-
-SKIP = ("meter",)  # in the state, but the device block carries it
-_UNIT_WORDS = ("kwh", "kw", "kvarh", "kvar", "v", "a", "m3", "gj")
+def _get(table, key):
+    """The value of `key` in a "|key=value|" table, or None."""
+    i = table.find("|" + key + "=")
+    if i < 0:
+        return None
+    i += len(key) + 2
+    return table[i : table.find("|", i)]
 
 
 def friendly(name):
     """ "l1_voltage_v" -> "L1 voltage", "energy_import_kwh" -> "Energy import"."""
     words = name.split("_")
-    if len(words) > 1 and words[-1] in _UNIT_WORDS:
+    if len(words) > 1 and "|" + words[-1] + "|" in _UNIT_WORDS:
         words = words[:-1]
     s = " ".join(words)
     if s[:1] == "l" and s[1:2] in "123" and s[1:2]:
@@ -66,7 +55,7 @@ def friendly(name):
 def manufacturer(ident):
     """Manufacturer name from a meter ident like "LGF5E360"; the flag itself if unknown."""
     flag = (ident or "")[:3].upper()
-    return MANUFACTURER.get(flag, flag or "unknown")
+    return _get(_MAKER, flag) or flag or "unknown"
 
 
 def model(ident):
@@ -76,16 +65,6 @@ def model(ident):
         s = s[2:]
     out = "".join(c for c in s if " " < c <= "~")
     return out or (ident or "unknown")
-
-
-def device(device_id, ident, sw_version):
-    return {
-        "identifiers": [device_id],
-        "name": "P1 reader " + device_id,
-        "manufacturer": manufacturer(ident),
-        "model": model(ident),
-        "sw_version": sw_version,
-    }
 
 
 def sensor_config(name, value, device_id, base, dev):
@@ -108,8 +87,8 @@ def sensor_config(name, value, device_id, base, dev):
         cfg["device_class"] = "timestamp"
     elif number:
         if unit:
-            cfg["unit_of_measurement"] = HA_UNIT.get(unit, unit)
-            dc = DEVICE_CLASS.get(unit)
+            cfg["unit_of_measurement"] = "m³" if unit == "m3" else unit  # HA's spelling
+            dc = _get(_CLASS, unit)
             if dc:
                 cfg["device_class"] = dc
         cfg["state_class"] = "total_increasing" if kind == "cum" else "measurement"
@@ -119,10 +98,6 @@ def sensor_config(name, value, device_id, base, dev):
     return cfg
 
 
-def config_topic(prefix, device_id, name):
-    return "%s/sensor/%s/%s/config" % (prefix, device_id, name)
-
-
 def configs(body, device_id, base, prefix, sw_version):
     """Yield (topic, payload str) for every reading in a reading's JSON body."""
     meter = ""
@@ -130,20 +105,28 @@ def configs(body, device_id, base, prefix, sw_version):
         if name == "meter":
             meter = text_value(v) or ""
             break
-    dev = device(device_id, meter, sw_version)
+    dev = {
+        "identifiers": [device_id],
+        "name": "P1 reader " + device_id,
+        "manufacturer": manufacturer(meter),
+        "model": model(meter),
+        "sw_version": sw_version,
+    }
     for name, v in items(body):
-        if name in SKIP:
-            continue
-        cfg = sensor_config(name, v, device_id, base, dev)
-        yield config_topic(prefix, device_id, name), dumps(cfg)
+        if name != "meter":  # in the state, but the device block carries it
+            yield (
+                "%s/sensor/%s/%s/config" % (prefix, device_id, name),
+                dumps(sensor_config(name, v, device_id, base, dev)),
+            )
 
 
-async def announce(svc, body):
-    """A discovery round of MqttService `svc` for the readings of a JSON body:
-    one retained config per reading, QoS 0."""
-    svc._discover = False
+async def announce(svc):
+    """A discovery round of MqttService `svc` for the readings of the hub's latest
+    sample: one retained config per reading, QoS 0. The names count as announced
+    from the start: one that appears meanwhile calls for another round."""
+    body = svc.hub.sample.body
+    # 4 bytes per name: MqttService.offer() looks for a new name's CRC in them
+    svc._announced = b"".join([(crc32(n.encode()) & 0x3FFFFFFF).to_bytes(4, "little") for n, _ in items(body)])
     for topic, payload in configs(body, svc.device_id, svc.base, svc.cfg["discovery_prefix"], svc.version):
         payload = payload.encode()
-        await svc._send(publish_head(topic, len(payload), 0, True), payload)
-    svc._announced = "|" + "".join([name + "|" for name, _ in items(body)])
-    svc._discovery_sent += 1
+        await write(svc._w, publish_head(topic, len(payload), 0, True), svc.write_timeout_ms, payload)

@@ -2,9 +2,9 @@
 
 Strategy: `packet()`, `publish_head()` and `decode()` are pure functions
 (tested under MicroPython without sockets); `read_packet()` and `write()` are
-the only functions that touch a stream and both run under a deadline. Trouble
-is raised, never handled here: `OSError` for the link (timeouts, EOF,
-garbage). What is needed only to log in (CONNECT, CONNACK and its reasons,
+the only functions that touch a stream (`write()` under a deadline, see
+`wait_ms()`). Trouble is raised, never handled here: `OSError` for the link
+(timeouts, EOF, garbage). What is needed only to log in (CONNECT, CONNACK and its reasons,
 SUBSCRIBE, TLS) is in `net.mqtt_rare`, imported for each connection attempt
 and dropped after it. What to do about trouble is the policy layer's job
 (`net.mqtt_client`).
@@ -13,22 +13,17 @@ and dropped after it. What to do about trouble is the policy layer's job
 import asyncio
 
 try:
+    from asyncio import sleep_ms  # MicroPython: a sleep allocates nothing
+except ImportError:  # CPython
+    from aio import sleep_ms
+
+try:
     from micropython import const
 except ImportError:  # CPython
     const = int
 
 _PUBLISH = const(3)
 _MAX_PACKET = const(8192)  # the largest packet we accept from the broker (commands, PUBACK...)
-
-
-def field(buf, s):
-    """Append a string field (2-byte length, then the UTF-8 bytes) to bytearray `buf`.
-    Ours are far below the 64 KB a field can hold: config strings are at most 256 long."""
-    if isinstance(s, str):
-        s = s.encode()
-    buf.append(len(s) >> 8)
-    buf.append(len(s) & 0xFF)
-    buf.extend(s)
 
 
 def packet(first, var, more=0):
@@ -49,8 +44,9 @@ def publish_head(topic, n, qos=0, retain=False, dup=False, pid=0):
     """A PUBLISH packet up to its payload of `n` bytes; the payload follows it on
     the wire as it is (a reading's JSON body is never copied into a packet).
     `qos` is 0 or 1; QoS 1 takes a `pid` 1..65535."""
-    var = bytearray()
-    field(var, topic)
+    t = topic.encode()
+    var = bytearray((len(t) >> 8, len(t) & 0xFF))
+    var.extend(t)
     if qos:
         var.append(pid >> 8)
         var.append(pid & 0xFF)
@@ -90,43 +86,49 @@ def decode(first, body):
 # ---- streams ----------------------------------------------------------------------
 
 
-def wait_ms(aw, ms):
-    """`aw` under a deadline of `ms` milliseconds (asyncio.TimeoutError)."""
-    return asyncio.wait_for(aw, ms / 1000)
+async def _expire(task, ms):
+    await sleep_ms(ms)
+    task.cancel()
 
 
-async def _read(reader, n, ms):
+async def wait_ms(aw, ms):
+    """Await coroutine `aw` for at most `ms` milliseconds; OSError("timeout") after.
+    Like asyncio.wait_for, without loading asyncio.funcs (~0.9 KB): `aw` runs as a
+    task and a second one cancels it when the time is up."""
+    t = asyncio.create_task(aw)
+    k = asyncio.create_task(_expire(t, ms))
     try:
-        data = await wait_ms(reader.readexactly(n), ms)
-    except asyncio.TimeoutError:
-        raise OSError("read timeout")
+        return await t
+    except asyncio.CancelledError:
+        if k.done():  # the time was up
+            raise OSError("timeout")
+        t.cancel()  # we were cancelled: so is `aw`
+        raise
+    finally:
+        k.cancel()
+
+
+async def read_packet(reader, max_size=_MAX_PACKET):
+    """Read one packet -> (first byte, body bytes). Raises OSError on EOF or a packet
+    larger than `max_size`. No deadline of its own: a connection's reader waits as
+    long as the link lives (the session loop declares a silent broker dead); a reply
+    that must come in time is awaited under `wait_ms()`."""
+    try:
+        h = await reader.readexactly(2)  # every packet has a type and a length byte
+        b = h[1]
+        n = b & 0x7F
+        shift = 0
+        while b & 0x80:
+            shift += 7
+            if shift > 21:
+                raise OSError("bad remaining length")
+            b = (await reader.readexactly(1))[0]
+            n |= (b & 0x7F) << shift
+        if n > max_size:
+            raise OSError("packet too large (%d bytes)" % n)
+        return h[0], await reader.readexactly(n)
     except EOFError:  # CPython's IncompleteReadError is one too
         raise OSError("connection closed by broker")
-    if len(data) != n:  # some MicroPython versions return short at EOF
-        raise OSError("connection closed by broker")
-    return data
-
-
-async def read_packet(reader, first_ms, rest_ms=5000, max_size=_MAX_PACKET):
-    """Read one packet -> (first byte, body bytes).
-
-    Waits up to `first_ms` for its first two bytes (an idle link is normal),
-    then up to `rest_ms` for each further read. Raises OSError on a timeout,
-    EOF or a packet larger than `max_size`.
-    """
-    h = await _read(reader, 2, first_ms)  # every packet has a type and a length byte
-    b = h[1]
-    n = b & 0x7F
-    shift = 0
-    while b & 0x80:
-        shift += 7
-        if shift > 21:
-            raise OSError("bad remaining length")
-        b = (await _read(reader, 1, rest_ms))[0]
-        n |= (b & 0x7F) << shift
-    if n > max_size:
-        raise OSError("packet too large (%d bytes)" % n)
-    return h[0], (await _read(reader, n, rest_ms) if n else b"")
 
 
 async def write(writer, data, ms=10000, more=None):
@@ -134,7 +136,4 @@ async def write(writer, data, ms=10000, more=None):
     writer.write(data)
     if more:
         writer.write(more)
-    try:
-        await wait_ms(writer.drain(), ms)
-    except asyncio.TimeoutError:
-        raise OSError("write timeout")
+    await wait_ms(writer.drain(), ms)

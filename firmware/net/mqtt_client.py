@@ -1,19 +1,24 @@
-"""MQTT policy: one supervisor task that keeps the dongle published.
+"""MQTT policy: keeps the dongle published with two tasks per connection.
 
 Strategy (after peterhinch's mqtt_as): `net.mqtt` encodes and decodes and
 raises `OSError`; everything that decides lives here.
 
-- An intake task takes samples from a small hub subscription, applies
-  `interval_s` and puts the reading's messages into the outbox ring (room for
-  `buffer` readings' messages). Full: the oldest message moves to the flash
-  spool (`net.spool`, `spill_kb`, when a spool dir is given), or is dropped
-  and counted without one. It never waits on the network, so the meter task
-  never does either.
-- The supervisor task owns the connection: log in (`net.mqtt_rare`: CONNECT
-  with a retained "offline" Last Will, the subscriptions, then "online"),
-  discovery, a session loop, and reconnects with exponential backoff plus jitter.
-- While connected, a reader task decodes what the broker sends (PUBACK,
-  commands) and wakes the supervisor; only the supervisor writes.
+- Intake: the service is the hub's subscriber for "mqtt" (`put` = `offer`):
+  the hub hands it each sample as it publishes it. `offer()` applies
+  `interval_s`, puts the reading's messages into the outbox ring (room for
+  `buffer` readings' messages; full: the oldest message moves to the flash
+  spool, `net.spool`, when a spool dir is given, or is dropped and counted)
+  and writes what may go now. It never waits: stream writes take the bytes or
+  buffer them, so the meter task never waits on the network either.
+- `run()` owns the connection: log in (`net.mqtt_rare`: CONNECT with a
+  retained "offline" Last Will, the subscriptions, then "online"), then the
+  session loop, which sleeps at most a second between rounds (no Event, no
+  wait_for: it waits on nothing else): keepalive, resends, discovery, draining
+  what MicroPython's stream buffered; on any error it closes and reconnects
+  with exponential backoff plus jitter.
+- The connection's reader task decodes what the broker sends: a PUBACK frees
+  a slot in flight, so it writes the next message; a command is handled by
+  `net.mqtt_rare`; an error ends the session (at the loop's next turn).
 - QoS 1: at most `max_inflight` unacknowledged messages; one not acknowledged
   within `ack_timeout_ms` is sent again with DUP, and everything still in
   flight is sent again (DUP, in order) after a reconnect, before the spool
@@ -21,7 +26,7 @@ raises `OSError`; everything that decides lives here.
 - Keepalive: a PINGREQ when nothing was sent, or nothing heard, for half the
   keepalive; a connection that stays silent for the whole keepalive is dead.
 - RAM: what runs rarely is imported when it is needed and dropped after it
-  (`mem.unload`): logging in and the `set/status` answer (`net.mqtt_rare`), a
+  (`mem.unload`): logging in and the commands (`net.mqtt_rare`), a
   discovery round (`net.ha` with the JSON writer), and the spool (`net.spool`,
   opened when the ring first overflows or an earlier run left spool files,
   closed once everything in it is delivered and its files are gone).
@@ -29,12 +34,14 @@ raises `OSError`; everything that decides lives here.
 
 import asyncio
 import os
+from binascii import crc32
 from random import getrandbits
 
 import log
 from clock import ticks_diff, ticks_ms
 from mem import loaded, unload, unload_new
 from net import mqtt
+from net.mqtt import sleep_ms
 from p1.body import items, text_value
 
 try:
@@ -47,6 +54,18 @@ _PUBACK = const(4)
 _NKEYS = const(19)  # keys of config.DEFAULTS["mqtt"]; fewer: a partial section (tests, tools)
 # What a rare job (net.mqtt_rare, net.ha) may import that nothing on the hot path keeps.
 _RARE = ("net.mqtt_rare", "net.ha", "p1.table", "p1.jsonout", "p1.values")
+# MqttService._n: counters and times (ticks_ms). net.mqtt_rare.command counts in it too.
+_PUB = const(0)  # state messages acknowledged (QoS 1) or written (QoS 0)
+_CONN = const(1)  # connections made
+_SKIP = const(2)  # samples skipped by interval_s
+_CMD = const(3)  # commands (net.mqtt_rare)
+_BAD = const(4)  # bad commands (net.mqtt_rare)
+_DISC = const(5)  # discovery rounds
+_RX = const(6)  # the last packet read
+_TX = const(7)  # the last packet written
+_SINCE = const(8)  # the state changed
+_NAMES = const(9)  # readings in the body offer() last looked at
+_LAST = const(10)  # the last sample offer() took (None: none yet)
 
 
 class Outbox:
@@ -101,15 +120,6 @@ class Outbox:
                 self.spool.append(old[0], old[1], self.qos, old[2])  # counts its own failures
         ring.append(msg)
 
-    def next_pid(self):
-        while True:
-            self._pid = self._pid % 65535 + 1
-            for e in self.inflight:
-                if e[0] == self._pid:
-                    break
-            else:
-                return self._pid
-
     def take(self, now):
         """The next message to send and its pid (0 for QoS 0), or None."""
         qos = self.qos
@@ -129,18 +139,24 @@ class Outbox:
             if pos is not None:
                 self._commit()
             return msg, 0
-        pid = self.next_pid()
+        while True:  # the next packet id not in flight
+            self._pid = pid = self._pid % 65535 + 1
+            for e in self.inflight:
+                if e[0] == pid:
+                    break
+            else:
+                break
         self.inflight.append([pid, msg, now, 1, pos])
         return msg, pid
 
     def ack(self, pid):
-        """Forget in-flight `pid`; the message, or None if it was not in flight."""
+        """Forget in-flight `pid`; its topic, or None if it was not in flight."""
         for e in self.inflight:
             if e[0] == pid:
                 self.inflight.remove(e)
                 if e[4] is not None:
                     self._commit()
-                return e[1]
+                return e[1][0]
         return None
 
     def _commit(self):
@@ -163,7 +179,10 @@ class Outbox:
 
 
 class MqttService:
-    """Publishes the hub's readings to one broker; see the module docstring."""
+    """Publishes the hub's readings to one broker; see the module docstring.
+
+    It is the hub's subscriber "mqtt" itself (`name`, `maxlen`, `dropped`,
+    `len()`, `put()`): nothing waits in the hub for it."""
 
     # Tunables (class attributes: a test or a board may change them).
     connect_timeout_ms = 10000
@@ -174,7 +193,8 @@ class MqttService:
     backoff_max_ms = 60000
     auth_backoff_ms = 30000  # first wait after "not authorized"
     max_inflight = 4  # QoS 1 messages awaiting PUBACK: each holds its ~1 KB payload
-    intake_size = 4  # the intake never waits on the network: it takes each sample at once
+    name = "mqtt"  # as the hub's subscriber
+    maxlen = 1
 
     def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
         c = cfg or {}
@@ -188,7 +208,6 @@ class MqttService:
         self.device_id = device_id
         self.version = version
         self.base = c["base_topic"] or "p1/" + device_id
-        self.client_id = c["client_id"] or "p1-" + device_id
         self.state_topic = self.base + "/state"
         # `buffer` counts readings: each one is a state, plus a message per value
         # with per_value_topics and the telegram with raw_topic.
@@ -202,19 +221,16 @@ class MqttService:
         ob = self.outbox = Outbox(max(c["buffer"], 1) * n, self.max_inflight, spool_dir, c["spill_kb"] * 1024)
         ob.qos = 1 if c["qos"] else 0
         self._state = "disconnected" if c["enabled"] else "disabled"
-        self._since = ticks_ms()
         self._last_error = ""
-        self._published = self._connects = self._skipped = 0
-        self._commands = self._bad_commands = self._discovery_sent = 0
-        # Reading names with a discovery config sent, as one string "|a|b|" (a set
-        # of 30 names is ~2 KB of small objects).
-        self._announced = "|"
-        self._names = 0  # readings in the body offer() last looked at
+        self.dropped = 0  # samples offer() lost to a MemoryError
+        self._n = [0, 0, 0, 0, 0, 0, 0, 0, ticks_ms(), 0, None]  # _PUB .. _LAST
+        # Reading names with a discovery config sent: 4 bytes of CRC each (the names
+        # themselves are ~700 bytes for an E360).
+        self._announced = b""
         self._discover = False  # a discovery round is due
-        self._last_offer = None
-        self._wake = asyncio.Event()
-        self._writer = self._sub = self._intake_task = self._rx_task = None
-        self._stopping = False  # set by stop(): ends the supervisor even if a cancel was lost
+        self._w = None  # the connection's writer while logged in
+        self._err = None  # what ended the connection (from the reader or a write)
+        self._stopping = False  # set by stop(): run() ends
 
     # ---- status -------------------------------------------------------------------
 
@@ -222,6 +238,7 @@ class MqttService:
         c = self.cfg
         ob = self.outbox
         sp = ob.spool
+        n = self._n
         sd, se = ob.spool_dropped, ob.spool_errors
         if sp is not None:
             sd += sp.dropped
@@ -231,99 +248,197 @@ class MqttService:
             "broker": "%s:%d" % (c["host"], c["port"]),
             "tls": c["tls"],
             "user": c["user"],
-            "client_id": self.client_id,
+            "client_id": c["client_id"] or "p1-" + self.device_id,
             "base_topic": self.base,
             "last_error": self._last_error,
             "queued": len(ob.ring) + len(ob.inflight),
             "inflight": len(ob.inflight),
-            "published": self._published,
-            "dropped": ob.dropped + sd + (self._sub.dropped if self._sub is not None else 0),
-            "skipped": self._skipped,
-            "reconnects": max(self._connects - 1, 0),
-            "since_ms": ticks_diff(ticks_ms(), self._since),
-            "discovery_sent": self._discovery_sent,
-            "commands": self._commands,
-            "bad_commands": self._bad_commands,
+            "published": n[_PUB],
+            "dropped": ob.dropped + sd + self.dropped,
+            "skipped": n[_SKIP],
+            "reconnects": max(n[_CONN] - 1, 0),
+            "since_ms": ticks_diff(ticks_ms(), n[_SINCE]),
+            "discovery_sent": n[_DISC],
+            "commands": n[_CMD],
+            "bad_commands": n[_BAD],
             "spooled": len(sp) if sp is not None else 0,
             "spool_bytes": sp.nbytes if sp is not None else 0,
             "spool_dropped": sd,
             "spool_errors": se,
         }
 
-    def _set_state(self, state):
+    def _to(self, state):
         if state != self._state:
             self._state = state
-            self._since = ticks_ms()
+            self._n[_SINCE] = ticks_ms()
 
-    # ---- intake (never waits on the network) --------------------------------------
+    def __len__(self):  # as the hub's subscriber: nothing waits in the hub
+        return 0
+
+    # ---- intake (never waits) -----------------------------------------------------
 
     def offer(self, sample):
-        """Queue the messages of one sample (after `interval_s`); True if queued."""
+        """Queue the messages of one sample (after `interval_s`) and write what may go
+        now; True if queued. The hub calls it (as `put`) for each sample it publishes."""
         c = self.cfg
-        if c["interval_s"] and self._last_offer is not None:
-            if ticks_diff(sample.ticks, self._last_offer) < c["interval_s"] * 1000:
-                self._skipped += 1
-                return False
-        self._last_offer = sample.ticks
-        body = sample.body
-        put = self.outbox.put
-        put((self.state_topic, body, False))  # the one body, shared
-        if c["per_value_topics"]:
-            for name, v in items(body):
-                v = text_value(v)
-                if v is not None:  # a telegram without a time stamp has timestamp null
-                    put((self.base + "/" + name, v.encode(), False))
-        if c["raw_topic"] and sample.raw:
-            put((self.base + "/telegram", sample.raw, False))
-        if c["discovery"] and not self._discover:
-            # A new reading name calls for a discovery round. Reading every name of every
-            # telegram would leave ~8 KB of garbage each time (64-bit): look when the number
-            # of readings changed, and every 64th telegram for a name that replaced another.
-            n = body.count(b'": ')
-            if n != self._names or not sample.seq % 64:
-                self._names = n
-                for name, _ in items(body):
-                    if ("|" + name + "|") not in self._announced and name != "meter":
-                        self._discover = True
-                        break
-        self._wake.set()
-        return True
+        n = self._n
+        try:
+            if c["interval_s"] and n[_LAST] is not None:
+                if ticks_diff(sample.ticks, n[_LAST]) < c["interval_s"] * 1000:
+                    n[_SKIP] += 1
+                    return False
+            n[_LAST] = sample.ticks
+            body = sample.body
+            put = self.outbox.put
+            put((self.state_topic, body, False))  # the one body, shared
+            if c["per_value_topics"]:
+                for name, v in items(body):
+                    v = text_value(v)
+                    if v is not None:  # a telegram without a time stamp has timestamp null
+                        put((self.base + "/" + name, v.encode(), False))
+            if c["raw_topic"] and sample.raw:
+                put((self.base + "/telegram", sample.raw, False))
+            if c["discovery"] and not self._discover:
+                # A new reading name calls for a discovery round. Reading every name of every
+                # telegram would leave ~8 KB of garbage each time (64-bit): look when the number
+                # of readings changed, and every 64th telegram for a name that replaced another.
+                k = body.count(b'": ')
+                if k != n[_NAMES] or not sample.seq % 64:
+                    n[_NAMES] = k
+                    for name, _ in items(body):
+                        crc = (crc32(name.encode()) & 0x3FFFFFFF).to_bytes(4, "little")  # as net.ha.announce
+                        if name != "meter" and crc not in self._announced:
+                            self._discover = True
+                            break
+            self._pump()
+            return True
+        except MemoryError:  # this reading is lost, the service is not
+            self.dropped += 1
+            log.oom("mqtt")
+        except Exception as e:  # noqa: BLE001 - the hub's publish must go on
+            log.exc(e, "mqtt")
+        return False
 
-    async def _intake(self, sub):
-        while True:
-            s = await sub.get()
-            try:
-                self.offer(s)
-            except MemoryError:  # this reading is lost, the service is not
-                self.outbox.dropped += 1
-                log.oom("mqtt intake")
-            except Exception as e:  # noqa: BLE001
-                log.exc(e, "mqtt intake")
+    put = offer  # the hub's name for it
 
-    # ---- supervisor ---------------------------------------------------------------
+    def _pump(self, resend=False):
+        """Write what may go now: with `resend`, first the in-flight messages whose PUBACK
+        is overdue (again, DUP: OSError after `max_tries` sends); then what the outbox lets
+        go, while connected and, on MicroPython, while the stream took everything so far
+        (the session loop drains the rest). A broken link ends the session."""
+        ob = self.outbox
+        w = self._w
+        now = ticks_ms()
+        try:
+            if resend and w is not None:
+                for e in ob.inflight:
+                    if e[3] and ticks_diff(now, e[2]) < self.ack_timeout_ms:
+                        continue
+                    if e[3] >= self.max_tries:
+                        raise OSError("no PUBACK for packet %d" % e[0])
+                    e[2] = now
+                    e[3] += 1
+                    m = e[1]
+                    w.write(mqtt.publish_head(m[0], len(m[1]), ob.qos, m[2], True, e[0]))
+                    w.write(m[1])
+            while w is not None and not getattr(w, "out_buf", b""):
+                m = ob.take(now)
+                if m is None:
+                    return
+                (topic, payload, retain), pid = m  # pyright: ignore[reportGeneralTypeIssues]
+                w.write(mqtt.publish_head(topic, len(payload), ob.qos, retain, False, pid))
+                w.write(payload)
+                self._n[_TX] = now
+                if not pid and topic == self.state_topic:
+                    self._n[_PUB] += 1
+        except OSError as e:  # the session loop reconnects (QoS 1 sends it again)
+            self._err = e
+            self._w = None
+
+    # ---- the connection -----------------------------------------------------------
 
     async def run(self):
-        """The service: returns only when disabled; cancel it (or `stop()`) to end it.
+        """The service: returns when disabled or stopped; cancel it (or `stop()`) to end it.
 
         Cancelled while connected, it says "offline" and disconnects cleanly.
         """
-        if not self.cfg["enabled"]:  # state "disabled" since __init__
+        c = self.cfg
+        if not c["enabled"]:  # state "disabled" since __init__
             return
-        if self._sub is None:
-            self._sub = self.hub.subscribe(self.intake_size, "mqtt")
-        self._intake_task = asyncio.create_task(self._intake(self._sub))
-        try:
-            await self._supervise()
-        finally:
-            self._end()
-
-    def _end(self):
-        """Cancel the helper tasks: the service is disconnected."""
-        for t in (self._intake_task, self._rx_task):
-            if t is not None:
-                t.cancel()
-        self._intake_task = self._rx_task = None
-        self._set_state("disconnected")
+        subs = self.hub.subscriptions()
+        if self not in subs:
+            subs.append(self)  # from now on the hub hands us each sample (put)
+        ob = self.outbox
+        n = self._n
+        backoff = 0  # ms before the next attempt, before jitter; 0 = none
+        while not self._stopping:
+            if backoff:  # 50..100 %: dongles that lost the same broker do not return in step
+                await sleep_ms(backoff // 2 + getrandbits(16) % (backoff // 2 + 1))
+                if self._stopping:
+                    break
+            w = rx = None
+            try:
+                self._to("connecting")
+                r, w = await self._rare("net.mqtt_rare", "connect")
+                n[_CONN] += 1
+                backoff = self.backoff_min_ms
+                # Our own ping / dead-link timing; with keepalive_s 0 (sent as 0: the
+                # broker never drops us) we still check every 60 s.
+                alive = max(c["keepalive_s"] or 60, 2) * 1000
+                half = alive // 2
+                tick = min(half, self.ack_timeout_ms, 1000)  # how late a ping or a resend may be
+                self._err = None
+                ping = n[_RX] = n[_TX] = ticks_ms()
+                rx = asyncio.create_task(self._rx(r, w))
+                self._to("connected")  # last_error stays: the most recent failure
+                self._w = w
+                while not self._stopping:
+                    if self._err is not None:
+                        raise self._err
+                    now = ticks_ms()
+                    if ticks_diff(now, n[_RX]) >= alive:
+                        raise OSError("broker silent for %d s" % (alive // 1000))
+                    if ticks_diff(now, ping) >= half and (
+                        ticks_diff(now, n[_TX]) >= half or ticks_diff(now, n[_RX]) >= half
+                    ):  # nothing sent, or nothing heard, for half the keepalive
+                        ping = n[_TX] = now
+                        w.write(b"\xc0\x00")  # PINGREQ
+                    # No local (nor a stack slot of this long-lived frame) may keep a message
+                    # or a sample: a reading's body is ~1 KB that would stay alive.
+                    self._pump(True)
+                    # Discovery once a backlog on flash has been sent: the two jobs' code
+                    # (net.ha, net.spool) would otherwise be in RAM at the same time.
+                    if self._discover and self.hub.sample is not None and ob.spool is None:
+                        self._discover = False  # a new name from now on calls for another round
+                        await self._rare("net.ha", "announce")  # (it takes the body: no stale ref here)
+                        n[_DISC] += 1
+                    if getattr(w, "out_buf", None):  # what MicroPython's stream could not write at once
+                        await mqtt.write(w, b"", self.write_timeout_ms)  # then at once round again
+                    else:
+                        await sleep_ms(tick)
+            except asyncio.CancelledError:
+                await self.stop()
+                raise
+            except Exception as e:  # OSError (timeouts too), ssl errors, a refused login...
+                self._last_error = str(e) or type(e).__name__
+                code = getattr(e, "code", 0)  # net.mqtt_rare.MQTTError: CONNACK's return code
+                self._to("auth_failed" if 3 < code < 6 else "disconnected")  # bad login, not authorized
+                if w is None:  # no connection: wait longer each time
+                    backoff = min(
+                        max(backoff * 2, self.auth_backoff_ms if code else 0, self.backoff_min_ms),
+                        max(self.backoff_max_ms, self.backoff_min_ms),
+                    )
+            finally:
+                self._w = None
+                if rx is not None:
+                    rx.cancel()
+                if w is not None:
+                    try:
+                        w.close()
+                        await mqtt.wait_ms(w.wait_closed(), 1000)
+                    except Exception:  # noqa: BLE001
+                        pass
+        self._to("disconnected")
 
     async def _rare(self, module, job, *args):
         """`<module>.<job>(self, *args)` awaited: the module, and what it imports for the
@@ -334,164 +449,34 @@ class MqttService:
         finally:
             unload_new(before, *_RARE)
 
-    async def _supervise(self):
-        backoff = 0  # ms before the next attempt, before jitter; 0 = none
-        # CPython 3.11's asyncio.wait_for can swallow a cancel that races with
-        # completion; the flag makes stop() final all the same.
-        while not self._stopping:
-            if backoff:  # 50..100 %: dongles that lost the same broker do not return in step
-                await asyncio.sleep((backoff // 2 + getrandbits(16) % (backoff // 2 + 1)) / 1000)
-                if self._stopping:
-                    break
-            writer = None
-            try:
-                self._set_state("connecting")
-                reader, writer = await self._rare("net.mqtt_rare", "connect")
-                self._connects += 1
-                backoff = self.backoff_min_ms
-                await self._session(reader, writer)
-            except asyncio.CancelledError:
-                await self._goodbye()
-                raise
-            except Exception as e:  # OSError, TimeoutError, ssl errors, a refused login...
-                self._last_error = "timeout" if isinstance(e, asyncio.TimeoutError) else str(e) or type(e).__name__
-                code = getattr(e, "code", 0)  # net.mqtt_rare.MQTTError: CONNACK's return code
-                self._set_state("auth_failed" if code in (4, 5) else "disconnected")
-                if writer is None:  # no connection: wait longer each time
-                    backoff = min(
-                        max(backoff * 2, self.auth_backoff_ms if code else 0, self.backoff_min_ms),
-                        max(self.backoff_max_ms, self.backoff_min_ms),
-                    )
-            finally:
-                if writer is not None:
-                    await self._close(writer)
-
-    async def _close(self, writer):
-        if self._rx_task is not None:
-            self._rx_task.cancel()
-            self._rx_task = None
-        self._writer = None
-        try:
-            writer.close()
-            await mqtt.wait_ms(writer.wait_closed(), 1000)
-        except Exception:
-            pass
-
-    async def _send(self, data, more=None):
-        """Write a packet (and `more`: a PUBLISH's payload, never copied into the packet)."""
-        await mqtt.write(self._writer, data, self.write_timeout_ms, more)
-        self._last_tx = ticks_ms()
-
-    async def _session(self, reader, writer):
-        # Our own ping / dead-link timing; with keepalive_s 0 (sent as 0: the broker
-        # never drops us) we still check every 60 s.
-        alive = max(self.cfg["keepalive_s"] or 60, 2) * 1000
-        self._writer = writer
-        self._rx_error = None
-        self._todo = []  # from the reader: packet ids to PUBACK, "status" to answer
-        ping = self._last_tx = self._last_rx = ticks_ms()
-        self._rx_task = asyncio.create_task(self._rx(reader, 2 * alive))
-        self._set_state("connected")  # last_error stays: the most recent failure
-        self._discover = self.cfg["discovery"]  # after each connect
-        self._announced = "|"
-        ob = self.outbox
-        qos = ob.qos
-        for e in ob.inflight:  # unacknowledged before the break: sent again first, in order
-            e[3] = 0
-        while True:
-            self._wake.clear()
-            if self._rx_error is not None:
-                raise self._rx_error
-            now = ticks_ms()
-            if ticks_diff(now, self._last_rx) >= alive:
-                raise OSError("broker silent for %d s" % (alive // 1000))
-            half = alive // 2
-            if ticks_diff(now, ping) >= half and (
-                ticks_diff(now, self._last_tx) >= half or ticks_diff(now, self._last_rx) >= half
-            ):  # nothing sent, or nothing heard, for half the keepalive
-                ping = now
-                await self._send(b"\xc0\x00")  # PINGREQ
-            for e in ob.inflight[:]:  # a copy: the reader may take PUBACKs meanwhile
-                if e[3] and ticks_diff(now, e[2]) < self.ack_timeout_ms:
-                    continue
-                if e[3] >= self.max_tries:
-                    raise OSError("no PUBACK for packet %d" % e[0])
-                e[2] = now
-                e[3] += 1
-                topic, payload, retain = e[1]
-                await self._send(mqtt.publish_head(topic, len(payload), qos, retain, True, e[0]), payload)
-            while self._todo:
-                x = self._todo.pop(0)
-                if x == "status":
-                    await self._rare("net.mqtt_rare", "answer")
-                else:
-                    await self._send(bytes((_PUBACK << 4, 2, x >> 8, x & 0xFF)))
-            # Discovery once a backlog on flash has been sent: the two jobs' code
-            # (net.ha, net.spool) would otherwise be in RAM at the same time.
-            if self._discover and self.hub.sample is not None and ob.spool is None:
-                await self._rare("net.ha", "announce", self.hub.sample.body)
-            while True:
-                m = ob.take(ticks_ms())
-                if m is None:
-                    break
-                (topic, payload, retain), pid = m  # pyright: ignore[reportGeneralTypeIssues]
-                await self._send(mqtt.publish_head(topic, len(payload), qos, retain, False, pid), payload)
-                if not pid and topic == self.state_topic:
-                    self._published += 1
-            wait = half - ticks_diff(ticks_ms(), self._last_tx)
-            if ob.inflight:
-                wait = min(wait, self.ack_timeout_ms - ticks_diff(ticks_ms(), ob.inflight[0][2]))
-            try:
-                await mqtt.wait_ms(self._wake.wait(), max(min(wait, 1000), 10))
-            except asyncio.TimeoutError:
-                pass
-
-    async def _rx(self, reader, ms):
+    async def _rx(self, reader, w):
+        """The connection's reader: PUBACKs free slots in flight (and the next message
+        goes), commands go to `net.mqtt_rare.command`; an error ends the session."""
+        n = self._n
         try:
             while True:
-                first, body = await mqtt.read_packet(reader, ms)
-                self._last_rx = ticks_ms()
+                first, body = await mqtt.read_packet(reader)
+                n[_RX] = ticks_ms()
                 t, pid, topic, payload = mqtt.decode(first, body)
                 if t == _PUBACK:
-                    msg = self.outbox.ack(pid)
-                    if msg is not None and msg[0] == self.state_topic:
-                        self._published += 1
-                elif t == _PUBLISH:
-                    if pid and len(self._todo) < 16:
-                        self._todo.append(pid)
-                    self._command(topic, payload)
-                else:
-                    continue
-                self._wake.set()
-        except Exception as e:
-            self._rx_error = e if isinstance(e, OSError) else OSError(repr(e))
-            self._wake.set()
-
-    def _command(self, topic, payload):
-        """A message from the broker: a command or Home Assistant's birth message."""
-        if topic == self.cfg["discovery_prefix"] + "/status":
-            if payload == b"online":
-                self._discover = True
-        elif len(payload) > 64 or topic not in (self.base + "/set/status", self.base + "/set/discovery"):
-            self._bad_commands += 1
-        else:
-            self._commands += 1
-            if topic.endswith("discovery"):
-                self._discover = True
-            elif "status" not in self._todo:  # one answer serves all the requests pending
-                self._todo.append("status")
-
-    async def _goodbye(self):
-        """Retained "offline" and DISCONNECT (which tells the broker to drop the will)."""
-        if self._writer is not None:
-            try:
-                head = mqtt.publish_head(self.base + "/status", 7, 0, True)
-                await mqtt.write(self._writer, head, 1000, b"offline\xe0\x00")  # then DISCONNECT
-            except Exception:
-                pass
+                    if self.outbox.ack(pid) == self.state_topic:
+                        n[_PUB] += 1
+                    self._pump()
+                elif t == _PUBLISH:  # a command, or Home Assistant's birth message
+                    await self._rare("net.mqtt_rare", "command", w, pid, topic, payload)
+        except Exception as e:  # noqa: BLE001
+            self._err = e if isinstance(e, OSError) else OSError(repr(e))
 
     async def stop(self):
-        """Say "offline" (retained), disconnect cleanly and stop the helper tasks."""
+        """Say "offline" (retained) and disconnect cleanly (DISCONNECT tells the broker
+        to drop the will); run() ends."""
         self._stopping = True
-        await self._goodbye()
-        self._end()
+        w = self._w
+        self._w = None
+        if w is not None:
+            try:
+                head = mqtt.publish_head(self.base + "/status", 7, 0, True)
+                await mqtt.write(w, head, 1000, b"offline\xe0\x00")  # then DISCONNECT
+            except Exception:  # noqa: BLE001
+                pass
+        self._to("disconnected")

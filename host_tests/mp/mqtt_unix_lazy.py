@@ -77,6 +77,7 @@ async def main():
     n = 0
     if await until(lambda: svc.status()["state"] == "connected", "connected over TLS"):
         check("logged in: net.mqtt_rare dropped", loaded(*RARE) == [])
+        check("TLS through the tls module: ssl.py (~1 KB) never imported", "ssl" not in sys.modules)
         step("connected")  # the test sends <base>/set/status now
         if await until(lambda: svc.status()["commands"] == 1, "status command"):
             await asyncio.sleep_ms(500)  # the answer goes out
