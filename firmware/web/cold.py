@@ -1,11 +1,14 @@
 """The rarely used parts of web.server: error texts, percent-decoding, query
-strings. Import what you need inside the function that needs it and drop the
-module after with `mem.unload("web.cold")` (nothing imports it at module
-level), so its code takes RAM only while it runs:
+strings. Call them through `web.server.cold(name, *args)`, or import what you
+need inside the function that needs it and drop the module after with
+`mem.unload("web.cold")` (nothing imports it at module level), so its code
+takes RAM only while it runs:
 
     from web.cold import args
     d = args(req.qs)        # {"n": "10", "q": "a b"}
     unload("web.cold")
+
+Static files are in `web.files`, cold the same way (`cold(name, *args, mod="web.files")`).
 """
 
 # each error status, its text, "|"
@@ -47,6 +50,15 @@ def args(qs):
     return d
 
 
+def small(writer):
+    """CPython (net.tcp_raw): 4 KB send buffers, so a client that does not
+    read shows soon (its write deadline)."""
+    import socket
+
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_SNDBUF"), 4096)
+    writer.transport.set_write_buffer_limits(high=4096)
+
+
 def make_room(srv):
     """At the connection cap: cancel the oldest connection that waits for a
     request (kept alive after a response, or new and silent for `fresh_ms`);
@@ -80,9 +92,10 @@ async def relisten(srv, host, port):
     import gc
 
     import log
+    from web.server import Server
 
     gc.collect()
-    await srv.start(host, port)
+    await Server.start(srv, host, port)  # (net.tcp_raw's start() takes no address)
     log.warn("http: listening again")
 
 

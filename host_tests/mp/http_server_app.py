@@ -4,10 +4,12 @@ the WebAssembly port: no sockets, so it is not named test_*).
 
     python|micropython http_server_app.py CODE_DIR PORT STATIC_DIR [name=value ...]
 
-CODE_DIR holds web/server, aio, clock and log (firmware/ or compiled .mpy);
-name=value sets an int class attribute of Server (max_conns=4 ...), and
-`gc=off` disables the automatic collection (allocation measurements). Prints
-"ready PORT" once listening; GET /quit stops it.
+CODE_DIR holds web/server, clock, log, mem, hub and net/tcp_raw (firmware/ or
+compiled .mpy); name=value sets an int class attribute of Server (max_conns=4
+...), `gc=off` disables the automatic collection (allocation measurements)
+and `raw=PORT` also runs net.tcp_raw's RawServer there (2 clients, a 1 s
+write deadline) on a hub of its own: GET /publish puts telegrams into it, GET
+/raw shows its status. Prints "ready PORT" once listening; GET /quit stops it.
 """
 
 import sys
@@ -20,7 +22,8 @@ import json  # noqa: E402
 
 import log  # noqa: E402
 from mem import unload  # noqa: E402
-from web.server import JSON, Server, error, file, router  # noqa: E402
+from web.router import router  # noqa: E402
+from web.server import JSON, Server, cold, error  # noqa: E402
 
 PORT = int(sys.argv[2])
 STATIC = sys.argv[3]
@@ -51,7 +54,7 @@ async def echo(req):
         "args": query(req),
         "headers": req.headers,
         "body": req.body.decode(),
-        "v10": req.v10,
+        "v10": req.close == 2,
     }
     return 200, JSON, json.dumps(d)
 
@@ -93,7 +96,9 @@ async def flood(req):
 
 
 async def static(req):
-    return file(req, STATIC + "/" + req.path[8:], "text/plain", "Cache-Control: max-age=60\r\n")
+    return cold(
+        "file", req, STATIC + "/" + req.path[8:], "text/plain", "Cache-Control: max-age=60\r\n", mod="web.files"
+    )
 
 
 async def _events(req):
@@ -152,6 +157,47 @@ async def kill_accept(req):
     return 200, "text/plain", "killed"
 
 
+hub = None
+raw = None
+
+
+def telegram(i, size):
+    """Telegram i of the raw-server tests: `size` bytes, each 8 of them "T%06d|"."""
+    return (b"T%06d|" % i) * (size // 8)
+
+
+async def publish(req):
+    """n telegrams of `size` bytes into the raw server's hub; with slow=1 one per
+    loop turn, in the background, until a client is dropped as too slow."""
+    a = query(req)
+    n = int(a.get("n", "1"))
+    size = int(a.get("size", "80"))
+
+    async def feed():
+        d0 = raw.status()["dropped_slow"]
+        for i in range(n):
+            try:
+                hub.publish(b"{}", 0, telegram(i, size))
+            except MemoryError:  # (the small heap of the mp-mpy flavour) the next turn
+                pass
+            await asyncio.sleep(0)
+            if raw.status()["dropped_slow"] > d0:
+                break
+
+    if a.get("slow"):
+        asyncio.create_task(feed())
+    else:
+        for i in range(n):
+            hub.publish(b"{}", 0, telegram(i, size))
+    return 200, "text/plain", "ok"
+
+
+async def raw_status(req):
+    d = raw.status()
+    d["queues"] = [q["name"] for q in hub.status()["subscribers"]["queues"]]
+    return 200, JSON, json.dumps(d)
+
+
 async def quit_(req):
     stop.set()
     return 200, "text/plain", "bye"
@@ -170,6 +216,8 @@ srv = Server(
             "/oom": oom,
             "/stats": stats,
             "/kill-accept": kill_accept,
+            "/publish": publish,
+            "/raw": raw_status,
             "/quit": quit_,
         },
         (("/static/", static),),
@@ -180,6 +228,12 @@ for a in sys.argv[4:]:
     if k == "gc":
         if v == "off":
             gc.disable()
+    elif k == "raw":
+        from hub import Hub
+        from net.tcp_raw import RawServer
+
+        hub = Hub()
+        raw = RawServer(hub, "127.0.0.1", int(v), 2, 1000)
     else:
         setattr(Server, k, int(v))
 log.quiet = True
@@ -187,10 +241,14 @@ log.quiet = True
 
 async def main():
     await srv.start("127.0.0.1", PORT)
+    if raw is not None:
+        await raw.start()
     print("ready", PORT)
     await stop.wait()
     await asyncio.sleep(0.1)  # let /quit's response go
     srv.close()
+    if raw is not None:
+        raw.close()
 
 
 asyncio.run(main())

@@ -14,7 +14,9 @@ import sys
 
 import log
 from mem import unload
-from web.server import JSON, Server, error, file, router
+import web.server
+from web.router import router
+from web.server import JSON, Server, cold, error
 
 log.quiet = True
 failures = []
@@ -26,11 +28,23 @@ def check(cond, what):
         print("FAIL", what)
 
 
+class Sock:
+    """The socket under a Fake (MicroPython's Stream.s), read without waiting:
+    what the server's tick asks a stream's connection."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def read(self, n):
+        return None if self.f.hold or self.f.chunks else b""  # (None: nothing yet)
+
+
 class Fake:
     """Reader and writer at once, like MicroPython's Stream: `chunks` are what
     the client sends (then end of stream, or nothing more if `hold`)."""
 
     def __init__(self, chunks, hold=False, keep=True):
+        self.s = Sock(self)
         self.chunks = list(chunks)
         self.hold = hold
         self.out = bytearray()
@@ -114,7 +128,7 @@ async def events(req):
 
 
 async def static(req):
-    return file(req, "/tmp/http_mp_" + req.path[8:], "text/plain")
+    return cold("file", req, "/tmp/http_mp_" + req.path[8:], "text/plain", mod="web.files")
 
 
 with open("/tmp/http_mp_f.txt", "wb") as f:
@@ -122,8 +136,8 @@ with open("/tmp/http_mp_f.txt", "wb") as f:
 
 
 def setup():
-    """What start() does besides listening."""
-    srv._b = bytearray(srv.out_size)
+    """The output buffer at Server.out_size (Server() makes it)."""
+    web.server._b = bytearray(Server.out_size)
 
 
 srv = Server(
@@ -218,17 +232,17 @@ out = await talk([b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-cont
 check(out == b"HTTP/1.1 100 Continue\r\n\r\n" + resp(200, "text/plain", "POST /echo  [] b'hi'"), "100-continue")
 
 # the cold module: status texts, percent-decoding, query strings; dropped after use
-import web.cold as cold  # noqa: E402
+import web.cold as wc  # noqa: E402
 
-check(cold.text(404) == "not found" and cold.text(418) == "error", "status texts")
-check(cold.unquote("/a%20b%C3%A9") == "/a b\u00e9" and cold.unquote("/plain") == "/plain", "unquote")
+check(wc.text(404) == "not found" and wc.text(418) == "error", "status texts")
+check(wc.unquote("/a%20b%C3%A9") == "/a b\u00e9" and wc.unquote("/plain") == "/plain", "unquote")
 for bad in ("/a%zz", "/a%2", "/%ff"):
     try:
-        cold.unquote(bad)
+        wc.unquote(bad)
         check(False, "unquote(%r) raised" % bad)
     except ValueError:
         pass
-check(cold.args("a=1&b=x%20y+z&c&a=2&d=%3D") == {"a": "2", "b": "x y z", "c": "", "d": "="}, "args")
+check(wc.args("a=1&b=x%20y+z&c&a=2&d=%3D") == {"a": "2", "b": "x y z", "c": "", "d": "="}, "args")
 del sys.modules["web.cold"]
 error(404)
 check("web.cold" not in sys.modules, "web.cold dropped after a call")
@@ -256,10 +270,13 @@ check(rest == resp(200, "text/plain", "hello"), "keep-alive after chunked")
 Server.out_size = 1440
 setup()
 
-# a stream ends at once when the client hangs up
+# a stream ends when the client hangs up (seen by the server's tick)
+Server.tick_ms = 20
+tick = srv._tick = asyncio.create_task(srv._reap("", 0))
 out = await talk([b"GET /ev HTTP/1.1\r\n\r\n"])  # noqa: F704
 check(out == b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: 1\n\n", "stream")
 check(ev_state["gone"] == 1 and srv.stats["streams"] == 0, "stream ended by the hang-up")
+tick.cancel()
 
 # the idle deadline closes a silent connection
 Server.idle_ms = 100

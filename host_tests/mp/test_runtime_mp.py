@@ -170,12 +170,20 @@ def page(gen):
     return "".join(gen)
 
 
+def reading_body(sample):
+    """The reading JSON as one bytes object (the server sends api.reading_parts as they are)."""
+    a, b, c = api.reading_parts(sample)
+    return bytes(a) + b + bytes(c)
+
+
 cfg = config.copy_defaults()
 app = App(cfg, ["config: test error"], FakeBoard())
-check(app.device_id == "000000000000" and app.hostname == "p1-0000", "device id from the MAC, mDNS name p1-<last 4 hex>")
+check(
+    app.device_id == "000000000000" and app.hostname == "p1-0000", "device id from the MAC, mDNS name p1-<last 4 hex>"
+)
 check(page(st_mod.metrics(app)).find("p1_reading") < 0, "metrics before the first telegram")
 app.pipeline.feed(FI)
-body = api.reading_body(app.hub.sample).decode()
+body = reading_body(app.hub.sample).decode()
 d = json.loads(body)
 check(d["meter"] == "LGF5E360" and d["age_s"] == 0, "reading body")
 check('"energy_import_kwh": 896.020' in body, "exact digits in JSON: " + body[:200])
@@ -184,7 +192,10 @@ text = page(st_mod.status(app))
 s = json.loads(text)
 check(s["config_errors"] == ["config: test error"] and s["meter"]["accepted"] == 1, "status")
 check(s["free_heap"] is None or s["free_heap"] > 0, "free heap")
-check(text.startswith('{"version": ') and text.index('"board"') < text.index('"chip"') < text.index('"device_id"'), "status order fixed")
+check(
+    text.startswith('{"version": ') and text.index('"board"') < text.index('"chip"') < text.index('"device_id"'),
+    "status order fixed",
+)
 check(text.index('"log"') < text.index('"wifi"') < text.index('"meter"') < text.index('"config"'), "sections in order")
 m = page(st_mod.metrics(app))
 check(
@@ -192,10 +203,23 @@ check(
     "metrics exact",
 )
 check('p1_telegrams_total{result="accepted"} 1' in m, "metrics counter")
-check(api.static_path("../x") is None and api.static_path("a/.b") is None, "static path guard")
-check(api.content_type("x.js").startswith("text/javascript"), "content type")
-check(api.content_type("x.webmanifest") == "application/manifest+json", "content type, last")
-check(api.content_type("x.exe") == "application/octet-stream", "content type, unknown")
+# static files: web.files (imported for the call by the server, here once)
+import web.files as wfiles  # noqa: E402
+
+
+class NoGzip:
+    headers = {}
+
+
+for bad in ("../x", "a/.b", "", "/etc/passwd", "a//b", "a\\b"):
+    check(wfiles.static(NoGzip, api.STATIC, bad)[:3] == (400, "application/json", '{"error": "bad path", "status": 400}'),
+          "static path guard: %r" % bad)  # fmt: skip
+check(wfiles.static(NoGzip, "/nonexistent", "app.js")[0] == 404, "static: missing file")
+check(wfiles.content_type("x.js").startswith("text/javascript"), "content type")
+check(wfiles.content_type("x.js.gz").startswith("text/javascript"), "content type of a .gz")
+check(wfiles.content_type("x.webmanifest") == "application/manifest+json", "content type, last")
+check(wfiles.content_type("x.exe") == "application/octet-stream", "content type, unknown")
+del sys.modules["web.files"]
 
 
 # --- heap: flat per telegram -------------------------------------------------------
@@ -241,7 +265,7 @@ def one(i):
 
 def one_with_json(i):
     one(i)
-    api.reading_body(hub.sample)  # what each SSE event costs
+    reading_body(hub.sample)  # what each SSE event costs
 
 
 a = per_telegram(one, 40)
