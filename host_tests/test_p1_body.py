@@ -79,16 +79,6 @@ def test_every_table_line_has_its_own_duplicate_bit():
     assert max(starts) >> 7 < len(Encoder()._seen)
 
 
-def test_the_body_readers_moved_to_bodyread_and_are_still_found_in_body():
-    import p1.body
-    import p1.bodyread
-
-    for name in ("items", "cut_of", "text_value"):
-        assert getattr(p1.body, name) is getattr(p1.bodyread, name)
-    with pytest.raises(AttributeError):
-        p1.body.no_such_name  # noqa: B018
-
-
 def test_items_walks_names_and_exact_value_texts():
     body, _ = Encoder().encode(RECORDED[[p.name for p in recorded()].index("se-lg-e360-01.txt")])
     got = dict(items(body))

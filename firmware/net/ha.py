@@ -11,7 +11,7 @@ MqttService imports this module for a discovery round and drops it after.
 from binascii import crc32
 
 from net.mqtt import publish_head, write
-from p1.body import items, text_value
+from p1.bodyread import items, text_value
 from p1.jsonout import dumps
 from p1.table import by_name
 

@@ -42,7 +42,6 @@ from clock import ticks_diff, ticks_ms
 from mem import loaded, unload, unload_new
 from net import mqtt
 from net.mqtt import sleep_ms
-from p1.body import items, text_value
 
 try:
     from micropython import const
@@ -292,6 +291,8 @@ class MqttService:
             put = self.outbox.put
             put((self.state_topic, body, False))  # the one body, shared
             if c["per_value_topics"]:
+                from p1.bodyread import items, text_value
+
                 for name, v in items(body):
                     v = text_value(v)
                     if v is not None:  # a telegram without a time stamp has timestamp null
@@ -305,6 +306,8 @@ class MqttService:
                 k = body.count(b'": ')
                 if k != n[_NAMES] or not sample.seq % 64:
                     n[_NAMES] = k
+                    from p1.bodyread import items
+
                     for name, _ in items(body):
                         crc = (crc32(name.encode()) & 0x3FFFFFFF).to_bytes(4, "little")  # as net.ha.announce
                         if name != "meter" and crc not in self._announced:
@@ -365,7 +368,7 @@ class MqttService:
         c = self.cfg
         if not c["enabled"]:  # state "disabled" since __init__
             return
-        subs = self.hub.subscriptions()
+        subs = self.hub.subs
         if self not in subs:
             subs.append(self)  # from now on the hub hands us each sample (put)
         ob = self.outbox

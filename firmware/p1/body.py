@@ -307,10 +307,3 @@ class Encoder:
         buf[o] = _QUOTE
         return o + 1
 
-
-def __getattr__(name):
-    """`items`, `cut_of` and `text_value` live in `p1.bodyread` now: a name not found
-    here is looked up there (for importers not yet changed)."""
-    import p1.bodyread
-
-    return getattr(p1.bodyread, name)

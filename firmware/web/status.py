@@ -11,7 +11,7 @@ are imported only while a page is written.
 import gc
 
 import log
-from p1.body import items
+from p1.bodyread import items
 from p1.jsonout import dumps, quote
 from p1.table import by_name
 
