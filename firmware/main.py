@@ -10,6 +10,13 @@ import log
 
 
 def run():
+    import warmup
+
+    warmup.run()  # names of the code loaded now and then, interned while the heap is in one piece
+    del warmup
+    import mem
+
+    mem.unload("warmup")
     import app
 
     try:

@@ -54,7 +54,7 @@ class Firmware:
                 threading.Thread(target=self._drain, daemon=True).start()
                 return
         self.stop()
-        raise AssertionError("firmware did not start:\n" + self.stderr())
+        raise AssertionError("firmware did not start:\n" + "".join(self.lines)[-3000:] + self.stderr())
 
     def _drain(self) -> None:
         assert self.proc.stdout is not None

@@ -109,7 +109,7 @@ def prepare_out(out: Path) -> None:
 def compile_one(cmd: list[str], src: Path, dst: Path, display: str) -> str | None:
     """Compile src to dst; the error text, or None."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    # -s: the name shown in device tracebacks (relative, as on the device)
+    # -s: the name shown in device tracebacks (relative, as imported on the device)
     r = subprocess.run(
         [*cmd, "-s", display, "-o", str(dst), str(src)],
         capture_output=True,
@@ -172,7 +172,9 @@ def build(
     py, other = firmware_files()
     jobs_list: list[tuple[Path, Path, str]] = []
     for rel in py:
-        jobs_list.append((FIRMWARE / rel, out / rel.with_suffix(".mpy"), rel.as_posix()))
+        # The name in tracebacks is the .mpy's own path: the import interns that name
+        # anyway, and a second one ("p1/body.py") would cost a qstr per module for good.
+        jobs_list.append((FIRMWARE / rel, out / rel.with_suffix(".mpy"), rel.with_suffix(".mpy").as_posix()))
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
         errors = [e for e in pool.map(lambda j: compile_one(cmd, *j), jobs_list) if e]

@@ -88,7 +88,7 @@ def build_unix(out: Path = ROOT / "build" / "unix") -> Path:
     # the host entry's body, compiled like the firmware (tools/mp/unix_main.py imports it)
     err = build_device.compile_one(
         [*build_device.mpy_cross_cmd(), "-march=x64"], ROOT / "tools" / "mp" / "hostmain.py",
-        out / "hostmain.mpy", "hostmain.py",
+        out / "hostmain.mpy", "hostmain.mpy",
     )
     if err:
         raise RuntimeError(err)

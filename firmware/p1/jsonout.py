@@ -49,52 +49,36 @@ def quote(s):
 
 def dumps(obj):
     """Serialise dict/list/tuple/str/int/bool/None/Num to compact JSON text."""
-    parts = []
-    _write(obj, parts.append)
-    return "".join(parts)
+    return "".join(pieces(obj))
 
 
-def _str(s, w):
-    if _plain(s):  # the common case: no copy of the text
-        w('"')
-        w(s)
-        w('"')
-    else:
-        w(quote(s))
-
-
-def _write(o, w):
-    if o is None:
-        w("null")
-    elif o is True:
-        w("true")
-    elif o is False:
-        w("false")
-    elif isinstance(o, str):
-        _str(o, w)
-    elif hasattr(o, "decimals"):  # p1.values.Num (not imported: status pages and discovery need no Num)
-        w(str(o))
-    elif isinstance(o, int):
-        w(str(o))
-    elif isinstance(o, dict):
-        w("{")
-        first = True
+def pieces(o):
+    """The JSON text of `o` in short pieces (a generator): a page written piece
+    by piece (status) never holds a section's whole text, nor a list of its parts
+    (one slot per piece: ~2 KB in one block for a large section, 64-bit)."""
+    if isinstance(o, dict):
+        sep = "{"
         for k in sorted(o) if type(o) is dict else o:
-            if not first:
-                w(", ")
-            first = False
-            _str(k, w)
-            w(": ")
-            _write(o[k], w)
-        w("}")
+            yield sep + quote(k) + ": "
+            sep = ", "
+            yield from pieces(o[k])
+        yield "{}" if sep == "{" else "}"
     elif isinstance(o, (list, tuple)):
-        w("[")
-        first = True
+        sep = "["
         for v in o:
-            if not first:
-                w(", ")
-            first = False
-            _write(v, w)
-        w("]")
+            yield sep
+            sep = ", "
+            yield from pieces(v)
+        yield "[]" if sep == "[" else "]"
+    elif o is None:
+        yield "null"
+    elif o is True:
+        yield "true"
+    elif o is False:
+        yield "false"
+    elif isinstance(o, str):
+        yield quote(o)
+    elif hasattr(o, "decimals") or isinstance(o, int):  # p1.values.Num (not imported here)
+        yield str(o)
     else:
         raise TypeError("not JSON-exact: %r" % (o,))

@@ -4,16 +4,15 @@ Strategy: both pages are larger than any buffer we keep (status ~10 KB,
 metrics ~5 KB), so they are generators of short text pieces that the HTTP
 server streams through its small chunk buffer: no page is ever built in one
 piece. Each status section is its own small dict, written and forgotten
-before the next. This module and `config` (for the masked configuration)
-are imported only while a page is written.
+before the next. This module, p1.jsonout (status) and p1.table (metrics) are imported
+only while a page is written.
 """
 
 import gc
 
 import log
 from p1.bodyread import items
-from p1.jsonout import dumps, quote
-from p1.table import by_name
+from p1.jsonout import dumps, pieces, quote
 
 # config.SECRETS (config is not imported here: its code stays out of RAM)
 SECRETS = ("wifi.password", "wifi.ap_password", "mqtt.password", "admin.password_hash")
@@ -49,13 +48,15 @@ def status(app):
         ("log", log.recent),
     ):
         yield ", %s: %s" % (quote(k), dumps(v))
-    yield ', "wifi": ' + dumps(app.wifi_status())
+    yield ', "wifi": '
+    yield from pieces(app.wifi_status())
     for name, fn in app.hub.sections():
         try:
-            text = dumps(fn())
+            d = fn()
         except Exception as e:  # noqa: BLE001 - a broken section must not break status
-            text = dumps({"error": repr(e)})
-        yield ", %s: %s" % (quote(name), text)
+            d = {"error": repr(e)}
+        yield ", %s: " % quote(name)
+        yield from pieces(d)  # a large section (meter, mqtt) never as one text
     cfg = app.cfg
     yield ', "config": {'
     first = True
@@ -66,7 +67,8 @@ def status(app):
             for sk in v:
                 if v[sk] and (k + "." + sk) in SECRETS:
                     v[sk] = "***"
-        yield ("" if first else ", ") + quote(k) + ": " + dumps(v)
+        yield ("" if first else ", ") + quote(k) + ": "
+        yield from pieces(v)
         first = False
     yield "}}"
 
@@ -80,6 +82,8 @@ def metrics(app):
     counters. Every family has HELP and TYPE, and only families with samples appear."""
     s = app.hub.sample
     if s is not None:
+        from p1.table import by_name  # (here: the status page does not need the table in RAM)
+
         yield _family("p1_reading", "gauge", "Latest meter reading, exact digits as sent")
         for name, v in items(s.body):
             e = by_name(name)

@@ -10,10 +10,17 @@ uses it to show every service coming back.
 import asyncio
 import sys
 
-import app as appmod
-import board
-import log
-from mem import unload
+import warmup  # first, as in the device's main.py
+
+warmup.run()
+del warmup
+from mem import unload  # noqa: E402
+
+unload("warmup")
+
+import app as appmod  # noqa: E402
+import board  # noqa: E402
+import log  # noqa: E402
 
 config_path, storage = sys.argv[2], sys.argv[3]
 
@@ -76,9 +83,15 @@ async def mem_report():
 
     import micropython
 
+    seen = ""
     while True:
         gc.collect()
         micropython.mem_info()
+        mods = " ".join(sorted(sys.modules))
+        if mods != seen:  # which code is in RAM now (cold modules come and go)
+            seen = mods
+            print("modules:", mods)
+            micropython.qstr_info()
         await asyncio.sleep(mem_every)
 
 
