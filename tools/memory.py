@@ -84,7 +84,8 @@ for i in range(8):
     log.warn("calibration line %%d with some text" %% i)
 # The tasks a running dongle has: meter, supervisor, MQTT (its session and
 # reader; the service is the hub's subscriber itself), the HTTP server's
-# connections (a kept-alive poller, an SSE stream), the raw client; coroutine frames and Task objects, created, never run.
+# connections (a kept-alive poller, an SSE stream), the raw client;
+# coroutine frames and Task objects, created, never run.
 sse = app.hub.subscribe(2, "sse")
 rawsub = app.hub.subscribe(2, "raw")
 tasks = [
