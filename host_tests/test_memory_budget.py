@@ -37,11 +37,27 @@ import memory  # noqa: E402
 pytestmark = pytest.mark.skipif(not available(), reason="mosquitto not installed (make setup)")
 
 
-@pytest.mark.xfail(reason="being made to fit (issue 8), removed when it passes", strict=False)
+# The heap the whole firmware needs today under this load (Unix port, 64-bit): the
+# guard that keeps it from growing while the gap to the budget is closed. Lower it
+# as cuts land; never raise it without saying why in docs/MEMORY.md.
+TODAY_K = 192
+
+
 @pytest.mark.timeout(400)
-def test_whole_firmware_fits_the_classic_esp32_budget_under_load(tmp_path):
-    # P1_BUDGET_HEAP_K: try another heap (exploring what the firmware needs); the test uses the budget
-    limit = int(os.environ.get("P1_BUDGET_HEAP_K", "0")) * 1024 or memory.unix_limit()
+@pytest.mark.parametrize(
+    "heap_k",
+    [
+        pytest.param(
+            memory.unix_limit() // 1024,
+            id="budget",
+            marks=pytest.mark.xfail(reason="does not fit yet: ~192K needed, docs/MEMORY.md (issue 8)", strict=False),
+        ),
+        pytest.param(TODAY_K, id="today"),
+    ],
+)
+def test_whole_firmware_fits_the_classic_esp32_budget_under_load(tmp_path, heap_k):
+    # P1_BUDGET_HEAP_K: try another heap (exploring what the firmware needs)
+    limit = int(os.environ.get("P1_BUDGET_HEAP_K") or heap_k) * 1024
     with Mosquitto(tmp_path / "broker", tls=True) as broker:
         sub = loadgen.state_subscriber(broker)
         fw = Firmware(
@@ -78,8 +94,8 @@ def test_whole_firmware_fits_the_classic_esp32_budget_under_load(tmp_path):
     out = "".join(fw.lines)
     h = loadgen.heap_figures(out)
     print(
-        f"\nmemory budget: Unix-port heap {limit // 1024}K (= {memory.BUDGET_32 // 1024} KB on a 32-bit ESP32,"
-        f" tools/memory.py); {n} telegrams; used after start {h['used_after_start']} B, peak"
+        f"\nmemory budget: Unix-port heap {limit // 1024}K (the budget, {memory.BUDGET_32 // 1024} KB on a 32-bit"
+        f" ESP32, is {memory.unix_limit() // 1024}K here, tools/memory.py); {n} telegrams; used after start {h['used_after_start']} B, peak"
         f" {h['peak_used']} B; lowest free heap {h['lowest_free']} B, smallest largest-free-block"
         f" {h['smallest_max_block']} B; spooled during the outage {spooled['spooled']}"
     )
