@@ -8,9 +8,11 @@ uses it to show every service coming back.
 """
 
 import asyncio
+import gc
 import sys
 
-import warmup  # first, as in the device's main.py
+gc.threshold((gc.mem_free() + gc.mem_alloc()) // 32)  # as the device's main.py: the heap in few pieces
+import warmup  # noqa: E402 - first, as in the device's main.py
 
 warmup.run()
 del warmup
