@@ -2,6 +2,16 @@
 
 A crash at start-up is logged and followed by a delayed reset, never a tight
 boot loop; Ctrl-C on the console stops it and leaves the REPL.
+
+The heap stays in few, large pieces because the collector runs after every
+~3 % of the heap allocated (`gc.threshold`). MicroPython's allocator is
+first-fit from the bottom, and garbage is only reusable once collected:
+collecting only when the heap is full lets each burst of short-lived objects
+climb to its top, and whatever long-lived object is allocated then (a
+connection, a queued reading, a cold module's code) lands there and cuts the
+free space in pieces. Collected early, the short-lived objects reuse the
+holes at the bottom. Under the budget load (host_tests/test_memory_budget.py,
+Unix port, 160K heap) the largest free block went from ~3 KB to ~25 KB.
 """
 
 import asyncio
@@ -10,6 +20,12 @@ import log
 
 
 def run():
+    import gc
+
+    try:  # collect after every ~3 % of the heap allocated, not only when it is full
+        gc.threshold((gc.mem_free() + gc.mem_alloc()) // 32)
+    except AttributeError:  # a port built without MICROPY_GC_ALLOC_THRESHOLD
+        pass
     import warmup
 
     warmup.run()  # names of the code loaded now and then, interned while the heap is in one piece
