@@ -4,9 +4,10 @@ Strategy: the meter task calls `publish()` and never waits: every subscriber has
 a fixed-size ring that drops its oldest sample (and counts it) when the
 consumer falls behind, so a slow MQTT broker or HTTP client can never stall
 the serial reader or grow the heap. Consumers `await sub.get()` and
-unsubscribe when they end; a subscription whose consumer died without doing so
-(full, nothing taken for `_DEAD_MS`) is removed at the next publish, so it
-cannot hold samples for ever.
+take it off `hub.subs` when they end; a subscription whose consumer died without
+doing so (full, nothing taken for `_DEAD_MS`) is removed at the next publish, so
+it cannot hold samples for ever. A subscriber is anything with `name`, `maxlen`,
+`dropped`, `_len` (queued now) and `put(sample)` (MqttService is one itself).
 """
 
 import asyncio
@@ -57,9 +58,6 @@ class Subscription:
         self._event = asyncio.Event()
         self.last_get = ticks_ms()
 
-    def __len__(self):
-        return self._len
-
     def put(self, item):
         if self._len == self.maxlen:
             self._head = (self._head + 1) % self.maxlen
@@ -105,23 +103,20 @@ class Hub:
         self.sample = s
         dead = None
         for sub in self.subs:
-            if len(sub) == sub.maxlen and ticks_diff(now, sub.last_get) > _DEAD_MS:
+            if sub._len == sub.maxlen and ticks_diff(now, sub.last_get) > _DEAD_MS:
                 dead = sub
             else:
                 sub.put(s)
         if dead is not None:  # one per telegram is plenty
-            self.unsubscribe(dead)
+            self.subs.remove(dead)
             self.removed += 1
         return s
 
     def subscribe(self, maxlen=8, name=""):
+        """A new Subscription; the consumer takes it off `subs` when it ends (if still there)."""
         sub = Subscription(maxlen, name)
         self.subs.append(sub)
         return sub
-
-    def unsubscribe(self, sub):
-        if sub in self.subs:
-            self.subs.remove(sub)
 
     def add_status(self, name, fn):
         """Register `fn() -> dict` shown as section `name` of the status (a name
@@ -136,15 +131,5 @@ class Hub:
     def _subscribers(self):
         return {
             "removed_dead": self.removed,
-            "queues": [{"name": s.name, "queued": len(s), "dropped": s.dropped} for s in self.subs],
+            "queues": [{"name": s.name, "queued": s._len, "dropped": s.dropped} for s in self.subs],
         }
-
-    def status(self):
-        """Every section as one dict (MQTT's status command)."""
-        out = {}
-        for name, fn in self.sections():
-            try:
-                out[name] = fn()
-            except Exception as e:  # a broken section must not break status
-                out[name] = {"error": repr(e)}
-        return out

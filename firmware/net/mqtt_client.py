@@ -181,7 +181,7 @@ class MqttService:
     """Publishes the hub's readings to one broker; see the module docstring.
 
     It is the hub's subscriber "mqtt" itself (`name`, `maxlen`, `dropped`,
-    `len()`, `put()`): nothing waits in the hub for it."""
+    `_len`, `put()`): nothing waits in the hub for it."""
 
     # Tunables (class attributes: a test or a board may change them).
     connect_timeout_ms = 10000
@@ -194,6 +194,7 @@ class MqttService:
     max_inflight = 4  # QoS 1 messages awaiting PUBACK: each holds its ~1 KB payload
     name = "mqtt"  # as the hub's subscriber
     maxlen = 1
+    _len = 0  # (nothing waits in the hub)
 
     def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
         c = cfg or {}
@@ -270,9 +271,6 @@ class MqttService:
         if state != self._state:
             self._state = state
             self._n[_SINCE] = ticks_ms()
-
-    def __len__(self):  # as the hub's subscriber: nothing waits in the hub
-        return 0
 
     # ---- intake (never waits) -----------------------------------------------------
 

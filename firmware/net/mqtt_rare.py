@@ -206,8 +206,14 @@ async def command(svc, w, pid, topic, payload):
         return
     from p1.jsonout import dumps
 
+    payload = {}
+    for name, fn in svc.hub.sections():  # every status section, as the status page shows them
+        try:
+            payload[name] = fn()
+        except Exception as e:  # a broken section must not break status
+            payload[name] = {"error": repr(e)}
     try:
-        payload = dumps(svc.hub.status())
+        payload = dumps(payload)
     except Exception:  # a section that jsonout cannot write
         payload = dumps({"mqtt": svc.status()})
     payload = payload.encode()
