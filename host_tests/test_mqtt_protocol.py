@@ -320,7 +320,7 @@ def test_the_service_knows_how_many_keys_a_full_mqtt_section_has():
     from hub import Hub
     from net import mqtt_client
 
-    assert mqtt_client._NKEYS == len(DEFAULTS["mqtt"])
+    assert mqtt_rare._NKEYS == len(DEFAULTS["mqtt"])
     full = dict(DEFAULTS["mqtt"], host="h")
     assert mqtt_client.MqttService(Hub(), full, "dev").cfg is full
     part = {"enabled": True, "host": "h"}

@@ -1,24 +1,125 @@
-"""What the MQTT client does rarely: log in, handle a command.
+"""What the MQTT client does rarely: set up, log in, handle a command, show its status.
 
 `MqttService._rare()` imports this module for one such job and drops it after
-(`mem.unload`), with the JSON writer it may have loaded: the TLS context,
-PEM -> DER, the CONNECT and SUBSCRIBE encoders, the CONNACK reasons and the
-status answer cost RAM only while they run. Each job is a coroutine
-`job(svc, ...)` of the service `svc` (an MqttService). (The discovery round,
-the other rare job, is `net.ha.announce`.)
+(`mem.unload`), with the JSON writer it may have loaded: the constructor, the
+TLS context, PEM -> DER, the CONNECT and SUBSCRIBE encoders, the CONNACK
+reasons, what a failed attempt leaves, the status and the status answer cost
+RAM only while they run. Each job is a function `job(svc, ...)` of the service
+`svc` (an MqttService); `connect` is a coroutine. (The discovery round, the
+other rare job, is `net.ha.announce`.)
 """
 
 import asyncio
+from random import getrandbits
 
-from net.mqtt import packet, publish_head, read_packet, wait_ms, write
+from clock import ticks_diff, ticks_ms
+from net.mqtt import packet, publish_head, read_packet, sleep_ms, wait_ms, write
 
 try:
     from micropython import const
 except ImportError:  # CPython
     const = int
 
-_CMD = const(3)  # indexes of MqttService._n: commands, bad commands
+_NKEYS = const(19)  # keys of config.DEFAULTS["mqtt"]; fewer: a partial section (tests, tools)
+# indexes of MqttService._n (see net.mqtt_client)
+_PUB = const(0)
+_CONN = const(1)
+_SKIP = const(2)
+_CMD = const(3)
 _BAD = const(4)
+_DISC = const(5)
+_RX = const(6)
+_TX = const(7)
+_SINCE = const(8)
+
+
+def init(svc, hub, cfg, device_id, version, spool_dir):
+    """MqttService.__init__ (run once, so kept out of RAM after it)."""
+    c = cfg or {}
+    if len(c) < _NKEYS:  # a partial section (tests, tools): the config module's defaults
+        from config import DEFAULTS
+
+        c = dict(DEFAULTS["mqtt"])
+        c.update(cfg or {})
+    svc.cfg = c
+    svc.hub = hub
+    svc.device_id = device_id
+    svc.version = version
+    svc.base = c["base_topic"] or "p1/" + device_id
+    svc.state_topic = svc.base + "/state"
+    # `buffer` counts readings: each one is a state, plus a message per value
+    # with per_value_topics and the telegram with raw_topic.
+    n = 2 if c["raw_topic"] else 1
+    if c["per_value_topics"]:
+        from p1.table import names  # (dropped after this job)
+
+        n += len(names())
+    from net.mqtt_client import Outbox
+
+    ob = svc.outbox = Outbox(max(c["buffer"], 1) * n, svc.max_inflight, spool_dir, c["spill_kb"] * 1024)
+    ob.qos = 1 if c["qos"] else 0
+    svc._state = "disconnected" if c["enabled"] else "disabled"
+    svc._last_error = ""
+    svc.dropped = 0  # samples offer() lost to a MemoryError
+    svc._n = [0, 0, 0, 0, 0, 0, 0, 0, ticks_ms(), 0, None]  # _PUB .. _LAST of net.mqtt_client
+    # Reading names with a discovery config sent: 4 bytes of CRC each (the names
+    # themselves are ~700 bytes for an E360).
+    svc._announced = b""
+    svc._discover = False  # a discovery round is due
+    svc._w = None  # the connection's writer while logged in
+    svc._err = None  # what ended the connection (from the reader or a write)
+    svc._stopping = False  # set by stop(): run() ends
+
+
+def status(svc):
+    """MqttService.status(): the "mqtt" section of the status."""
+    c = svc.cfg
+    ob = svc.outbox
+    sp = ob.spool
+    n = svc._n
+    sd, se = ob.spool_dropped, ob.spool_errors
+    if sp is not None:
+        sd += sp.dropped
+        se += sp.errors
+    return {
+        "state": svc._state,
+        "broker": "%s:%d" % (c["host"], c["port"]),
+        "tls": c["tls"],
+        "user": c["user"],
+        "client_id": c["client_id"] or "p1-" + svc.device_id,
+        "base_topic": svc.base,
+        "last_error": svc._last_error,
+        "queued": len(ob.ring) + len(ob.inflight),
+        "inflight": len(ob.inflight),
+        "published": n[_PUB],
+        "dropped": ob.dropped + sd + svc.dropped,
+        "skipped": n[_SKIP],
+        "reconnects": max(n[_CONN] - 1, 0),
+        "since_ms": ticks_diff(ticks_ms(), n[_SINCE]),
+        "discovery_sent": n[_DISC],
+        "commands": n[_CMD],
+        "bad_commands": n[_BAD],
+        "spooled": len(sp) if sp is not None else 0,
+        "spool_bytes": sp.nbytes if sp is not None else 0,
+        "spool_dropped": sd,
+        "spool_errors": se,
+    }
+
+
+def failed(svc, e, w, backoff):
+    """After exception `e` ended an attempt (`w` None: before a connection) or a
+    session: the error and state shown; returns the wait before the next attempt (ms,
+    before jitter): doubled after each failed attempt, longer after a refused login."""
+    svc._last_error = str(e) or type(e).__name__
+    code = getattr(e, "code", 0)  # MQTTError: CONNACK's return code
+    svc._to("auth_failed" if 3 < code < 6 else "disconnected")  # bad login, not authorized
+    if w is None:  # no connection: wait longer each time
+        backoff = min(
+            max(backoff * 2, svc.auth_backoff_ms if code else 0, svc.backoff_min_ms),
+            max(svc.backoff_max_ms, svc.backoff_min_ms),
+        )
+    return backoff
+
 
 # CONNACK return codes 1..5.
 REASONS = (
@@ -131,11 +232,19 @@ def der_certs(data):
     return out
 
 
-async def connect(svc):
-    """Open the link to the broker of `svc` and log in: CONNECT with a retained
-    "offline" Last Will, CONNACK, SUBSCRIBE to the command topics (and Home
-    Assistant's status), then the retained "online"; the new session's state.
-    Returns (reader, writer); raises OSError, MQTTError when the broker refuses."""
+async def connect(svc, backoff):
+    """After a wait of 50..100 % of `backoff` ms (jitter: dongles that lost the same
+    broker do not return in step), open the link to the broker of `svc` and log in:
+    CONNECT with a retained "offline" Last Will, CONNACK, SUBSCRIBE to the command
+    topics (and Home Assistant's status), then the retained "online"; then the new
+    session's state and its reader task (`svc._rx`). Returns (writer, reader task,
+    ms after which a silent broker is dead, ms between two rounds of the session
+    loop); raises OSError, MQTTError when the broker refuses."""
+    if backoff:
+        await sleep_ms(backoff // 2 + getrandbits(16) % (backoff // 2 + 1))
+        if svc._stopping:
+            raise OSError("stopped")
+    svc._to("connecting")
     c = svc.cfg
     ms = svc.connect_timeout_ms
     ctx = tls_context(c["ca"], c["insecure"]) if c["tls"] else None
@@ -182,14 +291,51 @@ async def connect(svc):
         except Exception:
             pass
         raise
-    return reader, writer
+    n = svc._n
+    n[_CONN] += 1
+    svc._err = None
+    n[_RX] = n[_TX] = ticks_ms()
+    rx = asyncio.create_task(svc._rx(reader, writer))
+    svc._to("connected")  # last_error stays: the most recent failure
+    svc._w = writer
+    # Our own ping / dead-link timing; with keepalive_s 0 (sent as 0: the broker
+    # never drops us) we still check every 60 s. A round: how late a ping or a resend may be.
+    alive = max(c["keepalive_s"] or 60, 2) * 1000
+    return writer, rx, alive, min(alive // 2, svc.ack_timeout_ms, 1000)
 
 
-async def command(svc, w, pid, topic, payload):
+async def close(svc, w, rx):
+    """The end of a session: its reader task cancelled, its link closed."""
+    if rx is not None:
+        rx.cancel()
+    try:
+        w.close()
+        await wait_ms(w.wait_closed(), 1000)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+async def stop(svc):
+    """MqttService.stop(): "offline" (retained), then DISCONNECT (the broker drops the
+    will); run() ends."""
+    svc._stopping = True
+    w = svc._w
+    svc._w = None
+    if w is not None:
+        try:
+            head = publish_head(svc.base + "/status", 7, 0, True)
+            await write(w, head, 1000, b"offline\xe0\x00")  # then DISCONNECT
+        except Exception:  # noqa: BLE001
+            pass
+    svc._to("disconnected")
+
+
+def command(svc, w, pid, topic, payload):
     """A PUBLISH from the broker on `w` (packet id `pid`, 0 for QoS 0): a command
     or Home Assistant's birth message. `<base>/set/status` is answered with the
-    whole status JSON on `<base>/status/detail`; `<base>/set/discovery` and HA's
-    "online" call for a discovery round; anything else is counted bad."""
+    whole status JSON on `<base>/status/detail` (written to the stream, which
+    sends or buffers it: the session loop drains it); `<base>/set/discovery` and
+    HA's "online" call for a discovery round; anything else is counted bad."""
     if pid:  # PUBACK
         w.write(bytes((0x40, 2, pid >> 8, pid & 0xFF)))
     base = svc.base
@@ -217,4 +363,5 @@ async def command(svc, w, pid, topic, payload):
     except Exception:  # a section that jsonout cannot write
         payload = dumps({"mqtt": svc.status()})
     payload = payload.encode()
-    await write(w, publish_head(base + "/status/detail", len(payload)), svc.write_timeout_ms, payload)
+    w.write(publish_head(base + "/status/detail", len(payload)))
+    w.write(payload)
