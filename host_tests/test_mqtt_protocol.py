@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
 
 from net import mqtt, mqtt_rare  # noqa: E402
-from net.mqtt_client import Outbox  # noqa: E402
+from net.mqtt_rare import outbox  # noqa: E402
 
 
 def publish(topic, payload, qos=0, retain=False, dup=False, pid=0) -> bytes:
@@ -265,7 +265,7 @@ def test_read_packet_eof_size_limit_and_deadlines_from_wait_ms():
 
 
 def test_outbox_ring_drops_the_oldest_and_counts_them():
-    ob = Outbox(3, max_inflight=2)
+    ob = outbox(3, max_inflight=2)
     for i in range(5):
         ob.put(("t", str(i), False))
     assert len(ob.ring) == 3 and ob.dropped == 2
@@ -286,7 +286,7 @@ def test_outbox_ring_drops_the_oldest_and_counts_them():
 
 
 def test_outbox_packet_ids_wrap_and_skip_those_in_flight():
-    ob = Outbox(4, max_inflight=4)
+    ob = outbox(4, max_inflight=4)
     ob._pid = 65534
     for i in range(3):
         ob.put(("t", str(i), False))

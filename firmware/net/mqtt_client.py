@@ -33,7 +33,6 @@ raises `OSError`; everything that decides lives here.
 """
 
 import asyncio
-import os
 from binascii import crc32
 
 import log
@@ -46,6 +45,7 @@ try:
     from micropython import const
 except ImportError:  # CPython
     const = int
+    from typing import Any  # (annotations only: never evaluated on MicroPython)
 
 _PUBLISH = const(3)
 _PUBACK = const(4)
@@ -77,32 +77,22 @@ class Outbox:
     of dropping it, and `take()` reads the spool first. The spool
     (`net.spool.Spool`) is opened when the ring first overflows, or at once when
     spool files of an earlier run exist, and closed, its module unloaded, once
-    it holds nothing (everything delivered, its files removed).
+    it holds nothing (everything delivered, its files removed). Made by
+    `net.mqtt_rare.outbox()`.
     """
 
-    def __init__(self, size, max_inflight=8, spool_dir=None, spool_limit=0):
-        self.size = size
-        self.ring = []
-        self.inflight = []
-        self.max_inflight = max_inflight
-        self.qos = 1
-        self.dropped = 0  # ring overflows without a spool; a spool counts its own
-        self.spool = None
-        self.spool_at = (spool_dir, spool_limit) if spool_dir is not None and spool_limit > 0 else None
-        self.spool_dropped = self.spool_errors = 0  # counted by spools since closed
-        self._pid = 0
-        if self.spool_at is not None:
-            try:
-                names = os.listdir(spool_dir)
-            except OSError:
-                names = ()
-            for n in names:
-                if n.startswith("spool"):  # segments or a cursor of an earlier run
-                    from net.spool import Spool
-
-                    self.spool = Spool(spool_dir, spool_limit)
-                    self._commit()  # closes it again if it holds nothing
-                    break
+    # made by net.mqtt_rare.outbox() (declared for type checkers; no bytecode)
+    size: int  # ring items at most
+    ring: list
+    inflight: list
+    max_inflight: int
+    qos: int
+    dropped: int  # ring overflows without a spool; a spool counts its own
+    spool: Any  # a net.spool.Spool while open, else None
+    spool_at: Any  # (dir, limit in bytes) for the spool, or None: no spool
+    spool_dropped: int  # counted by spools since closed
+    spool_errors: int
+    _pid: int  # the last packet id given out
 
     def put(self, msg):
         ring = self.ring
@@ -196,7 +186,7 @@ class MqttService:
     _len = 0  # (nothing waits in the hub)
     # set by net.mqtt_rare.init (declared for type checkers; no bytecode)
     cfg: dict
-    hub: object  # a hub.Hub
+    hub: Any  # a hub.Hub
     device_id: str
     version: str
     base: str
@@ -208,7 +198,7 @@ class MqttService:
     _n: list
     _announced: bytes
     _discover: bool
-    _w: asyncio.StreamWriter | None
+    _w: Any
     _err: Exception | None
     _stopping: bool
 
@@ -318,7 +308,7 @@ class MqttService:
         """
         if not self.cfg["enabled"]:  # state "disabled" since __init__
             return
-        subs = self.hub.subs  # pyright: ignore[reportAttributeAccessIssue]
+        subs = self.hub.subs
         if self not in subs:
             subs.append(self)  # from now on the hub hands us each sample (put)
         ob = self.outbox
@@ -348,7 +338,7 @@ class MqttService:
                     self._pump(True)
                     # Discovery once a backlog on flash has been sent: the two jobs' code
                     # (net.ha, net.spool) would otherwise be in RAM at the same time.
-                    if self._discover and ob.spool is None and self.hub.sample is not None:  # pyright: ignore
+                    if self._discover and ob.spool is None and self.hub.sample is not None:
                         self._discover = False  # a new name from now on calls for another round
                         await self._rare("net.ha", "announce")  # (it takes the body: no stale ref here)
                         n[_DISC] += 1

@@ -10,6 +10,7 @@ other rare job, is `net.ha.announce`.)
 """
 
 import asyncio
+import os
 from random import getrandbits
 
 from clock import ticks_diff, ticks_ms
@@ -54,9 +55,7 @@ def init(svc, hub, cfg, device_id, version, spool_dir):
         from p1.table import names  # (dropped after this job)
 
         n += len(names())
-    from net.mqtt_client import Outbox
-
-    ob = svc.outbox = Outbox(max(c["buffer"], 1) * n, svc.max_inflight, spool_dir, c["spill_kb"] * 1024)
+    ob = svc.outbox = outbox(max(c["buffer"], 1) * n, svc.max_inflight, spool_dir, c["spill_kb"] * 1024)
     ob.qos = 1 if c["qos"] else 0
     svc._state = "disconnected" if c["enabled"] else "disabled"
     svc._last_error = ""
@@ -69,6 +68,36 @@ def init(svc, hub, cfg, device_id, version, spool_dir):
     svc._w = None  # the connection's writer while logged in
     svc._err = None  # what ended the connection (from the reader or a write)
     svc._stopping = False  # set by stop(): run() ends
+
+
+def outbox(size, max_inflight=8, spool_dir=None, spool_limit=0):
+    """A new net.mqtt_client.Outbox: a ring of `size` messages, at most `max_inflight`
+    in flight; with `spool_dir` and `spool_limit` (bytes) the flash spool, opened at
+    once when spool files of an earlier run are there."""
+    from net.mqtt_client import Outbox
+
+    ob = Outbox()
+    ob.size = size
+    ob.ring = []
+    ob.inflight = []
+    ob.max_inflight = max_inflight
+    ob.qos = 1
+    ob.dropped = ob.spool_dropped = ob.spool_errors = ob._pid = 0
+    ob.spool = None
+    ob.spool_at = (spool_dir, spool_limit) if spool_dir is not None and spool_limit > 0 else None
+    if ob.spool_at is not None:
+        try:
+            names = os.listdir(spool_dir)
+        except OSError:
+            names = ()
+        for n in names:
+            if n.startswith("spool"):  # segments or a cursor of an earlier run
+                from net.spool import Spool
+
+                ob.spool = Spool(spool_dir, spool_limit)
+                ob._commit()  # closes it again if it holds nothing
+                break
+    return ob
 
 
 def status(svc):

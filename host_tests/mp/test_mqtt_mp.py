@@ -9,7 +9,8 @@ from binascii import crc32
 
 from hub import Hub, Sample
 from net import ha, mqtt, mqtt_rare
-from net.mqtt_client import MqttService, Outbox
+from net.mqtt_client import MqttService
+from net.mqtt_rare import outbox
 from p1.body import Encoder
 from p1.bodyread import items
 from p1.framer import Framer
@@ -98,7 +99,7 @@ check(
 )
 
 # ---- the outbox ring ----
-ob = Outbox(3, max_inflight=2)
+ob = outbox(3, max_inflight=2)
 for i in range(5):
     ob.put(("t", str(i), False))
 check("ring drops oldest", len(ob.ring) == 3 and ob.dropped == 2)
