@@ -41,8 +41,8 @@ class Sample:
         self.raw = raw  # bytes, the telegram exactly as received
         self.ticks = ticks  # clock.ticks_ms() when its last byte was parsed
 
-    def age_ms(self, now=None):
-        return ticks_diff(ticks_ms() if now is None else now, self.ticks)
+    def age_ms(self):
+        return ticks_diff(ticks_ms(), self.ticks)
 
 
 class Subscription:
@@ -121,15 +121,19 @@ class Hub:
     def add_status(self, name, fn):
         """Register `fn() -> dict` shown as section `name` of the status (a name
         registered again is replaced)."""
-        self._status = [x for x in self._status if x[0] != name]
-        self._status.append((name, fn))
+        st = self._status
+        for x in st:  # (no comprehension: each is a function of its own in RAM)
+            if x[0] == name:
+                st.remove(x)
+                break
+        st.append((name, fn))
 
     def sections(self):
         """[(name, fn)] of the status sections, in the order they were added, then the hub's own."""
         return self._status + [("subscribers", self._subscribers)]
 
     def _subscribers(self):
-        return {
-            "removed_dead": self.removed,
-            "queues": [{"name": s.name, "queued": s._len, "dropped": s.dropped} for s in self.subs],
-        }
+        q = []
+        for s in self.subs:
+            q.append({"name": s.name, "queued": s._len, "dropped": s.dropped})
+        return {"removed_dead": self.removed, "queues": q}

@@ -50,7 +50,7 @@ except ImportError:  # CPython
 _PUBLISH = const(3)
 _PUBACK = const(4)
 # What a rare job (net.mqtt_rare, net.ha) may import that nothing on the hot path keeps.
-_RARE = ("net.mqtt_rare", "net.ha", "p1.table", "p1.jsonout", "p1.values")
+_RARE = ("net.mqtt_rare", "net.ha", "p1.table", "p1.jsonout", "p1.values", "p1.bodyread")
 # MqttService._n: counters and times (ticks_ms). net.mqtt_rare counts in it too, and
 # shows them (its status(): keep its indexes the same).
 _PUB = const(0)  # state messages acknowledged (QoS 1) or written (QoS 0)
@@ -247,6 +247,7 @@ class MqttService:
                 k = body.count(b'": ')
                 if k != n[_NAMES] or not sample.seq % 64:
                     n[_NAMES] = k
+                    before = loaded("p1.bodyread")  # (not kept: ~1 KB, 64-bit)
                     from p1.bodyread import items
 
                     for name, _ in items(body):
@@ -254,6 +255,7 @@ class MqttService:
                         if name != "meter" and crc not in self._announced:
                             self._discover = True
                             break
+                    unload_new(before, "p1.bodyread")
             self._pump()
             return True
         except MemoryError:  # this reading is lost, the service is not

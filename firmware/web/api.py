@@ -40,7 +40,7 @@ def reading_parts(sample):
     return mv[:c], b', "age_s": %d' % (sample.age_ms() // 1000), mv[c:]
 
 
-_COLD = ("web.status", "p1.table", "p1.jsonout")
+_COLD = ("web.status", "p1.table", "p1.jsonout", "p1.bodyread")
 
 
 def _cold(name, app):
