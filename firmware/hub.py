@@ -7,7 +7,7 @@ the serial reader or grow the heap. Consumers `await sub.get()` and
 take it off `hub.subs` when they end; a subscription whose consumer died without
 doing so (full, nothing taken for `_DEAD_MS`) is removed at the next publish, so
 it cannot hold samples for ever. A subscriber is anything with `name`, `maxlen`,
-`dropped`, `_len` (queued now) and `put(sample)` (MqttService is one itself).
+`dropped`, `_q` (what waits) and `put(sample)` (MqttService is one itself).
 """
 
 import asyncio
@@ -52,34 +52,25 @@ class Subscription:
         self.name = name
         self.maxlen = maxlen
         self.dropped = 0
-        self._ring = [None] * maxlen
-        self._head = 0  # index of the oldest item
-        self._len = 0
+        self._q = []  # oldest first, at most maxlen (2 or 4: a list that never grows past that)
         self._event = asyncio.Event()
         self.last_get = ticks_ms()
 
     def put(self, item):
-        if self._len == self.maxlen:
-            self._head = (self._head + 1) % self.maxlen
-            self._len -= 1
+        q = self._q
+        if len(q) == self.maxlen:
+            q.pop(0)
             self.dropped += 1
-        self._ring[(self._head + self._len) % self.maxlen] = item
-        self._len += 1
+        q.append(item)
         self._event.set()
 
     def get_nowait(self):
         """Return the oldest item, or None when empty."""
         self.last_get = ticks_ms()
-        if not self._len:
-            return None
-        item = self._ring[self._head]
-        self._ring[self._head] = None
-        self._head = (self._head + 1) % self.maxlen
-        self._len -= 1
-        return item
+        return self._q.pop(0) if self._q else None
 
     async def get(self):
-        while not self._len:
+        while not self._q:
             self._event.clear()
             await self._event.wait()
         return self.get_nowait()
@@ -103,7 +94,7 @@ class Hub:
         self.sample = s
         dead = None
         for sub in self.subs:
-            if sub._len == sub.maxlen and ticks_diff(now, sub.last_get) > _DEAD_MS:
+            if len(sub._q) == sub.maxlen and ticks_diff(now, sub.last_get) > _DEAD_MS:
                 dead = sub
             else:
                 sub.put(s)
@@ -135,5 +126,5 @@ class Hub:
     def _subscribers(self):
         q = []
         for s in self.subs:
-            q.append({"name": s.name, "queued": s._len, "dropped": s.dropped})
+            q.append({"name": s.name, "queued": len(s._q), "dropped": s.dropped})
         return {"removed_dead": self.removed, "queues": q}

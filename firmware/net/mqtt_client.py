@@ -170,7 +170,7 @@ class MqttService:
     """Publishes the hub's readings to one broker; see the module docstring.
 
     It is the hub's subscriber "mqtt" itself (`name`, `maxlen`, `dropped`,
-    `_len`, `put()`): nothing waits in the hub for it."""
+    `_q`, `put()`): nothing waits in the hub for it."""
 
     # Tunables (class attributes: a test or a board may change them).
     connect_timeout_ms = 10000
@@ -183,7 +183,7 @@ class MqttService:
     max_inflight = 4  # QoS 1 messages awaiting PUBACK: each holds its ~1 KB payload
     name = "mqtt"  # as the hub's subscriber
     maxlen = 1
-    _len = 0  # (nothing waits in the hub)
+    _q = ()  # (nothing waits in the hub)
     # set by net.mqtt_rare.init (declared for type checkers; no bytecode)
     cfg: dict
     hub: Any  # a hub.Hub

@@ -120,7 +120,7 @@ hub = Hub()
 sub = hub.subscribe(2, "t")
 for i in range(5):
     hub.publish(('{"i": %d}' % i).encode(), 0, b"x")
-check(sub._len == 2 and sub.dropped == 3, "hub: bounded, drops oldest")
+check(len(sub._q) == 2 and sub.dropped == 3, "hub: bounded, drops oldest")
 check(sub.get_nowait().body == b'{"i": 3}', "hub: oldest kept is #4")
 hub.subs.remove(sub)
 
