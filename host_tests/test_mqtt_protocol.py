@@ -118,12 +118,12 @@ def test_decode_rejects_malformed_packets_with_oserror(first, body):
 
 
 def test_connack_refusals_have_readable_reasons():
-    e = mqtt_rare.MQTTError(5)
-    assert isinstance(e, OSError)
-    assert str(e) == "not authorized" and e.code == 5
-    assert str(mqtt_rare.MQTTError(4)) == "bad user name or password"
-    assert str(mqtt_rare.MQTTError(1)) == "unacceptable protocol version"
-    assert "99" in str(mqtt_rare.MQTTError(99)) and "0" in str(mqtt_rare.MQTTError(0))
+    assert mqtt_rare.refused(5) == "not authorized"
+    assert mqtt_rare.refused(4) == "bad user name or password"
+    assert mqtt_rare.refused(3) == "server unavailable"
+    assert mqtt_rare.refused(2) == "client identifier rejected"
+    assert mqtt_rare.refused(1) == "unacceptable protocol version"
+    assert "99" in mqtt_rare.refused(99) and "0" in mqtt_rare.refused(0)
 
 
 KEEP = []  # the unused halves: closed when collected

@@ -64,6 +64,7 @@ _TX = const(7)  # the last packet written
 _SINCE = const(8)  # the state changed
 _NAMES = const(9)  # readings in the body offer() last looked at
 _LAST = const(10)  # the last sample offer() took (None: none yet)
+# 11: CONNACK's return code of a refused login (net.mqtt_rare)
 
 
 class Outbox:
@@ -352,12 +353,11 @@ class MqttService:
                 await self.stop()
                 raise
             except Exception as e:  # OSError (timeouts too), ssl errors, a refused login...
-                if not self._stopping:
-                    backoff = self._rare("net.mqtt_rare", "failed", e, w, backoff)
+                self._err = e
             finally:
                 self._w = None
-                if w is not None:
-                    await self._rare("net.mqtt_rare", "close", w, rx)
+                # net.mqtt_rare: the error shown, the link closed, the wait before the next attempt
+                backoff = await self._rare("net.mqtt_rare", "end", w, rx, backoff)
         self._to("disconnected")
 
     def _rare(self, module, job, *args):

@@ -3,7 +3,7 @@
 `MqttService._rare()` imports this module for one such job and drops it after
 (`mem.unload`), with the JSON writer it may have loaded: the constructor, the
 TLS context, PEM -> DER, the CONNECT and SUBSCRIBE encoders, the CONNACK
-reasons, what a failed attempt leaves, the status and the status answer cost
+reasons, the end of a session or attempt, the status and the status answer cost
 RAM only while they run. Each job is a function `job(svc, ...)` of the service
 `svc` (an MqttService); `connect` is a coroutine. (The discovery round, the
 other rare job, is `net.ha.announce`.)
@@ -32,6 +32,7 @@ _DISC = const(5)
 _RX = const(6)
 _TX = const(7)
 _SINCE = const(8)
+_REFUSED = const(11)
 
 
 def init(svc, hub, cfg, device_id, version, spool_dir):
@@ -60,7 +61,7 @@ def init(svc, hub, cfg, device_id, version, spool_dir):
     svc._state = "disconnected" if c["enabled"] else "disabled"
     svc._last_error = ""
     svc.dropped = 0  # samples offer() lost to a MemoryError
-    svc._n = [0, 0, 0, 0, 0, 0, 0, 0, ticks_ms(), 0, None]  # _PUB .. _LAST of net.mqtt_client
+    svc._n = [0, 0, 0, 0, 0, 0, 0, 0, ticks_ms(), 0, None, 0]  # _PUB .. _LAST of net.mqtt_client, _REFUSED
     # Reading names with a discovery config sent: 4 bytes of CRC each (the names
     # themselves are ~700 bytes for an E360).
     svc._announced = b""
@@ -135,37 +136,11 @@ def status(svc):
     }
 
 
-def failed(svc, e, w, backoff):
-    """After exception `e` ended an attempt (`w` None: before a connection) or a
-    session: the error and state shown; returns the wait before the next attempt (ms,
-    before jitter): doubled after each failed attempt, longer after a refused login."""
-    svc._last_error = str(e) or type(e).__name__
-    code = getattr(e, "code", 0)  # MQTTError: CONNACK's return code
-    svc._to("auth_failed" if 3 < code < 6 else "disconnected")  # bad login, not authorized
-    if w is None:  # no connection: wait longer each time
-        backoff = min(
-            max(backoff * 2, svc.auth_backoff_ms if code else 0, svc.backoff_min_ms),
-            max(svc.backoff_max_ms, svc.backoff_min_ms),
-        )
-    return backoff
-
-
-# CONNACK return codes 1..5.
-REASONS = (
-    "unacceptable protocol version",
-    "client identifier rejected",
-    "server unavailable",
-    "bad user name or password",
-    "not authorized",
-)
-
-
-class MQTTError(OSError):
-    """The broker refused the connection; `.code` is the CONNACK return code, the text its reason."""
-
-    def __init__(self, code):
-        super().__init__(REASONS[code - 1] if 0 < code <= len(REASONS) else "refused (code %d)" % code)
-        self.code = code
+def refused(code):
+    """The reason a broker refused a login with CONNACK return code `code`."""
+    r = "unacceptable protocol version|client identifier rejected|server unavailable|bad user name or password"
+    r = (r + "|not authorized").split("|")  # (one str object, not five)
+    return r[code - 1] if 0 < code <= 5 else "refused (code %d)" % code
 
 
 def field(buf, s):
@@ -268,7 +243,7 @@ async def connect(svc, backoff):
     topics (and Home Assistant's status), then the retained "online"; then the new
     session's state and its reader task (`svc._rx`). Returns (writer, reader task,
     ms after which a silent broker is dead, ms between two rounds of the session
-    loop); raises OSError, MQTTError when the broker refuses."""
+    loop); raises OSError (also when the broker refuses)."""
     if backoff:
         await sleep_ms(backoff // 2 + getrandbits(16) % (backoff // 2 + 1))
         if svc._stopping:
@@ -298,8 +273,9 @@ async def connect(svc, backoff):
         first, body = await wait_ms(read_packet(reader), ms)
         if first != 0x20 or len(body) != 2:
             raise OSError("expected CONNACK")
-        if body[1]:  # the return code
-            raise MQTTError(body[1])
+        if body[1]:  # the return code: refused (end() tells a bad login by it)
+            svc._n[_REFUSED] = body[1]
+            raise OSError(refused(body[1]))
         topics = [(svc.base + "/set/#", 0)]
         if c["discovery"]:
             topics.append((c["discovery_prefix"] + "/status", 0))
@@ -333,15 +309,32 @@ async def connect(svc, backoff):
     return writer, rx, alive, min(alive // 2, svc.ack_timeout_ms, 1000)
 
 
-async def close(svc, w, rx):
-    """The end of a session: its reader task cancelled, its link closed."""
+async def end(svc, w, rx, backoff):
+    """The end of an attempt (`w` None: no connection) or a session (its writer `w`,
+    its reader task `rx`): what ended it (`svc._err`) shown as the last error and the
+    state, the link closed; returns the wait before the next attempt (ms, before
+    jitter): doubled after each failed attempt, longer after a refused login."""
+    e = svc._err
+    n = svc._n
+    code = n[_REFUSED]  # CONNACK's return code when the broker refused the login
+    n[_REFUSED] = 0
+    if e is not None and not svc._stopping:
+        svc._last_error = str(e) or type(e).__name__
+        svc._to("auth_failed" if 3 < code < 6 else "disconnected")  # bad login, not authorized
+        if w is None:  # no connection: wait longer each time
+            backoff = min(
+                max(backoff * 2, svc.auth_backoff_ms if code else 0, svc.backoff_min_ms),
+                max(svc.backoff_max_ms, svc.backoff_min_ms),
+            )
     if rx is not None:
         rx.cancel()
-    try:
-        w.close()
-        await wait_ms(w.wait_closed(), 1000)
-    except Exception:  # noqa: BLE001
-        pass
+    if w is not None:
+        try:
+            w.close()
+            await wait_ms(w.wait_closed(), 1000)
+        except Exception:  # noqa: BLE001
+            pass
+    return backoff
 
 
 async def stop(svc):
