@@ -34,6 +34,7 @@ raises `OSError`; everything that decides lives here.
 
 import asyncio
 from binascii import crc32
+from random import getrandbits
 
 import log
 from clock import ticks_diff, ticks_ms
@@ -318,10 +319,14 @@ class MqttService:
         n = self._n
         backoff = 0  # ms before the next attempt, before jitter; 0 = none
         while not self._stopping:
+            if backoff:  # 50..100 %: dongles that lost the same broker do not return in step
+                await sleep_ms(backoff // 2 + getrandbits(16) % (backoff // 2 + 1))  # (no rare code in RAM)
+                if self._stopping:
+                    break
             w = rx = None
             try:
-                # net.mqtt_rare: the wait, the login, the session's reader task
-                w, rx, alive, tick = await self._rare("net.mqtt_rare", "connect", backoff)
+                # net.mqtt_rare: the login, the session's reader task
+                w, rx, alive, tick = await self._rare("net.mqtt_rare", "connect")
                 backoff = self.backoff_min_ms
                 half = alive // 2
                 ping = n[_TX]

@@ -11,10 +11,9 @@ other rare job, is `net.ha.announce`.)
 
 import asyncio
 import os
-from random import getrandbits
 
 from clock import ticks_diff, ticks_ms
-from net.mqtt import packet, publish_head, read_packet, sleep_ms, wait_ms, write
+from net.mqtt import packet, publish_head, read_packet, wait_ms, write
 
 try:
     from micropython import const
@@ -236,18 +235,13 @@ def der_certs(data):
     return out
 
 
-async def connect(svc, backoff):
-    """After a wait of 50..100 % of `backoff` ms (jitter: dongles that lost the same
-    broker do not return in step), open the link to the broker of `svc` and log in:
-    CONNECT with a retained "offline" Last Will, CONNACK, SUBSCRIBE to the command
-    topics (and Home Assistant's status), then the retained "online"; then the new
-    session's state and its reader task (`svc._rx`). Returns (writer, reader task,
+async def connect(svc):
+    """Open the link to the broker of `svc` and log in: CONNECT with a retained
+    "offline" Last Will, CONNACK, SUBSCRIBE to the command topics (and Home
+    Assistant's status), then the retained "online"; then the new session's state
+    and its reader task (`svc._rx`). Returns (writer, reader task,
     ms after which a silent broker is dead, ms between two rounds of the session
     loop); raises OSError (also when the broker refuses)."""
-    if backoff:
-        await sleep_ms(backoff // 2 + getrandbits(16) % (backoff // 2 + 1))
-        if svc._stopping:
-            raise OSError("stopped")
     svc._to("connecting")
     c = svc.cfg
     ms = svc.connect_timeout_ms
