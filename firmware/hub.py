@@ -4,9 +4,10 @@ Strategy: the meter task calls `publish()` and never waits: every subscriber has
 a fixed-size ring that drops its oldest sample (and counts it) when the
 consumer falls behind, so a slow MQTT broker or HTTP client can never stall
 the serial reader or grow the heap. Consumers `await sub.get()` and
-unsubscribe when they end; a subscription whose consumer died without doing so
-(full, nothing taken for `_DEAD_MS`) is removed at the next publish, so it
-cannot hold samples for ever.
+take it off `hub.subs` when they end; a subscription whose consumer died without
+doing so (full, nothing taken for `_DEAD_MS`) is removed at the next publish, so
+it cannot hold samples for ever. A subscriber is anything with `name`, `maxlen`,
+`dropped`, `_q` (what waits) and `put(sample)` (MqttService is one itself).
 """
 
 import asyncio
@@ -40,8 +41,8 @@ class Sample:
         self.raw = raw  # bytes, the telegram exactly as received
         self.ticks = ticks  # clock.ticks_ms() when its last byte was parsed
 
-    def age_ms(self, now=None):
-        return ticks_diff(ticks_ms() if now is None else now, self.ticks)
+    def age_ms(self):
+        return ticks_diff(ticks_ms(), self.ticks)
 
 
 class Subscription:
@@ -51,37 +52,25 @@ class Subscription:
         self.name = name
         self.maxlen = maxlen
         self.dropped = 0
-        self._ring = [None] * maxlen
-        self._head = 0  # index of the oldest item
-        self._len = 0
+        self._q = []  # oldest first, at most maxlen (2 or 4: a list that never grows past that)
         self._event = asyncio.Event()
         self.last_get = ticks_ms()
 
-    def __len__(self):
-        return self._len
-
     def put(self, item):
-        if self._len == self.maxlen:
-            self._head = (self._head + 1) % self.maxlen
-            self._len -= 1
+        q = self._q
+        if len(q) == self.maxlen:
+            q.pop(0)
             self.dropped += 1
-        self._ring[(self._head + self._len) % self.maxlen] = item
-        self._len += 1
+        q.append(item)
         self._event.set()
 
     def get_nowait(self):
         """Return the oldest item, or None when empty."""
         self.last_get = ticks_ms()
-        if not self._len:
-            return None
-        item = self._ring[self._head]
-        self._ring[self._head] = None
-        self._head = (self._head + 1) % self.maxlen
-        self._len -= 1
-        return item
+        return self._q.pop(0) if self._q else None
 
     async def get(self):
-        while not self._len:
+        while not self._q:
             self._event.clear()
             await self._event.wait()
         return self.get_nowait()
@@ -105,46 +94,37 @@ class Hub:
         self.sample = s
         dead = None
         for sub in self.subs:
-            if len(sub) == sub.maxlen and ticks_diff(now, sub.last_get) > _DEAD_MS:
+            if len(sub._q) == sub.maxlen and ticks_diff(now, sub.last_get) > _DEAD_MS:
                 dead = sub
             else:
                 sub.put(s)
         if dead is not None:  # one per telegram is plenty
-            self.unsubscribe(dead)
+            self.subs.remove(dead)
             self.removed += 1
         return s
 
     def subscribe(self, maxlen=8, name=""):
+        """A new Subscription; the consumer takes it off `subs` when it ends (if still there)."""
         sub = Subscription(maxlen, name)
         self.subs.append(sub)
         return sub
 
-    def unsubscribe(self, sub):
-        if sub in self.subs:
-            self.subs.remove(sub)
-
     def add_status(self, name, fn):
         """Register `fn() -> dict` shown as section `name` of the status (a name
         registered again is replaced)."""
-        self._status = [x for x in self._status if x[0] != name]
-        self._status.append((name, fn))
+        st = self._status
+        for x in st:  # (no comprehension: each is a function of its own in RAM)
+            if x[0] == name:
+                st.remove(x)
+                break
+        st.append((name, fn))
 
     def sections(self):
         """[(name, fn)] of the status sections, in the order they were added, then the hub's own."""
         return self._status + [("subscribers", self._subscribers)]
 
     def _subscribers(self):
-        return {
-            "removed_dead": self.removed,
-            "queues": [{"name": s.name, "queued": len(s), "dropped": s.dropped} for s in self.subs],
-        }
-
-    def status(self):
-        """Every section as one dict (MQTT's status command)."""
-        out = {}
-        for name, fn in self.sections():
-            try:
-                out[name] = fn()
-            except Exception as e:  # a broken section must not break status
-                out[name] = {"error": repr(e)}
-        return out
+        q = []
+        for s in self.subs:
+            q.append({"name": s.name, "queued": len(s._q), "dropped": s.dropped})
+        return {"removed_dead": self.removed, "queues": q}

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
 
 from net import mqtt, mqtt_rare  # noqa: E402
-from net.mqtt_client import Outbox  # noqa: E402
+from net.mqtt_rare import outbox  # noqa: E402
 
 
 def publish(topic, payload, qos=0, retain=False, dup=False, pid=0) -> bytes:
@@ -118,12 +118,12 @@ def test_decode_rejects_malformed_packets_with_oserror(first, body):
 
 
 def test_connack_refusals_have_readable_reasons():
-    e = mqtt_rare.MQTTError(5)
-    assert isinstance(e, OSError)
-    assert str(e) == "not authorized" and e.code == 5
-    assert str(mqtt_rare.MQTTError(4)) == "bad user name or password"
-    assert str(mqtt_rare.MQTTError(1)) == "unacceptable protocol version"
-    assert "99" in str(mqtt_rare.MQTTError(99)) and "0" in str(mqtt_rare.MQTTError(0))
+    assert mqtt_rare.refused(5) == "not authorized"
+    assert mqtt_rare.refused(4) == "bad user name or password"
+    assert mqtt_rare.refused(3) == "server unavailable"
+    assert mqtt_rare.refused(2) == "client identifier rejected"
+    assert mqtt_rare.refused(1) == "unacceptable protocol version"
+    assert "99" in mqtt_rare.refused(99) and "0" in mqtt_rare.refused(0)
 
 
 KEEP = []  # the unused halves: closed when collected
@@ -265,7 +265,7 @@ def test_read_packet_eof_size_limit_and_deadlines_from_wait_ms():
 
 
 def test_outbox_ring_drops_the_oldest_and_counts_them():
-    ob = Outbox(3, max_inflight=2)
+    ob = outbox(3, max_inflight=2)
     for i in range(5):
         ob.put(("t", str(i), False))
     assert len(ob.ring) == 3 and ob.dropped == 2
@@ -286,7 +286,7 @@ def test_outbox_ring_drops_the_oldest_and_counts_them():
 
 
 def test_outbox_packet_ids_wrap_and_skip_those_in_flight():
-    ob = Outbox(4, max_inflight=4)
+    ob = outbox(4, max_inflight=4)
     ob._pid = 65534
     for i in range(3):
         ob.put(("t", str(i), False))
@@ -320,7 +320,7 @@ def test_the_service_knows_how_many_keys_a_full_mqtt_section_has():
     from hub import Hub
     from net import mqtt_client
 
-    assert mqtt_client._NKEYS == len(DEFAULTS["mqtt"])
+    assert mqtt_rare._NKEYS == len(DEFAULTS["mqtt"])
     full = dict(DEFAULTS["mqtt"], host="h")
     assert mqtt_client.MqttService(Hub(), full, "dev").cfg is full
     part = {"enabled": True, "host": "h"}

@@ -33,7 +33,6 @@ raises `OSError`; everything that decides lives here.
 """
 
 import asyncio
-import os
 from binascii import crc32
 from random import getrandbits
 
@@ -47,13 +46,14 @@ try:
     from micropython import const
 except ImportError:  # CPython
     const = int
+    from typing import Any  # (annotations only: never evaluated on MicroPython)
 
 _PUBLISH = const(3)
 _PUBACK = const(4)
-_NKEYS = const(19)  # keys of config.DEFAULTS["mqtt"]; fewer: a partial section (tests, tools)
 # What a rare job (net.mqtt_rare, net.ha) may import that nothing on the hot path keeps.
-_RARE = ("net.mqtt_rare", "net.ha", "p1.table", "p1.jsonout", "p1.values")
-# MqttService._n: counters and times (ticks_ms). net.mqtt_rare.command counts in it too.
+_RARE = ("net.mqtt_rare", "net.ha", "p1.table", "p1.jsonout", "p1.values", "p1.bodyread")
+# MqttService._n: counters and times (ticks_ms). net.mqtt_rare counts in it too, and
+# shows them (its status(): keep its indexes the same).
 _PUB = const(0)  # state messages acknowledged (QoS 1) or written (QoS 0)
 _CONN = const(1)  # connections made
 _SKIP = const(2)  # samples skipped by interval_s
@@ -65,6 +65,7 @@ _TX = const(7)  # the last packet written
 _SINCE = const(8)  # the state changed
 _NAMES = const(9)  # readings in the body offer() last looked at
 _LAST = const(10)  # the last sample offer() took (None: none yet)
+# 11: CONNACK's return code of a refused login (net.mqtt_rare)
 
 
 class Outbox:
@@ -78,32 +79,22 @@ class Outbox:
     of dropping it, and `take()` reads the spool first. The spool
     (`net.spool.Spool`) is opened when the ring first overflows, or at once when
     spool files of an earlier run exist, and closed, its module unloaded, once
-    it holds nothing (everything delivered, its files removed).
+    it holds nothing (everything delivered, its files removed). Made by
+    `net.mqtt_rare.outbox()`.
     """
 
-    def __init__(self, size, max_inflight=8, spool_dir=None, spool_limit=0):
-        self.size = size
-        self.ring = []
-        self.inflight = []
-        self.max_inflight = max_inflight
-        self.qos = 1
-        self.dropped = 0  # ring overflows without a spool; a spool counts its own
-        self.spool = None
-        self.spool_at = (spool_dir, spool_limit) if spool_dir is not None and spool_limit > 0 else None
-        self.spool_dropped = self.spool_errors = 0  # counted by spools since closed
-        self._pid = 0
-        if self.spool_at is not None:
-            try:
-                names = os.listdir(spool_dir)
-            except OSError:
-                names = ()
-            for n in names:
-                if n.startswith("spool"):  # segments or a cursor of an earlier run
-                    from net.spool import Spool
-
-                    self.spool = Spool(spool_dir, spool_limit)
-                    self._commit()  # closes it again if it holds nothing
-                    break
+    # made by net.mqtt_rare.outbox() (declared for type checkers; no bytecode)
+    size: int  # ring items at most
+    ring: list
+    inflight: list
+    max_inflight: int
+    qos: int
+    dropped: int  # ring overflows without a spool; a spool counts its own
+    spool: Any  # a net.spool.Spool while open, else None
+    spool_at: Any  # (dir, limit in bytes) for the spool, or None: no spool
+    spool_dropped: int  # counted by spools since closed
+    spool_errors: int
+    _pid: int  # the last packet id given out
 
     def put(self, msg):
         ring = self.ring
@@ -181,7 +172,7 @@ class MqttService:
     """Publishes the hub's readings to one broker; see the module docstring.
 
     It is the hub's subscriber "mqtt" itself (`name`, `maxlen`, `dropped`,
-    `len()`, `put()`): nothing waits in the hub for it."""
+    `_q`, `put()`): nothing waits in the hub for it."""
 
     # Tunables (class attributes: a test or a board may change them).
     connect_timeout_ms = 10000
@@ -194,85 +185,37 @@ class MqttService:
     max_inflight = 4  # QoS 1 messages awaiting PUBACK: each holds its ~1 KB payload
     name = "mqtt"  # as the hub's subscriber
     maxlen = 1
+    _q = ()  # (nothing waits in the hub)
+    # set by net.mqtt_rare.init (declared for type checkers; no bytecode)
+    cfg: dict
+    hub: Any  # a hub.Hub
+    device_id: str
+    version: str
+    base: str
+    state_topic: str
+    outbox: Outbox
+    dropped: int
+    _state: str
+    _last_error: str
+    _n: list
+    _announced: bytes
+    _discover: bool
+    _w: Any
+    _err: Exception | None
+    _stopping: bool
 
     def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
-        c = cfg or {}
-        if len(c) < _NKEYS:  # a partial section (tests, tools): the config module's defaults
-            from config import DEFAULTS
-
-            c = dict(DEFAULTS["mqtt"])
-            c.update(cfg or {})
-        self.cfg = c
-        self.hub = hub
-        self.device_id = device_id
-        self.version = version
-        self.base = c["base_topic"] or "p1/" + device_id
-        self.state_topic = self.base + "/state"
-        # `buffer` counts readings: each one is a state, plus a message per value
-        # with per_value_topics and the telegram with raw_topic.
-        n = 2 if c["raw_topic"] else 1
-        if c["per_value_topics"]:
-            before = loaded("p1.table")
-            from p1.table import names
-
-            n += len(names())
-            unload_new(before, "p1.table")
-        ob = self.outbox = Outbox(max(c["buffer"], 1) * n, self.max_inflight, spool_dir, c["spill_kb"] * 1024)
-        ob.qos = 1 if c["qos"] else 0
-        self._state = "disconnected" if c["enabled"] else "disabled"
-        self._last_error = ""
-        self.dropped = 0  # samples offer() lost to a MemoryError
-        self._n = [0, 0, 0, 0, 0, 0, 0, 0, ticks_ms(), 0, None]  # _PUB .. _LAST
-        # Reading names with a discovery config sent: 4 bytes of CRC each (the names
-        # themselves are ~700 bytes for an E360).
-        self._announced = b""
-        self._discover = False  # a discovery round is due
-        self._w = None  # the connection's writer while logged in
-        self._err = None  # what ended the connection (from the reader or a write)
-        self._stopping = False  # set by stop(): run() ends
-
-    # ---- status -------------------------------------------------------------------
+        """The service for `hub` with the "mqtt" config section `cfg` (a partial one is
+        completed from config.DEFAULTS); `spool_dir`: where the flash spool may go."""
+        self._rare("net.mqtt_rare", "init", hub, cfg, device_id, version, spool_dir)
 
     def status(self):
-        c = self.cfg
-        ob = self.outbox
-        sp = ob.spool
-        n = self._n
-        sd, se = ob.spool_dropped, ob.spool_errors
-        if sp is not None:
-            sd += sp.dropped
-            se += sp.errors
-        return {
-            "state": self._state,
-            "broker": "%s:%d" % (c["host"], c["port"]),
-            "tls": c["tls"],
-            "user": c["user"],
-            "client_id": c["client_id"] or "p1-" + self.device_id,
-            "base_topic": self.base,
-            "last_error": self._last_error,
-            "queued": len(ob.ring) + len(ob.inflight),
-            "inflight": len(ob.inflight),
-            "published": n[_PUB],
-            "dropped": ob.dropped + sd + self.dropped,
-            "skipped": n[_SKIP],
-            "reconnects": max(n[_CONN] - 1, 0),
-            "since_ms": ticks_diff(ticks_ms(), n[_SINCE]),
-            "discovery_sent": n[_DISC],
-            "commands": n[_CMD],
-            "bad_commands": n[_BAD],
-            "spooled": len(sp) if sp is not None else 0,
-            "spool_bytes": sp.nbytes if sp is not None else 0,
-            "spool_dropped": sd,
-            "spool_errors": se,
-        }
+        return self._rare("net.mqtt_rare", "status")
 
     def _to(self, state):
         if state != self._state:
             self._state = state
             self._n[_SINCE] = ticks_ms()
-
-    def __len__(self):  # as the hub's subscriber: nothing waits in the hub
-        return 0
 
     # ---- intake (never waits) -----------------------------------------------------
 
@@ -306,6 +249,7 @@ class MqttService:
                 k = body.count(b'": ')
                 if k != n[_NAMES] or not sample.seq % 64:
                     n[_NAMES] = k
+                    before = loaded("p1.bodyread")  # (not kept: ~1 KB, 64-bit)
                     from p1.bodyread import items
 
                     for name, _ in items(body):
@@ -313,6 +257,7 @@ class MqttService:
                         if name != "meter" and crc not in self._announced:
                             self._discover = True
                             break
+                    unload_new(before, "p1.bodyread")
             self._pump()
             return True
         except MemoryError:  # this reading is lost, the service is not
@@ -365,8 +310,7 @@ class MqttService:
 
         Cancelled while connected, it says "offline" and disconnects cleanly.
         """
-        c = self.cfg
-        if not c["enabled"]:  # state "disabled" since __init__
+        if not self.cfg["enabled"]:  # state "disabled" since __init__
             return
         subs = self.hub.subs
         if self not in subs:
@@ -376,25 +320,16 @@ class MqttService:
         backoff = 0  # ms before the next attempt, before jitter; 0 = none
         while not self._stopping:
             if backoff:  # 50..100 %: dongles that lost the same broker do not return in step
-                await sleep_ms(backoff // 2 + getrandbits(16) % (backoff // 2 + 1))
+                await sleep_ms(backoff // 2 + getrandbits(16) % (backoff // 2 + 1))  # (no rare code in RAM)
                 if self._stopping:
                     break
             w = rx = None
             try:
-                self._to("connecting")
-                r, w = await self._rare("net.mqtt_rare", "connect")
-                n[_CONN] += 1
+                # net.mqtt_rare: the login, the session's reader task
+                w, rx, alive, tick = await self._rare("net.mqtt_rare", "connect")
                 backoff = self.backoff_min_ms
-                # Our own ping / dead-link timing; with keepalive_s 0 (sent as 0: the
-                # broker never drops us) we still check every 60 s.
-                alive = max(c["keepalive_s"] or 60, 2) * 1000
                 half = alive // 2
-                tick = min(half, self.ack_timeout_ms, 1000)  # how late a ping or a resend may be
-                self._err = None
-                ping = n[_RX] = n[_TX] = ticks_ms()
-                rx = asyncio.create_task(self._rx(r, w))
-                self._to("connected")  # last_error stays: the most recent failure
-                self._w = w
+                ping = n[_TX]
                 while not self._stopping:
                     if self._err is not None:
                         raise self._err
@@ -411,7 +346,7 @@ class MqttService:
                     self._pump(True)
                     # Discovery once a backlog on flash has been sent: the two jobs' code
                     # (net.ha, net.spool) would otherwise be in RAM at the same time.
-                    if self._discover and self.hub.sample is not None and ob.spool is None:
+                    if self._discover and ob.spool is None and self.hub.sample is not None:
                         self._discover = False  # a new name from now on calls for another round
                         await self._rare("net.ha", "announce")  # (it takes the body: no stale ref here)
                         n[_DISC] += 1
@@ -423,32 +358,20 @@ class MqttService:
                 await self.stop()
                 raise
             except Exception as e:  # OSError (timeouts too), ssl errors, a refused login...
-                self._last_error = str(e) or type(e).__name__
-                code = getattr(e, "code", 0)  # net.mqtt_rare.MQTTError: CONNACK's return code
-                self._to("auth_failed" if 3 < code < 6 else "disconnected")  # bad login, not authorized
-                if w is None:  # no connection: wait longer each time
-                    backoff = min(
-                        max(backoff * 2, self.auth_backoff_ms if code else 0, self.backoff_min_ms),
-                        max(self.backoff_max_ms, self.backoff_min_ms),
-                    )
+                self._err = e
             finally:
                 self._w = None
-                if rx is not None:
-                    rx.cancel()
-                if w is not None:
-                    try:
-                        w.close()
-                        await mqtt.wait_ms(w.wait_closed(), 1000)
-                    except Exception:  # noqa: BLE001
-                        pass
+                # net.mqtt_rare: the error shown, the link closed, the wait before the next attempt
+                backoff = await self._rare("net.mqtt_rare", "end", w, rx, backoff)
         self._to("disconnected")
 
-    async def _rare(self, module, job, *args):
-        """`<module>.<job>(self, *args)` awaited: the module, and what it imports for the
-        job, is loaded for it and dropped after."""
+    def _rare(self, module, job, *args):
+        """`<module>.<job>(self, *args)`: the module, and what it imports, is loaded for
+        the call and dropped after it (a coroutine it returns, awaited by the caller,
+        keeps what it uses alive until it ends)."""
         before = loaded(*_RARE)
         try:
-            return await getattr(__import__(module, None, None, (job,)), job)(self, *args)
+            return getattr(__import__(module, None, None, (job,)), job)(self, *args)
         finally:
             unload_new(before, *_RARE)
 
@@ -466,20 +389,11 @@ class MqttService:
                         n[_PUB] += 1
                     self._pump()
                 elif t == _PUBLISH:  # a command, or Home Assistant's birth message
-                    await self._rare("net.mqtt_rare", "command", w, pid, topic, payload)
+                    self._rare("net.mqtt_rare", "command", w, pid, topic, payload)
         except Exception as e:  # noqa: BLE001
             self._err = e if isinstance(e, OSError) else OSError(repr(e))
 
-    async def stop(self):
+    def stop(self):
         """Say "offline" (retained) and disconnect cleanly (DISCONNECT tells the broker
-        to drop the will); run() ends."""
-        self._stopping = True
-        w = self._w
-        self._w = None
-        if w is not None:
-            try:
-                head = mqtt.publish_head(self.base + "/status", 7, 0, True)
-                await mqtt.write(w, head, 1000, b"offline\xe0\x00")  # then DISCONNECT
-            except Exception:  # noqa: BLE001
-                pass
-        self._to("disconnected")
+        to drop the will); run() ends. Returns the coroutine to await (net.mqtt_rare)."""
+        return self._rare("net.mqtt_rare", "stop")

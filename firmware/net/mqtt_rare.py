@@ -1,15 +1,18 @@
-"""What the MQTT client does rarely: log in, handle a command.
+"""What the MQTT client does rarely: set up, log in, handle a command, show its status.
 
 `MqttService._rare()` imports this module for one such job and drops it after
-(`mem.unload`), with the JSON writer it may have loaded: the TLS context,
-PEM -> DER, the CONNECT and SUBSCRIBE encoders, the CONNACK reasons and the
-status answer cost RAM only while they run. Each job is a coroutine
-`job(svc, ...)` of the service `svc` (an MqttService). (The discovery round,
-the other rare job, is `net.ha.announce`.)
+(`mem.unload`), with the JSON writer it may have loaded: the constructor, the
+TLS context, PEM -> DER, the CONNECT and SUBSCRIBE encoders, the CONNACK
+reasons, the end of a session or attempt, the status and the status answer cost
+RAM only while they run. Each job is a function `job(svc, ...)` of the service
+`svc` (an MqttService); `connect` is a coroutine. (The discovery round, the
+other rare job, is `net.ha.announce`.)
 """
 
 import asyncio
+import os
 
+from clock import ticks_diff, ticks_ms
 from net.mqtt import packet, publish_head, read_packet, wait_ms, write
 
 try:
@@ -17,25 +20,126 @@ try:
 except ImportError:  # CPython
     const = int
 
-_CMD = const(3)  # indexes of MqttService._n: commands, bad commands
+_NKEYS = const(19)  # keys of config.DEFAULTS["mqtt"]; fewer: a partial section (tests, tools)
+# indexes of MqttService._n (see net.mqtt_client)
+_PUB = const(0)
+_CONN = const(1)
+_SKIP = const(2)
+_CMD = const(3)
 _BAD = const(4)
-
-# CONNACK return codes 1..5.
-REASONS = (
-    "unacceptable protocol version",
-    "client identifier rejected",
-    "server unavailable",
-    "bad user name or password",
-    "not authorized",
-)
+_DISC = const(5)
+_RX = const(6)
+_TX = const(7)
+_SINCE = const(8)
+_REFUSED = const(11)
 
 
-class MQTTError(OSError):
-    """The broker refused the connection; `.code` is the CONNACK return code, the text its reason."""
+def init(svc, hub, cfg, device_id, version, spool_dir):
+    """MqttService.__init__ (run once, so kept out of RAM after it)."""
+    c = cfg or {}
+    if len(c) < _NKEYS:  # a partial section (tests, tools): the config module's defaults
+        from config import DEFAULTS
 
-    def __init__(self, code):
-        super().__init__(REASONS[code - 1] if 0 < code <= len(REASONS) else "refused (code %d)" % code)
-        self.code = code
+        c = dict(DEFAULTS["mqtt"])
+        c.update(cfg or {})
+    svc.cfg = c
+    svc.hub = hub
+    svc.device_id = device_id
+    svc.version = version
+    svc.base = c["base_topic"] or "p1/" + device_id
+    svc.state_topic = svc.base + "/state"
+    # `buffer` counts readings: each one is a state, plus a message per value
+    # with per_value_topics and the telegram with raw_topic.
+    n = 2 if c["raw_topic"] else 1
+    if c["per_value_topics"]:
+        from p1.table import names  # (dropped after this job)
+
+        n += len(names())
+    ob = svc.outbox = outbox(max(c["buffer"], 1) * n, svc.max_inflight, spool_dir, c["spill_kb"] * 1024)
+    ob.qos = 1 if c["qos"] else 0
+    svc._state = "disconnected" if c["enabled"] else "disabled"
+    svc._last_error = ""
+    svc.dropped = 0  # samples offer() lost to a MemoryError
+    svc._n = [0, 0, 0, 0, 0, 0, 0, 0, ticks_ms(), 0, None, 0]  # _PUB .. _LAST of net.mqtt_client, _REFUSED
+    # Reading names with a discovery config sent: 4 bytes of CRC each (the names
+    # themselves are ~700 bytes for an E360).
+    svc._announced = b""
+    svc._discover = False  # a discovery round is due
+    svc._w = None  # the connection's writer while logged in
+    svc._err = None  # what ended the connection (from the reader or a write)
+    svc._stopping = False  # set by stop(): run() ends
+
+
+def outbox(size, max_inflight=8, spool_dir=None, spool_limit=0):
+    """A new net.mqtt_client.Outbox: a ring of `size` messages, at most `max_inflight`
+    in flight; with `spool_dir` and `spool_limit` (bytes) the flash spool, opened at
+    once when spool files of an earlier run are there."""
+    from net.mqtt_client import Outbox
+
+    ob = Outbox()
+    ob.size = size
+    ob.ring = []
+    ob.inflight = []
+    ob.max_inflight = max_inflight
+    ob.qos = 1
+    ob.dropped = ob.spool_dropped = ob.spool_errors = ob._pid = 0
+    ob.spool = None
+    ob.spool_at = (spool_dir, spool_limit) if spool_dir is not None and spool_limit > 0 else None
+    if ob.spool_at is not None:
+        try:
+            names = os.listdir(spool_dir)
+        except OSError:
+            names = ()
+        for n in names:
+            if n.startswith("spool"):  # segments or a cursor of an earlier run
+                from net.spool import Spool
+
+                ob.spool = Spool(spool_dir, spool_limit)
+                ob._commit()  # closes it again if it holds nothing
+                break
+    return ob
+
+
+def status(svc):
+    """MqttService.status(): the "mqtt" section of the status."""
+    c = svc.cfg
+    ob = svc.outbox
+    sp = ob.spool
+    n = svc._n
+    sd, se = ob.spool_dropped, ob.spool_errors
+    if sp is not None:
+        sd += sp.dropped
+        se += sp.errors
+    return {
+        "state": svc._state,
+        "broker": "%s:%d" % (c["host"], c["port"]),
+        "tls": c["tls"],
+        "user": c["user"],
+        "client_id": c["client_id"] or "p1-" + svc.device_id,
+        "base_topic": svc.base,
+        "last_error": svc._last_error,
+        "queued": len(ob.ring) + len(ob.inflight),
+        "inflight": len(ob.inflight),
+        "published": n[_PUB],
+        "dropped": ob.dropped + sd + svc.dropped,
+        "skipped": n[_SKIP],
+        "reconnects": max(n[_CONN] - 1, 0),
+        "since_ms": ticks_diff(ticks_ms(), n[_SINCE]),
+        "discovery_sent": n[_DISC],
+        "commands": n[_CMD],
+        "bad_commands": n[_BAD],
+        "spooled": len(sp) if sp is not None else 0,
+        "spool_bytes": sp.nbytes if sp is not None else 0,
+        "spool_dropped": sd,
+        "spool_errors": se,
+    }
+
+
+def refused(code):
+    """The reason a broker refused a login with CONNACK return code `code`."""
+    r = "unacceptable protocol version|client identifier rejected|server unavailable|bad user name or password"
+    r = (r + "|not authorized").split("|")  # (one str object, not five)
+    return r[code - 1] if 0 < code <= 5 else "refused (code %d)" % code
 
 
 def field(buf, s):
@@ -134,8 +238,11 @@ def der_certs(data):
 async def connect(svc):
     """Open the link to the broker of `svc` and log in: CONNECT with a retained
     "offline" Last Will, CONNACK, SUBSCRIBE to the command topics (and Home
-    Assistant's status), then the retained "online"; the new session's state.
-    Returns (reader, writer); raises OSError, MQTTError when the broker refuses."""
+    Assistant's status), then the retained "online"; then the new session's state
+    and its reader task (`svc._rx`). Returns (writer, reader task,
+    ms after which a silent broker is dead, ms between two rounds of the session
+    loop); raises OSError (also when the broker refuses)."""
+    svc._to("connecting")
     c = svc.cfg
     ms = svc.connect_timeout_ms
     ctx = tls_context(c["ca"], c["insecure"]) if c["tls"] else None
@@ -160,8 +267,9 @@ async def connect(svc):
         first, body = await wait_ms(read_packet(reader), ms)
         if first != 0x20 or len(body) != 2:
             raise OSError("expected CONNACK")
-        if body[1]:  # the return code
-            raise MQTTError(body[1])
+        if body[1]:  # the return code: refused (end() tells a bad login by it)
+            svc._n[_REFUSED] = body[1]
+            raise OSError(refused(body[1]))
         topics = [(svc.base + "/set/#", 0)]
         if c["discovery"]:
             topics.append((c["discovery_prefix"] + "/status", 0))
@@ -182,14 +290,68 @@ async def connect(svc):
         except Exception:
             pass
         raise
-    return reader, writer
+    n = svc._n
+    n[_CONN] += 1
+    svc._err = None
+    n[_RX] = n[_TX] = ticks_ms()
+    rx = asyncio.create_task(svc._rx(reader, writer))
+    svc._to("connected")  # last_error stays: the most recent failure
+    svc._w = writer
+    # Our own ping / dead-link timing; with keepalive_s 0 (sent as 0: the broker
+    # never drops us) we still check every 60 s. A round: how late a ping or a resend may be.
+    alive = max(c["keepalive_s"] or 60, 2) * 1000
+    return writer, rx, alive, min(alive // 2, svc.ack_timeout_ms, 1000)
 
 
-async def command(svc, w, pid, topic, payload):
+async def end(svc, w, rx, backoff):
+    """The end of an attempt (`w` None: no connection) or a session (its writer `w`,
+    its reader task `rx`): what ended it (`svc._err`) shown as the last error and the
+    state, the link closed; returns the wait before the next attempt (ms, before
+    jitter): doubled after each failed attempt, longer after a refused login."""
+    e = svc._err
+    n = svc._n
+    code = n[_REFUSED]  # CONNACK's return code when the broker refused the login
+    n[_REFUSED] = 0
+    if e is not None and not svc._stopping:
+        svc._last_error = str(e) or type(e).__name__
+        svc._to("auth_failed" if 3 < code < 6 else "disconnected")  # bad login, not authorized
+        if w is None:  # no connection: wait longer each time
+            backoff = min(
+                max(backoff * 2, svc.auth_backoff_ms if code else 0, svc.backoff_min_ms),
+                max(svc.backoff_max_ms, svc.backoff_min_ms),
+            )
+    if rx is not None:
+        rx.cancel()
+    if w is not None:
+        try:
+            w.close()
+            await wait_ms(w.wait_closed(), 1000)
+        except Exception:  # noqa: BLE001
+            pass
+    return backoff
+
+
+async def stop(svc):
+    """MqttService.stop(): "offline" (retained), then DISCONNECT (the broker drops the
+    will); run() ends."""
+    svc._stopping = True
+    w = svc._w
+    svc._w = None
+    if w is not None:
+        try:
+            head = publish_head(svc.base + "/status", 7, 0, True)
+            await write(w, head, 1000, b"offline\xe0\x00")  # then DISCONNECT
+        except Exception:  # noqa: BLE001
+            pass
+    svc._to("disconnected")
+
+
+def command(svc, w, pid, topic, payload):
     """A PUBLISH from the broker on `w` (packet id `pid`, 0 for QoS 0): a command
     or Home Assistant's birth message. `<base>/set/status` is answered with the
-    whole status JSON on `<base>/status/detail`; `<base>/set/discovery` and HA's
-    "online" call for a discovery round; anything else is counted bad."""
+    whole status JSON on `<base>/status/detail` (written to the stream, which
+    sends or buffers it: the session loop drains it); `<base>/set/discovery` and
+    HA's "online" call for a discovery round; anything else is counted bad."""
     if pid:  # PUBACK
         w.write(bytes((0x40, 2, pid >> 8, pid & 0xFF)))
     base = svc.base
@@ -206,9 +368,16 @@ async def command(svc, w, pid, topic, payload):
         return
     from p1.jsonout import dumps
 
+    payload = {}
+    for name, fn in svc.hub.sections():  # every status section, as the status page shows them
+        try:
+            payload[name] = fn()
+        except Exception as e:  # a broken section must not break status
+            payload[name] = {"error": repr(e)}
     try:
-        payload = dumps(svc.hub.status())
+        payload = dumps(payload)
     except Exception:  # a section that jsonout cannot write
         payload = dumps({"mqtt": svc.status()})
     payload = payload.encode()
-    await write(w, publish_head(base + "/status/detail", len(payload)), svc.write_timeout_ms, payload)
+    w.write(publish_head(base + "/status/detail", len(payload)))
+    w.write(payload)

@@ -29,12 +29,12 @@ Bounds: the files together stay within `limit` bytes: before an append that
 would pass it, the oldest segment is deleted and its unread messages counted
 in `dropped`. A record is at most MAX_RECORD bytes; bigger messages are not
 spooled (counted dropped). RAM: one small list per segment plus one record
-while it is read or written.
+while it is read or written. Few methods: each costs RAM while the spool is open.
 """
 
 import os
-import struct
 from binascii import crc32
+from struct import pack, unpack
 
 from fsutil import write_atomic
 
@@ -44,14 +44,9 @@ except ImportError:  # CPython
     const = int
 
 
-MAGIC = const(0x5AA5)
-_MAGIC_BYTES = b"\xa5\x5a"  # MAGIC as written (little endian)
-HEADER = "<HBBHHI"
-HEADER_LEN = const(12)
-MAX_RECORD = const(17408)  # header + topic + payload: a 16 KB raw telegram fits
-PREFIX = "spool-"
-SUFFIX = ".bin"
-CURSOR = "spool.pos"
+_MAGIC = const(0x5AA5)  # (written little endian: a5 5a)
+HEADER_LEN = const(12)  # struct "<HBBHHI"
+_MAX_RECORD = const(17408)  # header + topic + payload: a 16 KB raw telegram fits
 
 
 class Spool:
@@ -61,19 +56,69 @@ class Spool:
     segments = 4  # the limit is split into this many segments
 
     def __init__(self, dirname, limit):
+        """Open the spool in `dirname`, with the segments and cursor of an earlier run."""
         self.dir = dirname
         self.limit = limit
         self.seg_max = max(limit // self.segments, HEADER_LEN + 1)
         self.dropped = 0  # messages lost: oldest segment deleted, too big, write failed
         self.errors = 0  # bad records skipped, file errors
         self.last = None  # (segment, offset) of the record read last
-        self._segs = []  # [n, bytes, unread records], oldest first
+        self._segs = segs = []  # [n, bytes, unread records], oldest first
         self._wn = -1  # segment being appended to; -1: start a new one
-        self._next = 0  # number of the next new segment
-        self._rn = 0  # read cursor: segment number and offset
-        self._roff = 0
+        self._rn = self._roff = 0  # read cursor: segment number and offset
         self._unsaved = 0  # records read since the cursor was written
-        self._load()
+        try:
+            names = os.listdir(dirname or ".")
+        except OSError:
+            names = ()
+            self.errors += 1
+        ns = []
+        for name in names:
+            if name.startswith("spool-") and name.endswith(".bin") and name[6:-4].isdigit():
+                ns.append(int(name[6:-4]))
+        ns.sort()
+        cn = -1  # the cursor, from spool.pos (or the .tmp a crash left while writing it)
+        coff = 0
+        for name in ("spool.pos", "spool.pos.tmp"):
+            try:
+                with open(self._p(name)) as f:
+                    parts = f.read(64).split()
+                if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+                    cn, coff = int(parts[0]), int(parts[1])
+                    break
+            except (OSError, ValueError):
+                pass
+        h = bytearray(HEADER_LEN)
+        for n in ns:
+            if n < cn:  # read before the restart
+                self._p(n, True)
+                continue
+            off = coff if n == cn else 0
+            k = 0  # records from off up to the first bad header (no CRC check: a figure)
+            try:
+                size = os.stat(self._p(n))[6]
+            except OSError:
+                continue
+            try:
+                with open(self._p(n), "rb") as f:
+                    while off + HEADER_LEN <= size:
+                        f.seek(off)
+                        if f.readinto(h) != HEADER_LEN:
+                            break
+                        end = off + HEADER_LEN + (h[4] | h[5] << 8) + (h[6] | h[7] << 8)  # no allocation
+                        if h[0] | h[1] << 8 != _MAGIC or end > size:
+                            break
+                        k += 1
+                        off = end
+            except OSError:
+                self.errors += 1
+            segs.append([n, size, k])
+        if segs:
+            self._rn = segs[0][0]
+            self._roff = min(coff, segs[0][1]) if segs[0][0] == cn else 0
+        elif cn >= 0:
+            self._p("spool.pos", True)
+        self._next = max(segs[-1][0] + 1 if segs else 0, cn + 1)  # number of the next new segment
 
     # ---- figures -------------------------------------------------------------------
 
@@ -92,100 +137,17 @@ class Spool:
 
     # ---- files ---------------------------------------------------------------------
 
-    def _path(self, name):
+    def _p(self, n, rm=False):
+        """The path of segment `n` (int) or of file `n` (str) in the spool's dir; with
+        `rm` the file is removed (quietly: it may be gone already)."""
         d = self.dir
-        if not d:
-            return name
-        return d + name if d.endswith("/") else d + "/" + name
-
-    def _seg_path(self, n):
-        return self._path(PREFIX + str(n) + SUFFIX)
-
-    def _remove(self, path):
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-
-    def _size(self, n):
-        try:
-            return os.stat(self._seg_path(n))[6]
-        except OSError:
-            return -1
-
-    def _read_cursor(self):
-        for name in (CURSOR, CURSOR + ".tmp"):
+        p = (d if not d or d.endswith("/") else d + "/") + (n if isinstance(n, str) else "spool-%d.bin" % n)
+        if rm:
             try:
-                with open(self._path(name)) as f:
-                    parts = f.read(64).split()
-                if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-                    return int(parts[0]), int(parts[1])
-            except (OSError, ValueError):
+                os.remove(p)
+            except OSError:
                 pass
-        return -1, 0
-
-    def _write_cursor(self, n, off):
-        p = self._path(CURSOR)
-        try:
-            write_atomic(p, "%d %d\n" % (n, off))
-            self._unsaved = 0
-        except OSError:
-            self.errors += 1
-
-    def _load(self):
-        """Find the segments and the cursor left by an earlier run."""
-        try:
-            names = os.listdir(self.dir or ".")
-        except OSError:
-            self.errors += 1
-            return
-        ns = []
-        for name in names:
-            if name.startswith(PREFIX) and name.endswith(SUFFIX):
-                mid = name[len(PREFIX) : len(name) - len(SUFFIX)]
-                if mid.isdigit():
-                    ns.append(int(mid))
-        ns.sort()
-        cn, coff = self._read_cursor()
-        for n in ns:
-            if n < cn:  # read before the restart
-                self._remove(self._seg_path(n))
-                continue
-            size = self._size(n)
-            if size < 0:
-                continue
-            start = coff if n == cn else 0
-            self._segs.append([n, size, self._count(n, start, size)])
-        if self._segs:
-            first = self._segs[0]
-            self._rn = first[0]
-            self._roff = min(coff, first[1]) if first[0] == cn else 0
-            self._next = self._segs[-1][0] + 1
-        else:
-            if cn >= 0:
-                self._remove(self._path(CURSOR))
-            self._next = 0
-        if cn >= self._next:
-            self._next = cn + 1
-
-    def _count(self, n, off, size):
-        """Records from `off` up to the first bad header (no CRC check: a figure)."""
-        count = 0
-        h = bytearray(HEADER_LEN)
-        try:
-            with open(self._seg_path(n), "rb") as f:
-                while off + HEADER_LEN <= size:
-                    f.seek(off)
-                    if f.readinto(h) != HEADER_LEN:
-                        break
-                    end = off + HEADER_LEN + (h[4] | h[5] << 8) + (h[6] | h[7] << 8)  # no allocation
-                    if h[0] | h[1] << 8 != MAGIC or end > size:
-                        break
-                    count += 1
-                    off = end
-        except OSError:
-            self.errors += 1
-        return count
+        return p
 
     # ---- writing -------------------------------------------------------------------
 
@@ -194,44 +156,45 @@ class Spool:
         tb = topic.encode() if isinstance(topic, str) else topic
         pb = payload.encode() if isinstance(payload, str) else payload
         size = HEADER_LEN + len(tb) + len(pb)
-        if size > self.seg_max or size > MAX_RECORD:
+        if size > self.seg_max or size > _MAX_RECORD:
             self.dropped += 1
             return False
-        mid = struct.pack("<BBHH", (1 if qos else 0) | (2 if retain else 0), 0, len(tb), len(pb))
+        mid = pack("<BBHH", (1 if qos else 0) | (2 if retain else 0), 0, len(tb), len(pb))
         crc = crc32(pb, crc32(tb, crc32(mid))) & 0xFFFFFFFF
-        w = self._segs[-1] if self._segs and self._segs[-1][0] == self._wn else None
+        segs = self._segs
+        w = segs[-1] if segs and segs[-1][0] == self._wn else None
         if w is None or w[1] + size > self.seg_max:
             w = [self._next, 0, 0]
             self._next += 1
-            self._segs.append(w)
+            segs.append(w)
             self._wn = w[0]
-        self._bound(size)
+        # the oldest segments go until `size` more bytes fit (never the last)
+        total = self.nbytes
+        while total + size > self.limit and len(segs) > 1:
+            s = segs.pop(0)
+            total -= s[1]
+            self.dropped += s[2]
+            self._p(s[0], True)
+            if s[0] >= self._rn:  # the reader was in it: on to the next one
+                self._rn, self._roff = segs[0][0], 0
+        p = self._p(w[0])
         try:
-            with open(self._seg_path(w[0]), "ab") as f:
-                f.write(struct.pack(HEADER, MAGIC, mid[0], 0, len(tb), len(pb), crc))
+            with open(p, "ab") as f:
+                f.write(pack("<H", _MAGIC) + mid + pack("<I", crc))
                 f.write(tb)
                 f.write(pb)
         except OSError:
             self.errors += 1
             self.dropped += 1
             self._wn = -1  # sealed: a partial record may end it
-            w[1] = max(self._size(w[0]), w[1])
+            try:
+                w[1] = max(os.stat(p)[6], w[1])
+            except OSError:
+                pass
             return False
         w[1] += size
         w[2] += 1
         return True
-
-    def _bound(self, size):
-        """Delete the oldest segments until `size` more bytes fit (never the last)."""
-        total = self.nbytes
-        segs = self._segs
-        while total + size > self.limit and len(segs) > 1:
-            s = segs.pop(0)
-            total -= s[1]
-            self.dropped += s[2]
-            self._remove(self._seg_path(s[0]))
-            if s[0] >= self._rn:  # the reader was in it: on to the next one
-                self._rn, self._roff = segs[0][0], 0
 
     # ---- reading -------------------------------------------------------------------
 
@@ -257,8 +220,7 @@ class Spool:
                 i += 1
                 self._rn, self._roff = segs[i][0], 0
                 continue
-            rec, start, nxt = self._record(s[0], self._roff, s[1])
-            self._roff = nxt
+            rec, start, self._roff = self._record(s[0], self._roff, s[1])
             if rec is None:
                 continue  # bad record skipped (counted)
             if s[2] > 0:
@@ -269,50 +231,44 @@ class Spool:
         return None
 
     def _record(self, n, off, size):
-        """(record or None, its offset, offset after it) at `off` of segment `n`."""
+        """(record or None, its offset, offset after it): the record at `off` of
+        segment `n`, or (a bad one there, counted) the next valid one after it."""
+        pos = off
         try:
-            with open(self._seg_path(n), "rb") as f:
-                r = self._parse(f, off, size)
-                if r is not None:
-                    return r[0], off, r[1]
-                self.errors += 1
-                pos = off + 1
-                while pos + HEADER_LEN <= size:  # the next valid record, if any
+            with open(self._p(n), "rb") as f:
+                while pos + HEADER_LEN <= size:
                     f.seek(pos)
-                    chunk = f.read(64)
-                    if len(chunk) < 2:
-                        break
-                    j = chunk.find(_MAGIC_BYTES)
-                    if j < 0:
-                        pos += len(chunk) - 1
-                        continue
-                    pos += j
-                    r = self._parse(f, pos, size)
-                    if r is not None:
-                        return r[0], pos, r[1]
+                    h = f.read(HEADER_LEN)
+                    if len(h) == HEADER_LEN:
+                        magic, flags, _, tl, pl, crc = unpack("<HBBHHI", h)
+                        end = pos + HEADER_LEN + tl + pl
+                        if magic == _MAGIC and end <= size and end - pos <= _MAX_RECORD:
+                            b = f.read(tl + pl)
+                            if len(b) == tl + pl and crc32(b, crc32(h[2:8])) & 0xFFFFFFFF == crc:
+                                try:
+                                    return (b[:tl].decode(), b[tl:], flags & 1, bool(flags & 2)), pos, end
+                                except UnicodeError:
+                                    pass
+                    if pos == off:
+                        self.errors += 1
                     pos += 1
+                    while pos + HEADER_LEN <= size:  # on to the next magic, if any
+                        f.seek(pos)
+                        h = f.read(64)
+                        if len(h) < 2:
+                            pos = size
+                        elif h.find(b"\xa5\x5a") < 0:
+                            pos += len(h) - 1
+                            continue
+                        else:
+                            pos += h.find(b"\xa5\x5a")
+                        break
+                else:
+                    if pos == off:  # not even a header's room left
+                        self.errors += 1
         except (OSError, MemoryError):
             self.errors += 1
         return None, off, size
-
-    def _parse(self, f, off, size):
-        """(record, offset after it) if a valid record starts at `off`, else None."""
-        f.seek(off)
-        h = f.read(HEADER_LEN)
-        if len(h) < HEADER_LEN:
-            return None
-        magic, flags, _, tl, pl, crc = struct.unpack(HEADER, h)
-        end = off + HEADER_LEN + tl + pl
-        if magic != MAGIC or end > size or HEADER_LEN + tl + pl > MAX_RECORD:
-            return None
-        body = f.read(tl + pl)
-        if len(body) != tl + pl or crc32(body, crc32(h[2:8])) & 0xFFFFFFFF != crc:
-            return None
-        try:
-            topic = body[:tl].decode()
-        except UnicodeError:
-            return None
-        return (topic, body[tl:], flags & 1, bool(flags & 2)), end
 
     def commit(self, upto=None):
         """Messages before `upto` (segment, offset) are delivered; None: all read ones.
@@ -325,16 +281,19 @@ class Spool:
         segs = self._segs
         gone = False
         while segs and segs[0][0] < n:
-            self._remove(self._seg_path(segs.pop(0)[0]))
+            self._p(segs.pop(0)[0], True)
             gone = True
         if upto is None and (not segs or (len(segs) == 1 and segs[0][0] == self._rn and self._roff >= segs[0][1])):
             if segs or gone or self._unsaved:
-                self._remove(self._path(CURSOR))
+                self._p("spool.pos", True)
                 for s in segs:
-                    self._remove(self._seg_path(s[0]))
+                    self._p(s[0], True)
                 self._segs = []
                 self._wn = -1
                 self._unsaved = 0
-            return
-        if gone or self._unsaved >= self.persist_every:
-            self._write_cursor(n, off)
+        elif gone or self._unsaved >= self.persist_every:
+            try:
+                write_atomic(self._p("spool.pos"), "%d %d\n" % (n, off))
+                self._unsaved = 0
+            except OSError:
+                self.errors += 1

@@ -73,7 +73,8 @@ class RawServer(Server):
                 while True:
                     await r.send((await sub.get()).raw)
             finally:
-                self.hub.unsubscribe(sub)
+                if sub in self.hub.subs:  # (unless the hub found it dead)
+                    self.hub.subs.remove(sub)
         except (OSError, asyncio.CancelledError):  # a reset; too slow, hang-up, close()
             pass
         finally:

@@ -40,7 +40,7 @@ def reading_parts(sample):
     return mv[:c], b', "age_s": %d' % (sample.age_ms() // 1000), mv[c:]
 
 
-_COLD = ("web.status", "p1.table", "p1.jsonout")
+_COLD = ("web.status", "p1.table", "p1.jsonout", "p1.bodyread")
 
 
 def _cold(name, app):
@@ -96,7 +96,8 @@ def make_server(app):
                     await req.send((b"event: reading\nid: %d\ndata: " % s.seq, x[0], x[1], x[2], b"\n\n"))
                 s = await sub.get()
         finally:  # a hang-up cancels us (within the server's tick): the subscription goes with it
-            hub.unsubscribe(sub)
+            if sub in hub.subs:  # (unless the hub found it dead)
+                hub.subs.remove(sub)
 
     srv = Server(handle)
     hub.add_status("http", srv.stats.copy)

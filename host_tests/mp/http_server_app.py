@@ -194,7 +194,7 @@ async def publish(req):
 
 async def raw_status(req):
     d = raw.status()
-    d["queues"] = [q["name"] for q in hub.status()["subscribers"]["queues"]]
+    d["queues"] = [q["name"] for q in hub._subscribers()["queues"]]
     return 200, JSON, json.dumps(d)
 
 

@@ -18,7 +18,7 @@ from p1.body import Encoder
 from p1.framer import Framer
 
 port, ca, spool_dir, telegram = sys.argv[1:5]
-RARE = ("net.mqtt_rare", "net.ha", "p1.jsonout", "p1.values", "p1.table")
+RARE = ("net.mqtt_rare", "net.ha", "p1.jsonout", "p1.values", "p1.table", "p1.bodyread")
 failures = 0
 
 
@@ -85,7 +85,7 @@ async def main():
         n += 1
         hub.publish(reading(n), cut, data)
         if await until(lambda: svc.status()["discovery_sent"] == 1 and svc.status()["published"] == 1, "discovery"):
-            check("discovery sent: net.ha, the JSON writer, p1.table dropped", loaded(*RARE) == [])
+            check("discovery sent: net.ha, the JSON writer, p1.table, p1.bodyread dropped", loaded(*RARE) == [])
         step("published")  # the test stops the broker now
         await until(lambda: svc.status()["state"] != "connected", "broker away", 60)
         check("ring not full yet: no spool", loaded("net.spool") == [] and svc.outbox.spool is None)

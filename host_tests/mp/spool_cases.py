@@ -6,7 +6,8 @@
 import os
 
 from hub import Hub, Sample
-from net.mqtt_client import MqttService, Outbox
+from net.mqtt_client import MqttService
+from net.mqtt_rare import outbox
 from net.spool import HEADER_LEN, Spool
 
 TOPIC = "p1/dev1/state"
@@ -157,7 +158,7 @@ def case_restart_resumes_after_a_deleted_segment(d):
 
 
 def case_outbox_ring_then_spool_order_and_cleanup(d):
-    ob = Outbox(4, 3, d, 8192)
+    ob = outbox(4, 3, d, 8192)
     assert ob.spool is None  # opened when the ring first overflows
     for i in range(20):
         ob.put((TOPIC, msg(i), False))
@@ -190,7 +191,7 @@ def case_outbox_ring_then_spool_order_and_cleanup(d):
 
 
 def case_outbox_qos0_drains_the_spool_and_closes_it(d):
-    ob = Outbox(2, 8, d, 8192)
+    ob = outbox(2, 8, d, 8192)
     ob.qos = 0
     for i in range(7):
         ob.put((TOPIC, msg(i), False))
@@ -206,11 +207,11 @@ def case_outbox_qos0_drains_the_spool_and_closes_it(d):
 
 
 def case_outbox_opens_the_spool_at_start_only_when_files_exist(d):
-    assert Outbox(2, 8, d, 8192).spool is None  # an empty dir
-    ob = Outbox(2, 8, d, 8192)
+    assert outbox(2, 8, d, 8192).spool is None  # an empty dir
+    ob = outbox(2, 8, d, 8192)
     for i in range(5):
         ob.put((TOPIC, msg(i), False))
-    ob = Outbox(2, 8, d, 8192)  # a restart: the spool of the last run is there
+    ob = outbox(2, 8, d, 8192)  # a restart: the spool of the last run is there
     assert ob.spool is not None and len(ob.spool) == 3
     got = []
     while True:
@@ -221,13 +222,13 @@ def case_outbox_opens_the_spool_at_start_only_when_files_exist(d):
         ob.ack(m[1])
     assert got == [0, 1, 2] and ob.spool is None and files(d) == []
     write_file(d + "/spool.pos", b"7 0\n")  # a cursor alone: looked at, cleaned up, closed
-    ob = Outbox(2, 8, d, 8192)
+    ob = outbox(2, 8, d, 8192)
     assert ob.spool is None and files(d) == []
-    assert Outbox(2, 8, d, 0).spool is None and Outbox(2, 8, None, 8192).spool is None
+    assert outbox(2, 8, d, 0).spool is None and outbox(2, 8, None, 8192).spool is None
 
 
 def case_unacknowledged_spooled_messages_come_back_after_a_restart(d):
-    ob = Outbox(2, 4, d, 65536)
+    ob = outbox(2, 4, d, 65536)
     for i in range(42):
         ob.put((TOPIC, msg(i), False))
     for _ in range(5):  # 20 delivered

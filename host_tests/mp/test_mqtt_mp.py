@@ -9,7 +9,8 @@ from binascii import crc32
 
 from hub import Hub, Sample
 from net import ha, mqtt, mqtt_rare
-from net.mqtt_client import MqttService, Outbox
+from net.mqtt_client import MqttService
+from net.mqtt_rare import outbox
 from p1.body import Encoder
 from p1.bodyread import items
 from p1.framer import Framer
@@ -55,9 +56,11 @@ check("publish qos1 retain dup", p == bytes([0x3B, 10]) + b"\x00\x03a/b\x00\x0ax
 check("publish utf-8 topic", publish("\u00e9", b"") == b"\x30\x04\x00\x02\xc3\xa9")
 check("subscribe", mqtt_rare.subscribe_packet(1, [("x/#", 0)]) == b"\x82\x08\x00\x01\x00\x03x/#\x00")
 check("decode publish", mqtt.decode(p[0], p[2:]) == (3, 10, "a/b", b"xyz"))
-check("MQTTError text", str(mqtt_rare.MQTTError(5)) == "not authorized")
-e = mqtt_rare.MQTTError(4)
-check("MQTTError is OSError with a code", isinstance(e, OSError) and e.code == 4)
+check(
+    "refusal texts",
+    mqtt_rare.refused(5) == "not authorized" and mqtt_rare.refused(1) == "unacceptable protocol version",
+)
+check("an unknown refusal", mqtt_rare.refused(9) == "refused (code 9)")
 check("decode puback", mqtt.decode(0x40, b"\x01\x02")[:2] == (4, 258))
 check("malformed publish", raises_oserror(mqtt.decode, 0x32, b"\x00\x01t\x00"))
 check("short puback", raises_oserror(mqtt.decode, 0x40, b"\x00"))
@@ -98,7 +101,7 @@ check(
 )
 
 # ---- the outbox ring ----
-ob = Outbox(3, max_inflight=2)
+ob = outbox(3, max_inflight=2)
 for i in range(5):
     ob.put(("t", str(i), False))
 check("ring drops oldest", len(ob.ring) == 3 and ob.dropped == 2)

@@ -120,9 +120,9 @@ hub = Hub()
 sub = hub.subscribe(2, "t")
 for i in range(5):
     hub.publish(('{"i": %d}' % i).encode(), 0, b"x")
-check(len(sub) == 2 and sub.dropped == 3, "hub: bounded, drops oldest")
+check(len(sub._q) == 2 and sub.dropped == 3, "hub: bounded, drops oldest")
 check(sub.get_nowait().body == b'{"i": 3}', "hub: oldest kept is #4")
-hub.unsubscribe(sub)
+hub.subs.remove(sub)
 
 
 # --- pipeline ------------------------------------------------------------------
