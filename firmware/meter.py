@@ -165,7 +165,13 @@ async def run(board, pipeline, source=""):
             src = board.open_meter(source)
             pipeline.source_state = "open"
             while True:
-                data = await src.read(_READ)
+                try:
+                    data = await src.read(_READ)
+                except MemoryError:  # no room for the read's buffer: count it, keep the source
+                    pipeline.memory_errors += 1
+                    log.oom("meter")
+                    await sleep_ms(100)
+                    continue
                 if not data:
                     break
                 backoff = _BACKOFF_MIN_MS

@@ -174,3 +174,49 @@ def test_host_board_reads_a_pty_under_micropython(tmp_path):
         fw.stop()
         os.close(master)
         os.close(slave)
+
+
+def test_a_read_that_runs_out_of_memory_is_counted_and_the_source_kept():
+    """No room for a read's buffer: counted (meter memory_errors, log), the same
+    source read again after a moment (not closed and reopened), no byte lost."""
+    import asyncio
+
+    import log
+    from hub import Hub
+    from meter import Pipeline
+    from meter import run as run_meter
+
+    tel = (Path(__file__).parent / "telegrams" / "se-lg-e360-01.txt").read_bytes()
+
+    class Source:
+        reconnect = False
+        opened = 0
+        closed = 0
+
+        def __init__(self):
+            self.parts = [MemoryError, tel[:300], MemoryError, tel[300:], b""]
+
+        async def read(self, n):
+            p = self.parts.pop(0)
+            if p is MemoryError:
+                raise MemoryError("memory allocation failed, allocating 513 bytes")
+            return p
+
+        def close(self):
+            Source.closed += 1
+
+    class B:
+        def data_request(self, on):
+            pass
+
+        def open_meter(self, source):
+            Source.opened += 1
+            return Source()
+
+    hub = Hub()
+    pipe = Pipeline(hub)
+    before = log.memory_errors
+    asyncio.run(asyncio.wait_for(run_meter(B(), pipe, "fake"), 5))
+    assert hub.seq == 1 and hub.sample.raw == tel
+    assert pipe.memory_errors == 2 and log.memory_errors == before + 2
+    assert Source.opened == 1 and Source.closed == 1 and pipe.reopens == 0

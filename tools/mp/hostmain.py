@@ -12,9 +12,10 @@ import asyncio
 import gc
 import sys
 
-# As the device's main.py: the heap kept in few pieces. Not with --hog: the recovery
-# test's out-of-memory episode then hits the meter's socket read (a logged source
-# error with backoff) instead of the pipeline (counted, 8 in a minute = reset).
+# As the device's main.py: the heap kept in few pieces. Not with --hog: with it the
+# recovery test's out-of-memory episode lands on the meter's socket read (counted
+# since) and MQTT did not publish again within the test's wait -- not understood
+# yet (issue 8 note); the test runs with the collector's default.
 if "--hog" not in sys.argv[4:]:
     gc.threshold((gc.mem_free() + gc.mem_alloc()) // 32)
 import warmup  # noqa: E402 - first, as in the device's main.py
