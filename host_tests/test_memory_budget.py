@@ -67,7 +67,7 @@ def test_whole_firmware_fits_the_classic_esp32_budget_under_load(tmp_path, heap_
             "--mqtt", f"mqtts://127.0.0.1:{broker.port}?ca={broker.ca}",
         )  # fmt: skip
         try:
-            sse = loadgen.SseReader(fw.port)
+            sse = loadgen.SseClient(fw.port)
             raw = loadgen.RawReader(fw.raw_port)
             poll = loadgen.Poller(fw.port)
             poll.start()

@@ -3,7 +3,7 @@
 `make bench` (tools/bench_memory.py) and the memory budget test.
 
 Load generators (each a thread on 127.0.0.1):
-- `SseReader`: one client of /api/v1/events, every event kept;
+- `SseClient` (runtime_harness's): one client of /api/v1/events, every event kept;
 - `RawReader`: one client of the raw telegram port, every byte kept;
 - `Poller`: the live page's requests (status, reading, metrics) on one
   kept-alive connection like a browser's, every status code counted;
@@ -54,54 +54,13 @@ MAXFREE = re.compile(r"max free sz: (\d+)")
 FAILED = re.compile(r"allocating (\d+) bytes")
 
 
-class SseReader(threading.Thread):
-    """Reads /api/v1/events; `events` is a list of (event, id, data)."""
-
-    def __init__(self, port: int):
-        super().__init__(daemon=True)
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-        self.events: list[tuple[str, str, str]] = []
-        self.head = b""
-        self.closed = False
-        self.start()
-
-    def run(self) -> None:
-        buf = b""
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                if not self.head:
-                    i = buf.find(b"\r\n\r\n")
-                    if i < 0:
-                        continue
-                    self.head, buf = buf[:i], buf[i + 4 :]
-                while b"\n\n" in buf:
-                    block, buf = buf.split(b"\n\n", 1)
-                    ev = {"event": "", "id": "", "data": ""}
-                    for line in block.decode(errors="replace").split("\n"):
-                        k, _, v = line.partition(": ")
-                        if k in ev:
-                            ev[k] = v
-                    if ev["data"]:
-                        self.events.append((ev["event"], ev["id"], ev["data"]))
-        except OSError:
-            pass
-        self.closed = True
-
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+from runtime_harness import SseClient  # noqa: E402 - one client of /api/v1/events, every event kept
 
 
 class RawReader(threading.Thread):
     """One client of the raw telegram port; `data` holds every byte it got."""
+
+    close = SseClient.close  # shut the socket down: the reading thread ends
 
     def __init__(self, port: int):
         super().__init__(daemon=True)
@@ -118,13 +77,6 @@ class RawReader(threading.Thread):
                 self.data += b
         except OSError:
             pass
-
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
 
 
 class Poller(threading.Thread):
@@ -284,7 +236,7 @@ def soak(
             res["tail"] = str(e)[-3000:]
             return res
         alive = lambda: fw.proc.poll() is None  # noqa: E731
-        sse = SseReader(fw.port)
+        sse = SseClient(fw.port)
         raw = RawReader(fw.raw_port)
         poll = Poller(fw.port)
         poll.start()
