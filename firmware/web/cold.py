@@ -89,13 +89,24 @@ def close(srv):
 
 async def relisten(srv, host, port):
     """MicroPython: listen again after the accept loop died."""
+    import asyncio
     import gc
 
     import log
     from web.server import Server
 
-    gc.collect()
-    await Server.start(srv, host, port)  # (net.tcp_raw's start() takes no address)
+    # The dead accept loop's frame still holds the listening socket: drop our
+    # reference to it so that the collection closes it (its finaliser), or the
+    # port stays taken (EADDRINUSE on every try, seen under memory pressure).
+    srv.server = None
+    while True:  # until it listens: nothing else would try again
+        gc.collect()
+        try:
+            await Server.start(srv, host, port)  # (net.tcp_raw's start() takes no address)
+            break
+        except Exception as e:  # noqa: BLE001 - EADDRINUSE until the old socket is closed; MemoryError
+            log.warn("http: listen again: %r" % (e,))
+            await asyncio.sleep(1)
     log.warn("http: listening again")
 
 

@@ -225,7 +225,7 @@ class Server:
                         self.stats["timeouts"] += 1
                         r.task.cancel()
                 # MicroPython: an exception (MemoryError) ends its accept loop for
-                # good; listen again (the old socket goes with its finaliser)
+                # good; listen again (web.cold.relisten drops it, its finaliser closes the socket)
                 if getattr(self.server, "task", self._tick).done():  # (CPython: no such task)
                     return await cold("relisten", self, host, port)
             except Exception as e:  # noqa: BLE001 - this task must not end
