@@ -29,3 +29,29 @@ def loaded(*names):
 def unload_new(before, *names):
     """unload() those of `names` that were not in `before` (a `loaded()` list)."""
     unload(*[n for n in names if n not in before])
+
+
+# The cold slot: one cold job at a time (a status or metrics page, an MQTT login,
+# a discovery round, the end of a session). Each brings 4-8 KB of code into RAM
+# (64-bit) plus what it builds; when they overlapped -- the page's polling during a
+# reconnect and its discovery round -- their sum was the firmware's peak. A job
+# that waited `polls` x 20 ms goes ahead anyway: a holder that never said done()
+# (a page whose client hung up) slows the next job down, it never stops it.
+busy = 0
+
+
+async def turn(polls=100):
+    """Wait for the cold slot (up to ~2 s), then hold it until done()."""
+    global busy
+    from aio import sleep_ms
+
+    while busy and polls:
+        polls -= 1
+        await sleep_ms(20)
+    busy = 1
+
+
+def done():
+    """Give the cold slot back."""
+    global busy
+    busy = 0

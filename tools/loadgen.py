@@ -310,6 +310,7 @@ def soak(
     res["sse_events"] = len(sse.events) if sse is not None else 0
     res["raw_telegrams"] = raw.data.count(b"\r\n!") if raw is not None else 0
     res["tail"] = "\n".join(line for line in text.splitlines() if "GC:" not in line and "blocks:" not in line)[-3000:]
+    res["text"] = text
     return res
 
 
@@ -319,10 +320,14 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="loadgen.py", description=__doc__.splitlines()[0])
     ap.add_argument("--heap", default=f"{memory.unix_limit() // 1024}K", help="Unix-port heap (default: the budget's)")
     ap.add_argument("--telegrams", type=int, default=TOTAL)
+    ap.add_argument("--log", help="write the firmware's whole output (mem_info every second) to this file")
     a = ap.parse_args(argv)
     heap = int(a.heap.rstrip("Kk")) * 1024
     r = soak(heap, total=a.telegrams, before_outage=min(BEFORE_OUTAGE, a.telegrams // 3), log=print)
     tail = r.pop("tail", "")
+    text = r.pop("text", "")
+    if a.log:
+        Path(a.log).write_text(text)
     print(json.dumps(r, indent=1, default=str))
     if r["memory_errors"] or r["stalled"]:
         print(tail)

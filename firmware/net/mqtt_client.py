@@ -38,7 +38,7 @@ from random import getrandbits
 
 import log
 from clock import ticks_diff, ticks_ms
-from mem import loaded, unload, unload_new
+from mem import done, loaded, turn, unload, unload_new
 from net import mqtt
 from net.mqtt import sleep_ms
 
@@ -326,7 +326,7 @@ class MqttService:
             w = rx = None
             try:
                 # net.mqtt_rare: the login, the session's reader task
-                w, rx, alive, tick = await self._rare("net.mqtt_rare", "connect")
+                w, rx, alive, tick = await self._slow("net.mqtt_rare", "connect")
                 backoff = self.backoff_min_ms
                 half = alive // 2
                 ping = n[_TX]
@@ -348,7 +348,7 @@ class MqttService:
                     # (net.ha, net.spool) would otherwise be in RAM at the same time.
                     if self._discover and ob.spool is None and self.hub.sample is not None:
                         self._discover = False  # a new name from now on calls for another round
-                        await self._rare("net.ha", "announce")  # (it takes the body: no stale ref here)
+                        await self._slow("net.ha", "announce")  # (it takes the body: no stale ref here)
                         n[_DISC] += 1
                     if getattr(w, "out_buf", None):  # what MicroPython's stream could not write at once
                         await mqtt.write(w, b"", self.write_timeout_ms)  # then at once round again
@@ -362,8 +362,17 @@ class MqttService:
             finally:
                 self._w = None
                 # net.mqtt_rare: the error shown, the link closed, the wait before the next attempt
-                backoff = await self._rare("net.mqtt_rare", "end", w, rx, backoff)
+                backoff = await self._slow("net.mqtt_rare", "end", w, rx, backoff)
         self._to("disconnected")
+
+    async def _slow(self, module, job, *args):
+        """`_rare` for a job that awaits: in the cold slot (`mem.turn`), one at a time
+        with the status page and the others."""
+        await turn()
+        try:
+            return await self._rare(module, job, *args)
+        finally:
+            done()
 
     def _rare(self, module, job, *args):
         """`<module>.<job>(self, *args)`: the module, and what it imports, is loaded for

@@ -19,7 +19,7 @@ way. One handler tells the paths apart (no router, no function per route:
 each costs RAM).
 """
 
-from mem import loaded, unload_new
+from mem import done, loaded, turn, unload_new
 from web.server import JSON, Server, cold, error
 
 NOSTORE = "Cache-Control: no-store\r\n"
@@ -52,6 +52,13 @@ def _cold(name, app):
             yield piece
     finally:
         unload_new(before, *_COLD)
+        done()
+
+
+async def _page(name, app, ctype):
+    """The response of a page of `web.status`, once no other cold job runs (mem.turn)."""
+    await turn()
+    return 200, ctype, _cold(name, app), NOSTORE
 
 
 def make_server(app):
@@ -80,10 +87,12 @@ def make_server(app):
             if i == 2:
                 return 200, JSON, reading_parts(s), NOSTORE
             return 200, "text/plain; charset=iso-8859-1", s.raw, NOSTORE
-        if i == 4:
-            return 200, JSON, _cold("status", app), NOSTORE
-        if i == 6:
-            return 200, "text/plain; version=0.0.4; charset=utf-8", _cold("metrics", app), NOSTORE
+        if i == 4 or i == 6:  # (HEAD: no body, no wait)
+            c = JSON if i == 4 else "text/plain; version=0.0.4; charset=utf-8"
+            n = "status" if i == 4 else "metrics"
+            if req.method == "HEAD":
+                return 200, c, _cold(n, app), NOSTORE
+            return _page(n, app, c)
         return 200, "text/event-stream", events, NOSTORE  # the server sends the keep-alive comments
 
     async def events(req):

@@ -416,6 +416,8 @@ class Server:
                         b.close()  # type: ignore[union-attr]
                     elif i:
                         st["streams"] -= 1
+                    elif hasattr(b, "close"):  # a generator a hang-up left half-way: its `finally` runs now
+                        b.close()  # type: ignore[union-attr]
                 b = c = k = p = None  # not kept while the connection waits: the last body, piece, header
                 if r.close:
                     break
