@@ -4,9 +4,10 @@ Strategy: `load(path)` never raises. Every key of DEFAULTS is checked on its
 own (type, then range or shape); a bad or unknown key falls back to its default
 and adds one error string; an unreadable file, bytes that are not UTF-8 or
 invalid JSON give all defaults plus one error, and a file that cannot be
-decoded is renamed to `<path>.bad` (kept for repair, not read again). The errors are shown in /api/v1/status, so a broken
-file on flash can never cause a boot loop. `save()` writes a temporary file and
-renames it over the old one.
+decoded is renamed to `<path>.bad` (kept for repair, not read again). The
+errors are shown in /api/v1/status, so a broken file on flash can never
+cause a boot loop. `save()` writes a temporary file and renames it over the
+old one.
 
 Keys (defaults in DEFAULTS):
   board                 boards/<name>.json to use ("host" on a PC)

@@ -263,6 +263,7 @@ async def serve(cfg: dict, errors: list[str], config_path: str) -> int:
         b.errors.append(f"config board {name!r} ignored: this is the host board")
     b.storage_dir = os.path.dirname(os.path.abspath(config_path))
     app = App(cfg, errors, b)
+    app.cfg_path = os.path.abspath(config_path)  # web.settings saves there
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
