@@ -185,3 +185,24 @@ def test_mqtt_test_and_live_restart_against_mosquitto(fw, tmp_path):
         fw.wait(lambda: fw.status()["mqtt"].get("last_error") in ("not authorized", "bad user name or password"),
                 10, "the new password refused")  # fmt: skip
         assert "s3cret-pw" not in json.dumps(fw.status())
+
+
+def test_login_and_config_under_the_micropython_unix_port(tmp_path):
+    """The same code under MicroPython (`p1tool.py run --mp`): hashlib.sha256, the
+    PBKDF2, the cookie and a config change over real HTTP."""
+    f = Firmware(tmp_path, "--mp", "--interval", "0.2", config="{}")
+    try:
+        assert f.status()["alloc_heap"] is not None  # (None on CPython)
+        token = setup_password(f)
+        assert call(f, "GET", "/api/v1/config")[0] == 401
+        st, _, d = call(f, "POST", "/api/v1/login", {"password": PW})
+        assert st == 200 and len(d["token"]) == 32
+        assert call(f, "POST", "/api/v1/login", {"password": "wrong-password"})[0] == 401
+        st, _, d = call(f, "PATCH", "/api/v1/config", {"mqtt": {"port": 0}}, token=token)
+        assert st == 422 and d == {"errors": {"mqtt.port": "out of range 1..65535"}}
+        st, _, d = call(f, "PATCH", "/api/v1/config", {"http": {"auth_readings": True}}, token=token)
+        assert st == 200 and d["applied"] == ["http.auth_readings"], d
+        assert call(f, "GET", "/api/v1/reading")[0] == 401
+        assert call(f, "GET", "/api/v1/status", headers={"Cookie": "p1session=" + token})[0] == 200
+    finally:
+        assert f.stop() == 0
