@@ -206,3 +206,31 @@ def test_login_and_config_under_the_micropython_unix_port(tmp_path):
         assert call(f, "GET", "/api/v1/status", headers={"Cookie": "p1session=" + token})[0] == 200
     finally:
         assert f.stop() == 0
+
+
+@pytest.mark.parametrize("pw,salt,n", [(b"password", b"salt", 1), (b"password", b"salt", 4096), (b"x" * 100, b"s" * 16, 77)])
+def test_pbkdf2_equals_hashlib_on_both_interpreters(unix_micropython, pw, salt, n):
+    import asyncio
+    import hashlib
+
+    from web import auth
+
+    want = hashlib.pbkdf2_hmac("sha256", pw, salt, n)
+    assert asyncio.run(auth.pbkdf2(pw, salt, n)) == want
+    code = "import asyncio\nfrom web import auth\nprint(asyncio.run(auth.pbkdf2(%r, %r, %d)).hex())" % (pw, salt, n)
+    r = unix_micropython(["-c", code])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().decode() == want.hex()
+
+
+def test_hash_check_and_constant_time_compare():
+    import asyncio
+
+    from web import auth
+
+    h = asyncio.run(auth.make_hash("correct horse", 100))
+    assert h.startswith("pbkdf2-sha256$100$")
+    assert asyncio.run(auth.check("correct horse", h)) is True
+    assert asyncio.run(auth.check("correct hors", h)) is False
+    assert asyncio.run(auth.check("x", "garbage")) is False
+    assert auth.same(b"abc", b"abc") and not auth.same(b"abc", b"abd") and not auth.same(b"abc", b"ab")
