@@ -1,6 +1,6 @@
 """Settings over HTTP (cold: web.api imports it for one request and drops it).
 
-  GET  /api/v1/config      the config, secrets that are set as "***"
+  GET  /api/v1/config      the saved config, secrets that are set as "***"
   PUT  /api/v1/config      the whole config (a missing key: its default)
   PATCH /api/v1/config     some keys; both check every key first: any error ->
                            422 {"errors": {"mqtt.port": "out of range 1..65535"}},
@@ -88,9 +88,9 @@ def _route(req, app):
     if p == "config" and (m == "GET" or m == "HEAD"):
         if has_pw and not auth.ok(req, app):
             return error(401, "login required")
-        from config import public
+        import config
 
-        return _out(200, public(app.cfg))
+        return _out(200, config.public(config.load(_path(app))[0]))  # saved (a command line's overrides aside)
     allow = "GET, HEAD, PUT, PATCH" if p == "config" else "POST"
     if m not in allow.split(", ") or m == "GET" or m == "HEAD":
         return error(405, None, "Allow: %s\r\n" % allow)
