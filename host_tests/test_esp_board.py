@@ -80,6 +80,7 @@ async def _fake_sleep_ms(ms):
 
 asyncio.sleep_ms = _fake_sleep_ms
 from net.wifi import Wifi
+Wifi.dns_port = 0  # the captive portal's DNS on a free port (53 needs root)
 
 seen = []
 

@@ -19,6 +19,11 @@ the log that /api/v1/status shows). A configured password the radio refuses
 (config.py already refuses 1..7 characters) is logged and the generated one
 used instead.
 
+While the access point is up, net.dns answers every name with its address
+(a captive portal: phones open the setup page by themselves; web/api.py
+redirects unknown paths there); it stops, and leaves RAM, with the access
+point.
+
 Nothing stops the task: an exception from the radio (out of memory, an IDF
 error) is logged, shown in status and retried after the backoff.
 """
@@ -77,6 +82,8 @@ def ap_key(folder):
 
 
 class Wifi:
+    dns_port = 53  # the captive portal's DNS responder (a test sets another)
+
     def __init__(self, cfg, hostname, txpower_dbm=None, key_dir=""):
         self.ssid = cfg.get("ssid", "")
         self._password = cfg.get("password", "")
@@ -93,6 +100,8 @@ class Wifi:
         self.error = ""
         self._fails = 0
         self._joined = False
+        self._dns = None  # its task
+        self.dns = None  # its counters
 
     def _fault(self, where, e):
         self.error = "%s: %s" % (where, e)
@@ -133,6 +142,13 @@ class Wifi:
             if self.state != "connected":
                 self.state = "ap"
             log.info("wifi: access point %s" % self.hostname)
+            try:
+                from net.dns import serve
+
+                self.dns = {}
+                self._dns = asyncio.create_task(serve(ap.ifconfig()[0], self.dns_port, self.dns))
+            except Exception as e:  # noqa: BLE001 - no captive portal: the address still works
+                self._fault("dns", e)
         except Exception as e:  # noqa: BLE001 - tried again after the next failure
             self._fault("ap", e)
             try:
@@ -144,6 +160,12 @@ class Wifi:
     def stop_ap(self):
         ap = self.ap
         self.ap = None
+        if self._dns is not None:
+            self._dns.cancel()
+            self._dns = None
+            from mem import unload
+
+            unload("net.dns")
         if ap is not None:
             try:
                 ap.active(False)

@@ -74,6 +74,8 @@ def make_server(app):
         if i < 0:
             if p.startswith("/api/v1/") and p[8:] in _SET:
                 return cold("handle", req, app, mod="web.settings")
+            if app.wifi is not None and app.wifi.ap is not None:  # captive portal (net.dns): setup
+                return 302, "text/plain", "", "Location: /static/settings.html\r\n"
             return error(404)
         if req.method != "GET" and req.method != "HEAD":
             return error(405, None, "Allow: GET, HEAD\r\n")
