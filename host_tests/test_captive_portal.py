@@ -6,6 +6,7 @@ to the setup page then."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
 import subprocess
@@ -165,3 +166,44 @@ def test_unknown_paths_go_to_the_setup_page_while_the_ap_is_up():
     before, during, api = asyncio.run(main())
     assert before == (404, None)
     assert during == (302, "/static/settings.html") and api == (302, "/static/settings.html")
+
+
+def test_wifi_scan_lists_networks_strongest_first_and_needs_the_login_once_set(tmp_path):
+    from hub import Hub
+    from web.api import make_server
+
+    class Sta:
+        def scan(self):
+            return [(b"home", b"\x00" * 6, 1, -70, 3, False), (b"cafe", b"\x01" * 6, 6, -50, 0, False),
+                    (b"home", b"\x02" * 6, 11, -60, 3, False), (b"", b"\x03" * 6, 1, -40, 3, True),
+                    (b"Caf\xe9", b"\x04" * 6, 1, -30, 3, False)]  # fmt: skip
+
+    async def main():
+        cfg = {"http": {}, "admin": {"password_hash": ""}}
+        app = types.SimpleNamespace(hub=Hub(), cfg=cfg, wifi=None)
+        srv = make_server(app)
+        port = free_port()
+        await srv.start("127.0.0.1", port)
+
+        def get(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        try:
+            none = await asyncio.to_thread(get, "/api/v1/wifi/scan")
+            app.wifi = types.SimpleNamespace(sta=Sta(), ap=None)
+            found = await asyncio.to_thread(get, "/api/v1/wifi/scan")
+            cfg["admin"]["password_hash"] = "pbkdf2-sha256$1$00$00"
+            refused = await asyncio.to_thread(get, "/api/v1/wifi/scan")
+        finally:
+            srv.close()
+        return none, found, refused
+
+    none, found, refused = asyncio.run(main())
+    assert none == (404, {"error": "no Wi-Fi on this board", "status": 404})
+    assert found == (200, {"networks": [
+        {"rssi": -50, "secure": False, "ssid": "cafe"}, {"rssi": -60, "secure": True, "ssid": "home"}]})  # fmt: skip
+    assert refused[0] == 401

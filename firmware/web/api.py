@@ -7,7 +7,7 @@
   GET /api/v1/status       version, board, uptime, heap, Wi-Fi, counters, errors
   GET /metrics             Prometheus text
   GET /api/v1/events       SSE: one `reading` event per accepted telegram
-  /api/v1/config, login, logout, password, mqtt/test: settings and the admin
+  /api/v1/config, login, logout, password, mqtt/test, wifi/scan: settings, the admin
                            login, by `web.settings` (cold; see there)
 With http.auth_readings every path above but the page needs a login (401).
 Errors are JSON: {"error": "...", "status": N}; another path: 404; another
@@ -28,7 +28,7 @@ from web.server import JSON, Server, cold, error
 NOSTORE = "Cache-Control: no-store\r\n"
 # the paths below /api/v1/, by their number in handle() less 2 (short names: no str object each)
 _API = ("reading", "telegram", "status", "events")
-_SET = ("config", "login", "logout", "password", "mqtt/test")  # web.settings
+_SET = ("config", "login", "logout", "password", "mqtt/test", "wifi/scan")  # web.settings
 
 try:
     STATIC = (__file__.rsplit("/", 1)[0] if "/" in __file__ else "web") + "/static"

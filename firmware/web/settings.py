@@ -9,6 +9,8 @@
                            rest after a reboot -> {"saved": true, "applied": [...],
                            "reboot": [...]} (field names). "***" for a secret
                            keeps its value; admin.* only by /api/v1/password.
+  GET  /api/v1/wifi/scan   {"networks": [{"ssid", "rssi", "secure"}]}: what the
+                           station hears, strongest first (404 without Wi-Fi)
   POST /api/v1/mqtt/test   {mqtt keys} over the current ones: CONNECT, the
                            broker's CONNACK -> {"ok": true|false, "answer": "..."}
   POST /api/v1/login       {"password": "..."} -> {"token": "..."} and the
@@ -91,7 +93,11 @@ def _route(req, app):
         import config
 
         return _out(200, config.public(config.load(_path(app))[0]))  # saved (a command line's overrides aside)
-    allow = "GET, HEAD, PUT, PATCH" if p == "config" else "POST"
+    if p == "wifi/scan" and (m == "GET" or m == "HEAD"):
+        if has_pw and not auth.ok(req, app):
+            return error(401, "login required")
+        return _scan(app.wifi)
+    allow = "GET, HEAD, PUT, PATCH" if p == "config" else "GET, HEAD" if p == "wifi/scan" else "POST"
     if m not in allow.split(", ") or m == "GET" or m == "HEAD":
         return error(405, None, "Allow: %s\r\n" % allow)
     d = _body(req)
@@ -244,6 +250,32 @@ def _rejoin(w, c, station):
         except OSError:
             pass
         w.state = "connecting"
+
+
+def _scan(w):
+    """The networks the station hears (the scan blocks the loop ~2 s: setup only)."""
+    if w is None:
+        return error(404, "no Wi-Fi on this board")
+    try:
+        sta = w.sta
+        if sta is None:
+            import network
+
+            sta = network.WLAN(network.STA_IF)
+            sta.active(True)
+        found = sta.scan()  # (ssid, bssid, channel, rssi, security, hidden)
+    except Exception as e:  # noqa: BLE001 - the radio is busy (connecting), out of memory
+        return error(503, "scan failed: %s" % e)
+    best = {}
+    for x in found:
+        try:
+            name = bytes(x[0]).decode()
+        except UnicodeError:
+            continue
+        if name and (name not in best or best[name]["rssi"] < x[3]):
+            best[name] = {"ssid": name, "rssi": x[3], "secure": x[4] != 0}
+    nets = sorted(best.values(), key=lambda n: -n["rssi"])[:20]
+    return _out(200, {"networks": nets})
 
 
 async def _mqtt_test(app, d):

@@ -87,6 +87,8 @@ function render() {
     }
     box.append(card);
   }
+  const ssid = $("f-wifi-ssid");
+  if (ssid) ssid.setAttribute("list", "ssids");
   $("cfg").hidden = false;
 }
 
@@ -181,6 +183,24 @@ $("mtest").addEventListener("click", async () => {
     if (r.status === 422) showErrors(r.data.errors);
     $("mres").textContent = (r.data && r.data.error) || (r.status === 422 ? "check the MQTT fields" : "refused (" + r.status + ")");
   }
+});
+
+$("scan").addEventListener("click", async () => {
+  $("mres").textContent = "scanning…";
+  const r = await api("GET", "/api/v1/wifi/scan");
+  if (r.status !== 200) {
+    $("mres").textContent = (r.data && r.data.error) || "scan refused (" + r.status + ")";
+    return;
+  }
+  const dl = $("ssids");
+  dl.textContent = "";
+  for (const n of r.data.networks) {
+    const o = document.createElement("option");
+    o.value = n.ssid;
+    o.label = n.rssi + " dBm" + (n.secure ? "" : ", open");
+    dl.append(o);
+  }
+  $("mres").textContent = r.data.networks.length + " networks: pick one in the ssid field";
 });
 
 $("logout").addEventListener("click", async () => {
