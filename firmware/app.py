@@ -53,6 +53,12 @@ def offset_minutes(text):
 
 
 class App:
+    # set later, only when used (declared for type checkers; no bytecode):
+    # the config file web.settings writes, its login sessions and failures
+    cfg_path: str
+    sessions: list
+    login_fails: list | None
+
     def __init__(self, cfg, cfg_errors, board):
         self.cfg = cfg
         self.cfg_errors = cfg_errors
@@ -225,6 +231,7 @@ async def main(config_path="/config.json"):
         log.warn(e)
     b = boardmod.load(cfg["board"])
     app = App(cfg, errors, b)
+    app.cfg_path = config_path  # (web.settings writes it)
     await app.start()
     log.info("heap after start: %s" % heap_text())
     app.heap_log = True

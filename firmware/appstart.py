@@ -36,7 +36,7 @@ async def start(app):
     if b.has_wifi:
         from net.wifi import Wifi
 
-        app.wifi = Wifi(app.cfg["wifi"], app.hostname, b.spec.get("wifi_txpower_dbm"))
+        app.wifi = Wifi(app.cfg["wifi"], app.hostname, b.spec.get("wifi_txpower_dbm"), b.storage_dir)
         app._task(app.wifi.run, "wifi")
     await _start_http(app)
     await _start_raw(app)

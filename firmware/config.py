@@ -2,16 +2,21 @@
 
 Strategy: `load(path)` never raises. Every key of DEFAULTS is checked on its
 own (type, then range or shape); a bad or unknown key falls back to its default
-and adds one error string; an unreadable file or invalid JSON gives all
-defaults plus one error. The errors are shown in /api/v1/status, so a broken
-file on flash can never cause a boot loop. `save()` writes a temporary file and
-renames it over the old one.
+and adds one error string; an unreadable file, bytes that are not UTF-8 or
+invalid JSON give all defaults plus one error, and a file that cannot be
+decoded is renamed to `<path>.bad` (kept for repair, not read again). The
+errors are shown in /api/v1/status, so a broken file on flash can never
+cause a boot loop. `save()` writes a temporary file and renames it over the
+old one.
 
 Keys (defaults in DEFAULTS):
   board                 boards/<name>.json to use ("host" on a PC)
   wifi.ssid/password    station network; empty ssid -> access point only
   wifi.hostname         "" -> p1-<last 4 hex of MAC> (also the mDNS name)
-  wifi.ap_password      password of the fallback access point ("" -> open)
+  wifi.ap_password      WPA2 password of the fallback access point: "" or
+                        8..63 characters ("" -> one generated at first use,
+                        printed on the console; net/wifi.py)
+  wifi.ap_open          true: the fallback access point has no password
   http.port, http.bind  web server ("" bind -> 0.0.0.0 on the device,
                         127.0.0.1 on the host board)
   raw_tcp.enabled/port  raw telegram server; max_clients; write_timeout_s
@@ -19,13 +24,16 @@ Keys (defaults in DEFAULTS):
   meter.std_offset      UTC offset of standard (winter, "W") time, "+02:00"
   meter.buffer          telegram buffer size in bytes
   meter.source          host board: file, pty/serial device, tcp://HOST:PORT, "-"
-  admin.password_hash   for future write endpoints; never shown
+  admin.password_hash   PBKDF2 of the admin password (web/auth.py); "" -> none
+                        set yet: only the setup page and reading endpoints
+  http.auth_readings    true: the readings need a login too
   mqtt.*                see docs/RUNTIME.md; used by net/mqtt_client.py
                         (mqtt.buffer: RAM ring in readings, ~1 KB heap each;
                         mqtt.spill_kb: flash spool, 0 = off)
 """
 
 import json
+import os
 
 from fsutil import write_atomic
 
@@ -41,8 +49,8 @@ _MAX_FILE = const(8192)
 
 DEFAULTS = {
     "board": "host",
-    "wifi": {"ssid": "", "password": "", "hostname": "", "ap_password": ""},
-    "http": {"port": 8080, "bind": ""},
+    "wifi": {"ssid": "", "password": "", "hostname": "", "ap_password": "", "ap_open": False},
+    "http": {"port": 8080, "bind": "", "auth_readings": False},
     "raw_tcp": {"enabled": True, "port": 2323, "max_clients": 4, "write_timeout_s": 10},
     "meter": {"std_offset": "+02:00", "buffer": 3072, "source": ""},
     "admin": {"password_hash": ""},
@@ -83,7 +91,7 @@ RANGES = {
     "mqtt.buffer": (1, 1024),
     "mqtt.spill_kb": (0, 4096),
 }
-MAXLEN = {"wifi.ssid": 32, "wifi.password": 64, "wifi.hostname": 32, "wifi.ap_password": 64}
+MAXLEN = {"wifi.ssid": 32, "wifi.password": 64, "wifi.hostname": 32, "wifi.ap_password": 63}
 _MAXLEN_DEFAULT = const(256)
 SECRETS = ("wifi.password", "wifi.ap_password", "mqtt.password", "admin.password_hash")
 
@@ -130,6 +138,8 @@ def _check(key, value, default):
             return "expected +HH:MM"
         if key == "wifi.hostname" and not _hostname_ok(value):
             return "letters, digits and '-' only"
+        if key == "wifi.ap_password" and 0 < len(value) < 8:
+            return "empty or 8..63 characters (WPA2)"
         if key == "board" and (not value or "/" in value or "." in value):
             return "expected a board file name"
         return None
@@ -144,56 +154,98 @@ def copy_defaults():
     return out
 
 
-def validate(data):
-    """(config, errors): `data` merged over defaults, key by key."""
-    cfg = copy_defaults()
-    errors = []
+def merge(cfg, data, errs):
+    """Check each key of `data` and put the good ones into `cfg` (changed in
+    place); errs[field] = reason for each bad one ("" for a whole section)."""
     if not isinstance(data, dict):
-        return cfg, ["config: expected a JSON object, using defaults"]
+        errs[""] = "expected a JSON object"
+        return
     for k in data:
-        if k not in DEFAULTS:
-            errors.append("config: unknown key %r ignored" % k)
-            continue
-        d = DEFAULTS[k]
+        d = DEFAULTS.get(k)
         v = data[k]
-        if isinstance(d, dict):
+        if d is None:
+            errs[k] = "unknown key"
+        elif isinstance(d, dict):
             if not isinstance(v, dict):
-                errors.append("config: %s: expected an object, using defaults" % k)
+                errs[k] = "expected an object"
                 continue
             for sk in v:
                 name = k + "." + sk
                 if sk not in d:
-                    errors.append("config: unknown key %r ignored" % name)
+                    errs[name] = "unknown key"
                     continue
                 why = _check(name, v[sk], d[sk])
                 if why:
-                    errors.append("config: %s: %s, using %s" % (name, why, json.dumps(d[sk])))
+                    errs[name] = why
                 else:
                     cfg[k][sk] = v[sk]
         else:
             why = _check(k, v, d)
             if why:
-                errors.append("config: %s: %s, using %s" % (k, why, json.dumps(d)))
+                errs[k] = why
             else:
                 cfg[k] = v
+    m = cfg["mqtt"]
+    if m["enabled"] and m["tls"] and not m["ca"] and not m["insecure"]:
+        # MicroPython has no trust store: it would fail each attempt
+        errs["mqtt.ca"] = "TLS needs a CA file, or mqtt.insecure"
+
+
+def validate(data):
+    """(config, errors): `data` merged over defaults, key by key."""
+    cfg = copy_defaults()
+    errs = {}
+    merge(cfg, data, errs)
+    errors = []
+    for name in sorted(errs):  # (a dict's order differs between the interpreters)
+        if name == "":
+            errors.append("config: expected a JSON object, using defaults")
+        elif errs[name] == "unknown key":
+            errors.append("config: unknown key %r ignored" % name)
+        elif name == "mqtt.ca":
+            cfg["mqtt"]["enabled"] = False
+            errors.append("config: mqtt.tls: TLS needs a CA file (mqtt.ca) or mqtt.insecure, MQTT off")
+        else:
+            k, _, sk = name.partition(".")
+            d = DEFAULTS[k]
+            if sk:
+                d = d[sk]
+            if isinstance(d, dict):
+                errors.append("config: %s: expected an object, using defaults" % k)
+            else:
+                errors.append("config: %s: %s, using %s" % (name, errs[name], json.dumps(d)))
     return cfg, errors
 
 
 def load(path):
     """(config, errors) from the file at `path`. Never raises."""
     try:
-        with open(path) as f:
-            text = f.read(_MAX_FILE + 1)
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_FILE + 1)
     except OSError as e:
         return copy_defaults(), ["config: cannot read %s (%s), using defaults" % (path, e)]
-    if len(text) > _MAX_FILE:
-        why = "config: %s larger than %d bytes, using defaults" % (path, _MAX_FILE)
-        return copy_defaults(), [why]
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        return copy_defaults(), ["config: %s is not valid JSON (%s), using defaults" % (path, e)]
-    return validate(data)
+    why = None
+    if len(raw) > _MAX_FILE:
+        why = "larger than %d bytes" % _MAX_FILE
+    else:
+        try:
+            data = json.loads(raw.decode())
+        except UnicodeError:  # (before ValueError: a subclass of it) MicroPython's UnicodeError too
+            why = "not UTF-8 text"
+        except Exception as e:  # noqa: BLE001 - ValueError; nesting too deep (RecursionError)
+            why = "not valid JSON (%s)" % e
+    if why:  # kept aside, so that the next boot does not trip over it again
+        try:
+            try:
+                os.remove(path + ".bad")
+            except OSError:
+                pass
+            os.rename(path, path + ".bad")
+            why += ", renamed to %s.bad" % path
+        except OSError:
+            pass
+        return copy_defaults(), ["config: %s %s, using defaults" % (path, why)]
+    return validate(data)  # pyright: ignore[reportPossiblyUnboundVariable]
 
 
 def save(path, cfg):

@@ -34,6 +34,47 @@ def test_missing_and_invalid_files_give_defaults(tmp_path):
         assert len(errors) == 1
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"wifi": {"ssid": "Caf\xe9"}}',  # Latin-1, not UTF-8: a common way to get an SSID wrong
+        b'{"wifi": {"ssid": "home"',  # cut short
+        b"[" * 100000,  # nesting too deep (and too large)
+        b"[" * 5000,  # nesting too deep for CPython's parser
+    ],
+)
+def test_undecodable_file_is_kept_aside_and_defaults_used(tmp_path, raw):
+    p = tmp_path / "config.json"
+    p.write_bytes(raw)
+    cfg, errors = config.load(str(p))
+    assert cfg == config.DEFAULTS and len(errors) == 1, errors
+    assert "renamed to %s.bad" % p in errors[0] and "using defaults" in errors[0]
+    assert not p.exists() and (tmp_path / "config.json.bad").read_bytes() == raw
+    cfg, errors = config.load(str(p))  # the next boot: no file, defaults again
+    assert cfg == config.DEFAULTS and "cannot read" in errors[0]
+
+
+def test_undecodable_file_under_micropython(unix_micropython, tmp_path):
+    """MicroPython raises UnicodeError for bytes that are not UTF-8: caught the same way."""
+    p = tmp_path / "config.json"
+    p.write_bytes(b'{"wifi": {"ssid": "Caf\xe9"}}')
+    code = "import config\ncfg, e = config.load(%r)\nprint(cfg == config.DEFAULTS, e)" % str(p)
+    r = unix_micropython(["-c", code])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"True ['config: ") and b"not UTF-8 text, renamed to" in r.stdout
+    assert (tmp_path / "config.json.bad").exists() and not p.exists()
+
+
+def test_tls_without_ca_nor_insecure_is_a_config_error():
+    m = {"enabled": True, "host": "b", "tls": True}
+    cfg, errors = config.validate({"mqtt": m})
+    assert cfg["mqtt"]["enabled"] is False
+    assert errors == ["config: mqtt.tls: TLS needs a CA file (mqtt.ca) or mqtt.insecure, MQTT off"]
+    for extra in ({"ca": "/ca.pem"}, {"insecure": True}, {"tls": False}):
+        cfg, errors = config.validate({"mqtt": dict(m, **extra)})
+        assert cfg["mqtt"]["enabled"] is True and errors == []
+
+
 def test_too_large_file(tmp_path):
     p = tmp_path / "c.json"
     p.write_text('{"board": "' + "x" * 9000 + '"}')
@@ -58,6 +99,11 @@ def test_too_large_file(tmp_path):
         ("wifi.ssid", "x" * 33),
         ("board", "../etc"),
         ("mqtt.tls", "yes"),
+        ("wifi.ap_password", "1234567"),
+        ("wifi.ap_password", "x"),
+        ("wifi.ap_password", "x" * 64),
+        ("wifi.ap_open", "yes"),
+        ("http.auth_readings", 1),
     ],
 )
 def test_bad_value_falls_back_with_one_error(key, value):
@@ -82,7 +128,7 @@ def test_good_values_kept_and_unknown_keys_reported():
     }
     cfg, errors = config.validate(data)
     assert cfg["board"] == "esp32-devkit"
-    assert cfg["http"] == {"port": 80, "bind": ""}
+    assert cfg["http"] == {"port": 80, "bind": "", "auth_readings": False}
     assert cfg["meter"]["std_offset"] == "-03:30"
     assert cfg["mqtt"]["enabled"] is True and cfg["mqtt"]["qos"] == 0
     assert cfg["wifi"] == config.DEFAULTS["wifi"]

@@ -593,6 +593,51 @@ def test_fifty_simultaneous_connects(server):
     assert server.get("/").status == 200
 
 
+def test_fifty_simultaneous_sse_connects_get_exactly_the_stream_cap(server):
+    """Below the connection cap, 50 simultaneous connects to a stream: the cap is
+    checked and counted without an await between, so exactly max_streams get one."""
+    n = LIMITS["max_streams"]
+    assert server.get("/limit?max_conns=60").status == 200
+    results: list[object] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def one():
+        try:
+            with Conn(server.port) as c:
+                c.s.settimeout(20)
+                c.send(b"GET /events?n=1 HTTP/1.1\r\n\r\n")
+                line = c.f.readline()
+                out: object = int(line.split()[1]) if line else "closed"
+                with lock:
+                    results.append(out)
+                if out == 200:
+                    done.wait(30)  # hold the stream until every connect has its answer
+                return
+        except (OSError, AssertionError) as e:
+            out = type(e).__name__
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=one) for _ in range(50)]
+    try:
+        for t in threads:
+            t.start()
+        end = time.monotonic() + 30
+        while len(results) < 50 and time.monotonic() < end:
+            time.sleep(0.05)
+        counts = {str(k): results.count(k) for k in set(results)}
+        assert (results.count(200), results.count(503)) == (n, 50 - n), counts
+        assert server.stats()["streams"] == n
+    finally:
+        done.set()
+        for t in threads:
+            t.join(30)
+        server.get(f"/limit?max_conns={LIMITS['max_conns']}")
+    assert server.settle(open=0)["streams"] == 0
+    assert server.get("/").status == 200
+
+
 # -- bodies: pieces, chunked generators, files --------------------------------------------------
 
 

@@ -645,6 +645,20 @@ def test_mqtt_url_options_are_checked():
             parse_mqtt_url(bad)
 
 
+@pytest.mark.parametrize("url", ["mqtt://meter:s3cret-pw@127.0.0.1:abc", "ftp://meter:s3cret-pw@h", "mqtt://meter:s3cret-pw@h:99999"])
+def test_make_run_never_echoes_the_mqtt_password(tmp_path, url):
+    """The recipe is silent and every message about the URL hides the password."""
+    from conftest import REPO
+
+    r = subprocess.run(
+        ["make", "run", f"MQTT={url}", f"ARGS=--config {tmp_path}/config.json"],
+        cwd=REPO, capture_output=True, timeout=120,
+    )  # fmt: skip
+    out = r.stdout.decode() + r.stderr.decode()
+    assert r.returncode != 0 and "run: --mqtt" in out, out
+    assert "s3cret-pw" not in out and "meter:***@" in out, out
+
+
 def test_last_will_when_the_host_firmware_itself_is_killed(broker, tmp_path):
     """SIGKILL of `p1tool.py run` (no goodbye possible): the broker publishes "offline"."""
     from runtime_harness import Firmware, MeterServer

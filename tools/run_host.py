@@ -143,6 +143,15 @@ def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> in
     return rc
 
 
+def redact(url: str) -> str:
+    """The URL with its password (user:PASSWORD@) as "***", for messages."""
+    scheme, sep, rest = url.rpartition("://")
+    auth, at, host = rest.partition("@")
+    if not at or ":" not in auth:
+        return url
+    return f"{scheme}{sep}{auth.split(':', 1)[0]}:***@{host}"
+
+
 def parse_mqtt_url(url: str) -> dict:
     """mqtt://[user:pass@]host[:port] -> the mqtt config keys it sets.
 
@@ -154,7 +163,11 @@ def parse_mqtt_url(url: str) -> dict:
         url = "mqtt://" + url
     u = urlsplit(url)
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise ValueError(f"--mqtt wants mqtt://[user:pass@]host[:port] or mqtts://..., got {url!r}")
+        raise ValueError(f"--mqtt wants mqtt://[user:pass@]host[:port] or mqtts://..., got {redact(url)!r}")
+    try:
+        port = u.port
+    except ValueError as e:  # (its text names the port, never the password)
+        raise ValueError(f"--mqtt: {e} in {redact(url)!r}") from None
     tls = u.scheme == "mqtts"
     query = parse_qs(u.query)
     unknown = set(query) - {"ca", "insecure"}
@@ -165,7 +178,7 @@ def parse_mqtt_url(url: str) -> dict:
     return {
         "enabled": True,
         "host": u.hostname,
-        "port": u.port or (8883 if tls else 1883),
+        "port": port or (8883 if tls else 1883),
         "tls": tls,
         "ca": query.get("ca", [""])[-1],
         "insecure": query.get("insecure", ["0"])[-1] in ("1", "true", "yes"),
@@ -250,6 +263,7 @@ async def serve(cfg: dict, errors: list[str], config_path: str) -> int:
         b.errors.append(f"config board {name!r} ignored: this is the host board")
     b.storage_dir = os.path.dirname(os.path.abspath(config_path))
     app = App(cfg, errors, b)
+    app.cfg_path = os.path.abspath(config_path)  # web.settings saves there
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

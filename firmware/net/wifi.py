@@ -11,11 +11,21 @@ hostname (default p1-<last 4 hex of MAC>) is also the mDNS name: the ESP32
 port's built-in responder answers <hostname>.local, and the station sends it
 to DHCP.
 
+The access point is WPA2 unless the config says `wifi.ap_open`. Without
+`wifi.ap_password` it uses one generated at its first use (10 characters
+from os.urandom, kept in <storage_dir>/ap_key so it stays the same across
+boots) and printed on the console each time the access point opens (not in
+the log that /api/v1/status shows). A configured password the radio refuses
+(config.py already refuses 1..7 characters) is logged and the generated one
+used instead.
+
+While the access point is up, net.dns answers every name with its address
+(a captive portal: phones open the setup page by themselves; web/api.py
+redirects unknown paths there); it stops, and leaves RAM, with the access
+point.
+
 Nothing stops the task: an exception from the radio (out of memory, an IDF
-error) is logged, shown in status and retried after the backoff. An access
-point password the radio refuses (WPA2 needs 8..63 characters) is logged and
-the access point opens without a password instead, since an unreachable
-dongle cannot be repaired without a cable.
+error) is logged, shown in status and retried after the backoff.
 """
 
 import asyncio
@@ -48,11 +58,38 @@ def _stat(code):
     return str(code)
 
 
+def ap_key(folder):
+    """The generated access point password: read from <folder>/ap_key, made
+    (and written there) the first time."""
+    p = (folder or ".").rstrip("/") + "/ap_key"
+    try:
+        with open(p) as f:
+            k = f.read().strip()
+        if len(k) >= 8:
+            return k
+    except OSError:
+        pass
+    import os
+
+    a = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off a console
+    k = "".join(a[b % 31] for b in os.urandom(10))
+    try:
+        with open(p, "w") as f:
+            f.write(k)
+    except OSError as e:  # a new one each boot, still printed
+        log.error("wifi: cannot keep ap_key: %s" % e)
+    return k
+
+
 class Wifi:
-    def __init__(self, cfg, hostname, txpower_dbm=None):
+    dns_port = 53  # the captive portal's DNS responder (a test sets another)
+
+    def __init__(self, cfg, hostname, txpower_dbm=None, key_dir=""):
         self.ssid = cfg.get("ssid", "")
         self._password = cfg.get("password", "")
         self._ap_password = cfg.get("ap_password", "")
+        self._ap_open = cfg.get("ap_open", False)
+        self._key_dir = key_dir
         self.hostname = hostname
         self.txpower = txpower_dbm
         self.sta = None
@@ -63,6 +100,8 @@ class Wifi:
         self.error = ""
         self._fails = 0
         self._joined = False
+        self._dns = None  # its task
+        self.dns = None  # its counters
 
     def _fault(self, where, e):
         self.error = "%s: %s" % (where, e)
@@ -86,18 +125,30 @@ class Wifi:
             ap.active(True)
             self._power(ap)
             pw = self._ap_password
-            if pw:
-                try:
-                    ap.config(essid=self.hostname, password=pw, authmode=_WPA2)
-                except OSError as e:  # "Wifi Invalid Password": WPA2 takes 8..63 characters
-                    self._fault("ap_password refused, access point open", e)
-                    pw = ""
-            if not pw:
+            if self._ap_open:
                 ap.config(essid=self.hostname, authmode=0)
+            else:
+                try:
+                    ap.config(essid=self.hostname, password=pw or ap_key(self._key_dir), authmode=_WPA2)
+                except OSError as e:  # "Wifi Invalid Password": WPA2 takes 8..63 characters
+                    if not pw:
+                        raise
+                    self._fault("ap_password refused, generated one used", e)
+                    pw = ""
+                    ap.config(essid=self.hostname, password=ap_key(self._key_dir), authmode=_WPA2)
+                if not pw:  # the console only: status shows the log to anyone on the network
+                    print("wifi: access point %s, WPA2 password: %s" % (self.hostname, ap_key(self._key_dir)))
             self.ap = ap
             if self.state != "connected":
                 self.state = "ap"
             log.info("wifi: access point %s" % self.hostname)
+            try:
+                from net.dns import serve
+
+                self.dns = {}
+                self._dns = asyncio.create_task(serve(ap.ifconfig()[0], self.dns_port, self.dns))
+            except Exception as e:  # noqa: BLE001 - no captive portal: the address still works
+                self._fault("dns", e)
         except Exception as e:  # noqa: BLE001 - tried again after the next failure
             self._fault("ap", e)
             try:
@@ -109,6 +160,12 @@ class Wifi:
     def stop_ap(self):
         ap = self.ap
         self.ap = None
+        if self._dns is not None:
+            self._dns.cancel()
+            self._dns = None
+            from mem import unload
+
+            unload("net.dns")
         if ap is not None:
             try:
                 ap.active(False)

@@ -7,6 +7,9 @@
   GET /api/v1/status       version, board, uptime, heap, Wi-Fi, counters, errors
   GET /metrics             Prometheus text
   GET /api/v1/events       SSE: one `reading` event per accepted telegram
+  /api/v1/config, login, logout, password, mqtt/test, wifi/scan: settings, the admin
+                           login, by `web.settings` (cold; see there)
+With http.auth_readings every path above but the page needs a login (401).
 Errors are JSON: {"error": "...", "status": N}; another path: 404; another
 method than GET or HEAD: 405 (with Allow).
 
@@ -25,6 +28,7 @@ from web.server import JSON, Server, cold, error
 NOSTORE = "Cache-Control: no-store\r\n"
 # the paths below /api/v1/, by their number in handle() less 2 (short names: no str object each)
 _API = ("reading", "telegram", "status", "events")
+_SET = ("config", "login", "logout", "password", "mqtt/test", "wifi/scan")  # web.settings
 
 try:
     STATIC = (__file__.rsplit("/", 1)[0] if "/" in __file__ else "web") + "/static"
@@ -75,9 +79,15 @@ def make_server(app):
         elif p.startswith("/api/v1/") and p[8:] in _API:
             i = _API.index(p[8:]) + 2
         if i < 0:
+            if p.startswith("/api/v1/") and p[8:] in _SET:
+                return cold("handle", req, app, mod="web.settings")
+            if app.wifi is not None and app.wifi.ap is not None:  # captive portal (net.dns): setup
+                return 302, "text/plain", "", "Location: /static/settings.html\r\n"
             return error(404)
         if req.method != "GET" and req.method != "HEAD":
             return error(405, None, "Allow: GET, HEAD\r\n")
+        if i > 0 and app.cfg["http"].get("auth_readings") and not cold("ok", req, app, mod="web.auth"):
+            return error(401, "login required")
         s = hub.sample
         if i == 0:  # by web.files (rarely asked for)
             return cold("static", req, STATIC, p[8:] if len(p) > 1 else "index.html", mod="web.files")

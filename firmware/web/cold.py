@@ -13,8 +13,9 @@ Static files are in `web.files`, cold the same way (`cold(name, *args, mod="web.
 
 # each error status, its text, "|"
 _TEXT = (
-    "400bad request|404not found|405method not allowed|411length required|413request too large|"
-    "414uri too long|431headers too large|500internal error|503unavailable|"
+    "400bad request|401login required|403forbidden|404not found|405method not allowed|411length required|"
+    "413request too large|414uri too long|422invalid|429too many requests|431headers too large|"
+    "500internal error|503unavailable|"
 )
 
 

@@ -198,6 +198,13 @@ async def raw_status(req):
     return 200, JSON, json.dumps(d)
 
 
+async def limit(req):
+    """Set limits of the server (a test that needs others than the command line's)."""
+    for k, v in query(req).items():
+        setattr(Server, k, int(v))
+    return 200, "text/plain", "ok"
+
+
 async def quit_(req):
     stop.set()
     return 200, "text/plain", "bye"
@@ -218,6 +225,7 @@ srv = Server(
             "/kill-accept": kill_accept,
             "/publish": publish,
             "/raw": raw_status,
+            "/limit": limit,
             "/quit": quit_,
         },
         (("/static/", static),),

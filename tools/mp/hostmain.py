@@ -67,6 +67,7 @@ for e in errors:
 b = board.load("host")
 b.storage_dir = storage
 the_app = appmod.App(cfg, errors, b)
+the_app.cfg_path = config_path
 
 
 async def main():
