@@ -59,6 +59,16 @@ def _cold(name, app):
         done()
 
 
+async def _settings(req, app):
+    """A request of web.settings (~15 KB of code in RAM while it runs, 32-bit), in the
+    cold slot (mem.turn) like the pages of web.status."""
+    await turn()
+    try:
+        return await cold("handle", req, app, mod="web.settings")
+    finally:
+        done()
+
+
 async def _page(name, app, ctype):
     """The response of a page of `web.status`, once no other cold job runs (mem.turn)."""
     await turn()
@@ -80,7 +90,7 @@ def make_server(app):
             i = _API.index(p[8:]) + 2
         if i < 0:
             if p.startswith("/api/v1/") and p[8:] in _SET:
-                return cold("handle", req, app, mod="web.settings")
+                return _settings(req, app)
             if app.wifi is not None and app.wifi.ap is not None:  # captive portal (net.dns): setup
                 return 302, "text/plain", "", "Location: /static/settings.html\r\n"
             return error(404)
