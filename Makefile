@@ -17,7 +17,7 @@ STUBS := micropython-esp32-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.
 STUBS_TAG := 1.29.0.post1
 ESPTOOL := esptool==5.6.0
 MPREMOTE := mpremote==1.29.0
-APT_PKGS := mosquitto mosquitto-clients chromium
+APT_PKGS := mosquitto mosquitto-clients chromium prometheus
 
 VENV_STAMP := $(VENV)/.p1-requirements.stamp
 NODE_STAMP := tools/mp/node_modules/.p1-npm.stamp
