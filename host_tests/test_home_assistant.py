@@ -189,3 +189,22 @@ def test_a_reading_the_meter_stopped_sending_loses_its_config(dongle):
         state, _ = dongle.send(e360, n)
     dongle.wait_configs(state)  # E360's configs only: gas_m3, gas_timestamp, tariff... emptied
     assert gas not in dongle.retained()
+
+
+@pytest.mark.parametrize(
+    "text", ["0.308", "1.2345", "12.3", "5", "0.001", "0.000", "0.29", "1.005", "123456.789", "null"]
+)
+def test_var_template_moves_the_decimal_point_exactly(text):
+    """kvar -> var by HA's template engine, for digits a float product would miss
+    (0.29 * 1000 and 1.005 * 1000 are not whole numbers in binary floating point)."""
+    from net.ha import sensor_config
+
+    name = "l1_reactive_power_import_kvar"
+    cfg = json.dumps(sensor_config(name, text, "d", "p1/d", {"identifiers": ["d"]}))
+    (result,) = ha_check([{"state": '{"%s": %s}' % (name, text), "configs": {"t": cfg}}])
+    r = result["configs"]["t"]
+    assert (r["error"], r["warnings"]) == (None, [])
+    if text == "null":
+        assert r["rendered"] == "None"  # HA: unknown
+    else:
+        assert Decimal(r["rendered"]) == Decimal(text) * 1000 and "e" not in r["rendered"], r["rendered"]
