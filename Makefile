@@ -25,7 +25,9 @@ NODE_STAMP := tools/mp/node_modules/.p1-npm.stamp
 # venv of its own (its pins clash with ours): the oldest release we support.
 HA_VERSION := 2024.3.3
 HA_VENV := .venv-ha
-HA_STAMP := $(HA_VENV)/.p1-ha-$(HA_VERSION).stamp
+# HomeWizard's client as that release's HomeWizard integration pins it (test_homewizard.py).
+HWE_VERSION := 4.3.1
+HA_STAMP := $(HA_VENV)/.p1-ha-$(HA_VERSION)-hwe-$(HWE_VERSION).stamp
 TYPINGS_STAMP := typings/.p1-stubs-$(STUBS_TAG).stamp
 
 # `make run` options, forwarded only when set: make run INTERVAL=1 SOURCE=sim MQTT=127.0.0.1:1883
@@ -104,7 +106,8 @@ $(NODE_STAMP): tools/mp/package.json tools/mp/package-lock.json | apt
 # Installed with the release's own pins: homeassistant/package_constraints.txt,
 # which ships inside its wheel (the file HA's own installs use); without them pip
 # backtracks for ever on HA's dependencies. Only the MQTT integration's
-# requirement (paho-mqtt, pinned there too) is added.
+# requirement (paho-mqtt, pinned there too) and the HomeWizard integration's
+# (python-homewizard-energy) are added.
 $(HA_STAMP): | apt
 	rm -rf $(HA_VENV)
 	$(PYTHON) -m venv $(HA_VENV)
@@ -112,7 +115,7 @@ $(HA_STAMP): | apt
 	$(HA_VENV)/bin/python -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("homeassistant/package_constraints.txt"))' \
 	  $(HA_VENV)/dist/homeassistant-$(HA_VERSION)-py3-none-any.whl > $(HA_VENV)/constraints.txt
 	$(HA_VENV)/bin/pip install --disable-pip-version-check -q -c $(HA_VENV)/constraints.txt \
-	  $(HA_VENV)/dist/homeassistant-$(HA_VERSION)-py3-none-any.whl paho-mqtt
+	  $(HA_VENV)/dist/homeassistant-$(HA_VERSION)-py3-none-any.whl paho-mqtt python-homewizard-energy==$(HWE_VERSION)
 	touch $@
 
 # Device API stubs go into typings/, not into .venv (they would shadow CPython's).

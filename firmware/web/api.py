@@ -7,6 +7,7 @@
   GET /api/v1/status       version, board, uptime, heap, Wi-Fi, counters, errors
   GET /metrics             Prometheus text
   GET /api/v1/events       SSE: one `reading` event per accepted telegram
+  GET /api, /api/v1/data   HomeWizard's local API v1, with http.homewizard (web.homewizard)
 Errors are JSON: {"error": "...", "status": N}; another path: 404; another
 method than GET or HEAD: 405 (with Allow).
 
@@ -40,15 +41,15 @@ def reading_parts(sample):
     return mv[:c], b', "age_s": %d' % (sample.age_ms() // 1000), mv[c:]
 
 
-_COLD = ("web.status", "p1.table", "p1.jsonout", "p1.bodyread")
+_COLD = ("web.status", "web.homewizard", "p1.table", "p1.jsonout", "p1.bodyread")
 
 
-def _cold(name, app):
-    """A generator of `web.status.<name>(app)` that unloads, when it is done, the
+def _cold(name, app, mod="web.status"):
+    """A generator of `<mod>.<name>(app)` that unloads, when it is done, the
     modules it brought in."""
     before = loaded(*_COLD)
     try:
-        for piece in getattr(__import__("web.status", None, None, [name]), name)(app):
+        for piece in getattr(__import__(mod, None, None, [name]), name)(app):
             yield piece
     finally:
         unload_new(before, *_COLD)
@@ -67,6 +68,8 @@ def make_server(app):
             i = 6
         elif p.startswith("/api/v1/") and p[8:] in _API:
             i = _API.index(p[8:]) + 2
+        elif (p == "/api" or p == "/api/v1/data") and app.cfg["http"]["homewizard"]:
+            i = 7
         if i < 0:
             return error(404)
         if req.method != "GET" and req.method != "HEAD":
@@ -84,6 +87,8 @@ def make_server(app):
             return 200, JSON, _cold("status", app), NOSTORE
         if i == 6:
             return 200, "text/plain; version=0.0.4; charset=utf-8", _cold("metrics", app), NOSTORE
+        if i == 7:  # HomeWizard's local API (opt-in)
+            return 200, JSON, _cold("data" if len(p) > 4 else "device", app, "web.homewizard"), NOSTORE
         return 200, "text/event-stream", events, NOSTORE  # the server sends the keep-alive comments
 
     async def events(req):
