@@ -1,7 +1,8 @@
 """The HomeWizard-compatible local API (`http.homewizard: true`) read by
 python-homewizard-energy, the client of Home Assistant's HomeWizard
 integration (4.3.1, as HA 2024.3.3 pins it; in `.venv-ha`, made by `make`;
-host_tests/hw_client.py), after each recorded telegram with a good CRC.
+host_tests/hw_client.py), after each recorded telegram with a good CRC, with
+the firmware under CPython and under MicroPython's Unix port.
 
 Every field the client returns is checked against /api/v1/reading, in
 Decimal: copies digit for digit, totals as the sum of the tariffs, power as
@@ -113,9 +114,10 @@ def same(got, expect) -> bool:
     return got == expect
 
 
-def test_homewizard_client_reads_every_field_exactly(tmp_path):
+@pytest.mark.parametrize("port", ["cpython", "micropython"])
+def test_homewizard_client_reads_every_field_exactly(tmp_path, port):
     sim = MeterServer()
-    fw = Firmware(tmp_path, "--source", sim.source, config=ON)
+    fw = Firmware(tmp_path, *(["--mp"] if port == "micropython" else []), "--source", sim.source, config=ON)
     try:
         sim.accept()
         got = client(fw.port)  # before the first telegram: the device and Wi-Fi only
