@@ -245,19 +245,26 @@ class MqttService:
             if c["discovery"] and not self._discover:
                 # A new reading name calls for a discovery round. Reading every name of every
                 # telegram would leave ~8 KB of garbage each time (64-bit): look when the number
-                # of readings changed, and every 64th telegram for a name that replaced another.
+                # of readings changed, and every 64th telegram for a name that replaced another
+                # or one that is gone.
                 k = body.count(b'": ')
                 if k != n[_NAMES] or not sample.seq % 64:
                     n[_NAMES] = k
                     before = loaded("p1.bodyread")  # (not kept: ~1 KB, 64-bit)
                     from p1.bodyread import items
 
+                    found = 0
                     for name, _ in items(body):
                         crc = (crc32(name.encode()) & 0x3FFFFFFF).to_bytes(4, "little")  # as net.ha.announce
-                        if name != "meter" and crc not in self._announced:
+                        if crc in self._announced:
+                            found += 1
+                        elif name != "meter":
                             self._discover = True
                             break
                     unload_new(before, "p1.bodyread")
+                    if not self._discover and not sample.seq % 64 and found < len(self._announced) >> 2:
+                        self._discover = True  # a reading is gone: a full round empties its config
+                        self._announced = b""
             self._pump()
             return True
         except MemoryError:  # this reading is lost, the service is not

@@ -358,6 +358,7 @@ def command(svc, w, pid, topic, payload):
     if topic == svc.cfg["discovery_prefix"] + "/status":
         if payload == b"online":
             svc._discover = True
+            svc._announced = b""  # a full round (net.ha.announce)
         return
     if len(payload) > 64 or topic not in (base + "/set/status", base + "/set/discovery"):
         svc._n[_BAD] += 1
@@ -365,6 +366,7 @@ def command(svc, w, pid, topic, payload):
     svc._n[_CMD] += 1
     if topic.endswith("discovery"):
         svc._discover = True
+        svc._announced = b""
         return
     from p1.jsonout import dumps
 
