@@ -324,7 +324,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--log", help="write the firmware's whole output (mem_info every second) to this file")
     a = ap.parse_args(argv)
     heap = int(a.heap.rstrip("Kk")) * 1024
-    r = soak(heap, total=a.telegrams, before_outage=min(BEFORE_OUTAGE, a.telegrams // 3), interval=a.interval, log=print)
+    r = soak(
+        heap, total=a.telegrams, before_outage=min(BEFORE_OUTAGE, a.telegrams // 3), interval=a.interval, log=print
+    )
     tail = r.pop("tail", "")
     text = r.pop("text", "")
     if a.log:
