@@ -51,7 +51,7 @@ except ImportError:  # CPython
 _PUBLISH = const(3)
 _PUBACK = const(4)
 # What a rare job (net.mqtt_rare, net.ha) may import that nothing on the hot path keeps.
-_RARE = ("net.mqtt_rare", "net.ha", "p1.table", "p1.jsonout", "p1.values", "p1.bodyread")
+_RARE = ("net.mqtt_rare", "net.mqtt_status", "net.ha", "p1.table", "p1.jsonout", "p1.values", "p1.bodyread")
 # MqttService._n: counters and times (ticks_ms). net.mqtt_rare counts in it too, and
 # shows them (its status(): keep its indexes the same).
 _PUB = const(0)  # state messages acknowledged (QoS 1) or written (QoS 0)
@@ -210,7 +210,7 @@ class MqttService:
         self._rare("net.mqtt_rare", "init", hub, cfg, device_id, version, spool_dir)
 
     def status(self):
-        return self._rare("net.mqtt_rare", "status")
+        return self._rare("net.mqtt_status", "status")
 
     def _to(self, state):
         if state != self._state:

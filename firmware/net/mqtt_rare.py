@@ -1,10 +1,11 @@
-"""What the MQTT client does rarely: set up, log in, handle a command, show its status.
+"""What the MQTT client does rarely: set up, log in, handle a command.
 
 `MqttService._rare()` imports this module for one such job and drops it after
 (`mem.unload`), with the JSON writer it may have loaded: the constructor, the
 TLS context, PEM -> DER, the CONNECT and SUBSCRIBE encoders, the CONNACK
-reasons, the end of a session or attempt, the status and the status answer cost
-RAM only while they run. Each job is a function `job(svc, ...)` of the service
+reasons, the end of a session or attempt and the status answer cost RAM only
+while they run (the status section itself is `net.mqtt_status`, smaller: the
+status page asks for it every few seconds). Each job is a function `job(svc, ...)` of the service
 `svc` (an MqttService); `connect` is a coroutine. (The discovery round, the
 other rare job, is `net.ha.announce`.)
 """
@@ -12,7 +13,7 @@ other rare job, is `net.ha.announce`.)
 import asyncio
 import os
 
-from clock import ticks_diff, ticks_ms
+from clock import ticks_ms
 from net.mqtt import packet, publish_head, read_packet, wait_ms, write
 
 try:
@@ -98,41 +99,6 @@ def outbox(size, max_inflight=8, spool_dir=None, spool_limit=0):
                 ob._commit()  # closes it again if it holds nothing
                 break
     return ob
-
-
-def status(svc):
-    """MqttService.status(): the "mqtt" section of the status."""
-    c = svc.cfg
-    ob = svc.outbox
-    sp = ob.spool
-    n = svc._n
-    sd, se = ob.spool_dropped, ob.spool_errors
-    if sp is not None:
-        sd += sp.dropped
-        se += sp.errors
-    return {
-        "state": svc._state,
-        "broker": "%s:%d" % (c["host"], c["port"]),
-        "tls": c["tls"],
-        "user": c["user"],
-        "client_id": c["client_id"] or "p1-" + svc.device_id,
-        "base_topic": svc.base,
-        "last_error": svc._last_error,
-        "queued": len(ob.ring) + len(ob.inflight),
-        "inflight": len(ob.inflight),
-        "published": n[_PUB],
-        "dropped": ob.dropped + sd + svc.dropped,
-        "skipped": n[_SKIP],
-        "reconnects": max(n[_CONN] - 1, 0),
-        "since_ms": ticks_diff(ticks_ms(), n[_SINCE]),
-        "discovery_sent": n[_DISC],
-        "commands": n[_CMD],
-        "bad_commands": n[_BAD],
-        "spooled": len(sp) if sp is not None else 0,
-        "spool_bytes": sp.nbytes if sp is not None else 0,
-        "spool_dropped": sd,
-        "spool_errors": se,
-    }
 
 
 def refused(code):
