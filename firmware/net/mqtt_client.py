@@ -203,6 +203,7 @@ class MqttService:
     _w: Any
     _err: Exception | None
     _stopping: bool
+    _ctx: Any  # the TLS context (net.mqtt_rare.connect), kept between sessions
 
     def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
         """The service for `hub` with the "mqtt" config section `cfg` (a partial one is
