@@ -55,7 +55,7 @@ def init(svc, hub, cfg, device_id, version, spool_dir):
     if c["per_value_topics"]:
         from p1.table import names  # (dropped after this job)
 
-        n += len(names())
+        n += sum(1 for _ in names())
     ob = svc.outbox = outbox(max(c["buffer"], 1) * n, svc.max_inflight, spool_dir, c["spill_kb"] * 1024)
     ob.qos = 1 if c["qos"] else 0
     svc._state = "disconnected" if c["enabled"] else "disabled"
