@@ -16,8 +16,9 @@ method than GET or HEAD: 405 (with Allow).
 
 Every reading goes out as the telegram's one JSON body (`Sample.body`) in
 pieces, never copied: up to the meter, `"age_s"`, the rest. Status and
-metrics are generators of `web.status`, imported per request and dropped
-after: their code costs RAM only while a page is written; static files are
+metrics are generators of `web.status` and `web.metrics`, imported per
+request and dropped after: their code costs RAM only while a page is written
+(and only one at a time: `mem.turn`); static files are
 served by `web.files` (content types, path checks, the .gz sibling) the same
 way. One handler tells the paths apart (no router, no function per route:
 each costs RAM).
@@ -45,7 +46,7 @@ def reading_parts(sample):
     return mv[:c], b', "age_s": %d' % (sample.age_ms() // 1000), mv[c:]
 
 
-_COLD = ("web.status", "web.homewizard", "p1.table", "p1.jsonout", "p1.bodyread")
+_COLD = ("web.status", "web.metrics", "web.homewizard", "p1.table", "p1.jsonout", "p1.bodyread")
 
 
 def _cold(name, app, mod="web.status"):
@@ -62,7 +63,7 @@ def _cold(name, app, mod="web.status"):
 
 async def _settings(req, app):
     """A request of web.settings (~15 KB of code in RAM while it runs, 32-bit), in the
-    cold slot (mem.turn) like the pages of web.status."""
+    cold slot (mem.turn) like the status and metrics pages."""
     await turn()
     try:
         return await cold("handle", req, app, mod="web.settings")
@@ -113,7 +114,7 @@ def make_server(app):
         if i == 4 or i == 6 or i == 7:  # (HEAD: no body, no wait)
             c = "text/plain; version=0.0.4; charset=utf-8" if i == 6 else JSON
             n = "status" if i == 4 else "metrics" if i == 6 else "data" if len(p) > 4 else "device"
-            m = "web.homewizard" if i == 7 else "web.status"  # HomeWizard's local API (opt-in)
+            m = "web.status" if i == 4 else "web.metrics" if i == 6 else "web.homewizard"  # (HomeWizard: opt-in)
             if req.method == "HEAD":
                 return 200, c, _cold(n, app, m), NOSTORE
             return _page(n, app, c, m)
