@@ -163,6 +163,7 @@ await meter.run(fb, p, "fake")  # noqa: F704 - run.mjs allows top-level await
 check(p.accepted == 2 and fb.dr is True and p.source_state == "ended", "meter.run")
 
 # --- app + payload builders ------------------------------------------------------
+from web import metrics as metrics_mod  # noqa: E402
 from web import status as st_mod  # noqa: E402
 
 
@@ -181,7 +182,7 @@ app = App(cfg, ["config: test error"], FakeBoard())
 check(
     app.device_id == "000000000000" and app.hostname == "p1-0000", "device id from the MAC, mDNS name p1-<last 4 hex>"
 )
-check(page(st_mod.metrics(app)).find("p1_reading") < 0, "metrics before the first telegram")
+check(page(metrics_mod.metrics(app)).find("p1_reading") < 0, "metrics before the first telegram")
 app.pipeline.feed(FI)
 body = reading_body(app.hub.sample).decode()
 d = json.loads(body)
@@ -197,7 +198,7 @@ check(
     "status order fixed",
 )
 check(text.index('"log"') < text.index('"wifi"') < text.index('"meter"') < text.index('"config"'), "sections in order")
-m = page(st_mod.metrics(app))
+m = page(metrics_mod.metrics(app))
 check(
     'p1_reading{name="energy_import_kwh",obis="1-0:1.8.0",unit="kWh"} 896.020' in m,
     "metrics exact",
@@ -288,7 +289,7 @@ start_web = alloc() - a0
 gc.enable()
 print("  at start: App (hub, pipeline, 3 KB frame buffer) %d B; HTTP server + routes %d B" % (start_app, start_web))
 app.pipeline.feed(FI)
-c = per_telegram(lambda i: (page(st_mod.status(app)), page(st_mod.metrics(app))), 20)
+c = per_telegram(lambda i: (page(st_mod.status(app)), page(metrics_mod.metrics(app))), 20)
 print("  one /api/v1/status + one /metrics: #2 %d, #20 %d" % (c[1], c[-1]))
 check(max(c[1:]) - min(c[1:]) <= 256, "status+metrics allocation flat: %r" % (c,))
 
