@@ -383,6 +383,52 @@ def test_header_names_are_lower_case_and_values_stripped(server):
         assert c.response().json()["headers"] == {"accept-encoding": "gzip, br", "cookie": "a=1"}
 
 
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (200, "OK"),
+        (201, "Created"),
+        (204, "No Content"),
+        (302, "Found"),
+        (304, "Not Modified"),
+        (400, "Bad Request"),
+        (401, "Unauthorized"),
+        (403, "Forbidden"),
+        (404, "Not Found"),
+        (405, "Method Not Allowed"),
+        (422, "Unprocessable Content"),
+        (429, "Too Many Requests"),
+        (500, "Internal Server Error"),
+        (503, "Service Unavailable"),
+        (299, ""),  # not listed: an empty phrase (RFC 9112 allows it)
+    ],
+)
+def test_reason_phrases(server, code, reason):
+    with server.conn() as c:  # kept alive after each: the phrase needs no more than the cold module
+        c.send(b"GET /code?c=%d HTTP/1.1\r\n\r\n" % code)
+        r = c.response()
+        assert (r.status, r.reason) == (code, reason)
+        c.send(b"GET / HTTP/1.1\r\n\r\n")
+        assert c.response().reason == "OK"
+
+
+def test_reason_phrases_of_the_servers_own_errors(server):
+    cases = [
+        (b"GARBAGE\r\n\r\n", 400, "Bad Request"),
+        (b"GET /nope HTTP/1.1\r\n\r\n", 404, "Not Found"),
+        (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405, "Method Not Allowed"),
+        (b"POST /echo HTTP/1.1\r\n\r\n", 411, "Length Required"),
+        (b"POST /echo HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413, "Content Too Large"),
+        (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\n\r\n", 414, "URI Too Long"),
+        (b"GET /boom HTTP/1.1\r\n\r\n", 500, "Internal Server Error"),
+    ]
+    for req, code, reason in cases:
+        with server.conn() as c:
+            c.send(req)
+            r = c.response()
+            assert (r.status, r.reason) == (code, reason), req[:30]
+
+
 # -- limits ------------------------------------------------------------------------------------
 
 
@@ -394,6 +440,19 @@ def test_too_many_headers_431(server):
     with server.conn() as c:
         c.send(b"GET / HTTP/1.1\r\n" + lines + b"X-H24: 24\r\n\r\n")
         r = c.response()
+        assert r.json() == {"error": "headers too large", "status": 431}
+        assert c.closed()
+
+
+def test_total_header_size_431(server):
+    """Few header lines, but together past `max_head` (4096 bytes): 431, closed."""
+    line = b"X-Big: " + b"b" * 493 + b"\r\n"  # 500 bytes without its line end
+    with server.conn() as c:  # 3,500 bytes: fine, and the connection goes on
+        c.send(b"GET / HTTP/1.1\r\n" + line * 7 + b"\r\n")
+        assert c.response().status == 200
+        c.send(b"GET / HTTP/1.1\r\n" + line * 9 + b"\r\n")  # 4,500 bytes
+        r = c.response()
+        assert (r.status, r.reason) == (431, "Request Header Fields Too Large")
         assert r.json() == {"error": "headers too large", "status": 431}
         assert c.closed()
 

@@ -1,5 +1,5 @@
-"""The rarely used parts of web.server: error texts, percent-decoding, query
-strings. Call them through `web.server.cold(name, *args)`, or import what you
+"""The rarely used parts of web.server: reason phrases and error texts,
+percent-decoding, query strings. Call them through `web.server.cold(name, *args)`, or import what you
 need inside the function that needs it and drop the module after with
 `mem.unload("web.cold")` (nothing imports it at module level), so its code
 takes RAM only while it runs:
@@ -11,18 +11,30 @@ takes RAM only while it runs:
 Static files are in `web.files`, cold the same way (`cold(name, *args, mod="web.files")`).
 """
 
-# each error status, its text, "|"
+# "|", each status, its reason phrase (RFC 9110), and "/" the short text of an
+# error (its JSON "error") where that is not the phrase in lower case
 _TEXT = (
-    "400bad request|401login required|403forbidden|404not found|405method not allowed|411length required|"
-    "413request too large|414uri too long|422invalid|429too many requests|431headers too large|"
-    "500internal error|503unavailable|"
+    "|200OK|201Created|204No Content|301Moved Permanently|302Found|304Not Modified|400Bad Request"
+    "|401Unauthorized/login required|403Forbidden|404Not Found|405Method Not Allowed|411Length Required"
+    "|413Content Too Large/request too large|414URI Too Long|422Unprocessable Content/invalid"
+    "|429Too Many Requests|431Request Header Fields Too Large/headers too large"
+    "|500Internal Server Error/internal error|503Service Unavailable/unavailable|"
 )
+
+
+def reason(status, short=0):
+    """The reason phrase of a status for the status line ("" for one not
+    listed, which RFC 9112 allows); short=1: the short text of an error."""
+    i = _TEXT.find("|%d" % status) + 4
+    if i < 4:
+        return "error" if short else ""
+    r, _, s = _TEXT[i : _TEXT.find("|", i)].partition("/")
+    return (s or r.lower()) if short else r
 
 
 def text(status):
     """The short text of an error status ("error" for one not listed)."""
-    i = _TEXT.find(str(status))
-    return _TEXT[i + 3 : _TEXT.find("|", i)] if i >= 0 else "error"
+    return reason(status, 1)
 
 
 def unquote(s):

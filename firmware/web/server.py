@@ -47,8 +47,8 @@ detection and close.)
 Extra headers are one str of complete lines: "Cache-Control: no-store\\r\\n".
 A handler returns the response, or an awaitable of it (an `async def`). One
 that raises gets a 500 JSON error (logged with `log.exc`); the connection goes
-on. The reason phrase is "OK" below 400, else "N/A" (clients ignore it; the
-JSON body says what went wrong).
+on. The reason phrase of the status line comes from `web.cold.reason` (a
+table there, not here; "OK" and "Service Unavailable" need no import).
 """
 
 import asyncio
@@ -163,6 +163,7 @@ class Server:
     max_streams = 4  # stream responses (SSE) at once; more: 503
     max_line = 1024  # request line (longer: 414) and each header line (431)
     max_headers = 24  # header lines; more: 431
+    max_head = 4096  # bytes of all header lines together (without line ends); more: 431
     max_body = 2048  # Content-Length accepted; more: 413
     idle_ms = 8000  # a new or kept-alive connection waits this long for a request
     read_ms = 10000  # then the head and body must arrive within this
@@ -172,6 +173,7 @@ class Server:
     fresh_ms = 1000  # a new connection silent this long may make room for another
     out_size = 1440  # the output buffer: one TCP segment (lwIP's TCP_MSS); 64..4096
     backlog = 4
+    head = ""  # header lines for every response (the app's CORS header), "" or whole lines
     # header names stored, lower case, each between colons; a name found inside
     # another must come before it (the server itself reads the first five)
     keep = (
@@ -281,7 +283,8 @@ class Server:
                                     elif e > s:  # a header line
                                         lines += 1
                                         c = buf.find(58, s, e)  # 58: ":"
-                                        if lines > self.max_headers:
+                                        need -= e - s  # the header lines' bytes so far, negative
+                                        if lines > self.max_headers or need < -self.max_head:
                                             resp = 431
                                             raise ValueError
                                         if c <= s or buf[s] < 33 or buf[c - 1] < 33:  # no name, folded, space
@@ -369,11 +372,18 @@ class Server:
                         b.seek(0)
                     elif not callable(b) and r.close != 2:
                         e = -1  # an iterator: chunked (HTTP/1.0: until the connection closes)
+                    c = resp[0]
+                    k = "OK"  # the reason phrase: web.cold's, but no import for a 200 or a 503
+                    if c != 200:
+                        try:
+                            k = "Service Unavailable" if c == 503 else cold("reason", c)
+                        except Exception:  # noqa: BLE001 - MemoryError: no phrase (RFC 9112 allows it)
+                            k = ""
                     await r.send(
-                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s\r\n"
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s%s\r\n"
                         % (
-                            resp[0],
-                            "OK" if resp[0] < 400 else "N/A",
+                            c,
+                            k,
                             resp[1],
                             "Content-Length: %d\r\n" % e
                             if e >= 0
@@ -382,6 +392,7 @@ class Server:
                             else "",
                             "Connection: close\r\n" if r.close else "",
                             resp[3] if len(resp) > 3 else "",
+                            self.head,
                         ),
                         0,
                     )

@@ -46,6 +46,19 @@ async def hello(req):
     return 200, "text/plain; charset=utf-8", "hello"
 
 
+READING = '{"timestamp": "2026-12-02T12:00:00+01:00", "meter": "E0000000000000000", "age_s": 0}'
+
+
+async def reading(req):
+    """What the abuse tests ask for during each abuse: a small JSON, no-store."""
+    return 200, JSON, READING, "Cache-Control: no-store\r\n"
+
+
+async def code(req):
+    """An empty response with the status given as ?c=N (reason phrases)."""
+    return int(query(req)["c"]), "text/plain", ""
+
+
 async def echo(req):
     d = {
         "method": req.method,
@@ -214,6 +227,8 @@ srv = Server(
     router(
         {
             "/": hello,
+            "/api/v1/reading": reading,
+            "/code": code,
             "/echo": {"GET": echo, "POST": echo, "PUT": echo},
             "/pieces": pieces,
             "/big": big,

@@ -164,12 +164,24 @@ async def talk(chunks, hold=False):
     return bytes(f.out)
 
 
+REASON = {
+    200: b"OK",
+    201: b"Created",
+    302: b"Found",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+}
+REASON.update({411: b"Length Required", 413: b"Content Too Large", 414: b"URI Too Long", 418: b""})
+REASON.update({431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable"})
+
+
 def resp(status, ctype, body, extra="", close=False):
     if isinstance(body, str):
         body = body.encode()
     return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s" % (
         status,
-        b"OK" if status < 400 else b"N/A",
+        REASON[status],
         ctype.encode(),
         len(body),
         b"Connection: close\r\n" if close else b"",
@@ -235,6 +247,8 @@ check(out == b"HTTP/1.1 100 Continue\r\n\r\n" + resp(200, "text/plain", "POST /e
 import web.cold as wc  # noqa: E402
 
 check(wc.text(404) == "not found" and wc.text(418) == "error", "status texts")
+check(wc.text(401) == "login required" and wc.text(431) == "headers too large", "status texts with their own")
+check(wc.reason(404) == "Not Found" and wc.reason(401) == "Unauthorized" and wc.reason(418) == "", "reason phrases")
 check(wc.unquote("/a%20b%C3%A9") == "/a b\u00e9" and wc.unquote("/plain") == "/plain", "unquote")
 for bad in ("/a%zz", "/a%2", "/%ff"):
     try:
