@@ -20,6 +20,9 @@ Keys (defaults in DEFAULTS):
   http.port, http.bind  web server ("" bind -> 0.0.0.0 on the device,
                         127.0.0.1 on the host board)
   http.homewizard       also serve HomeWizard's local API v1 (/api, /api/v1/data)
+  http.cors_origin      "" (off), "*" or an origin ("http://dash.lan:3000"): sent
+                        as Access-Control-Allow-Origin, for dashboards on other
+                        origins; OPTIONS preflights answered (web/cold.py)
   raw_tcp.enabled/port  raw telegram server; max_clients; write_timeout_s
                         drops a client that does not take a telegram in time
   meter.std_offset      UTC offset of standard (winter, "W") time, "+02:00"
@@ -51,7 +54,7 @@ _MAX_FILE = const(8192)
 DEFAULTS = {
     "board": "host",
     "wifi": {"ssid": "", "password": "", "hostname": "", "ap_password": "", "ap_open": False},
-    "http": {"port": 8080, "bind": "", "auth_readings": False, "homewizard": False},
+    "http": {"port": 8080, "bind": "", "auth_readings": False, "homewizard": False, "cors_origin": ""},
     "raw_tcp": {"enabled": True, "port": 2323, "max_clients": 4, "write_timeout_s": 10},
     "meter": {"std_offset": "+02:00", "buffer": 3072, "source": ""},
     "admin": {"password_hash": ""},
@@ -92,7 +95,7 @@ RANGES = {
     "mqtt.buffer": (1, 1024),
     "mqtt.spill_kb": (0, 4096),
 }
-MAXLEN = {"wifi.ssid": 32, "wifi.password": 64, "wifi.hostname": 32, "wifi.ap_password": 63}
+MAXLEN = {"wifi.ssid": 32, "wifi.password": 64, "wifi.hostname": 32, "wifi.ap_password": 63, "http.cors_origin": 128}
 _MAXLEN_DEFAULT = const(256)
 SECRETS = ("wifi.password", "wifi.ap_password", "mqtt.password", "admin.password_hash")
 
@@ -117,6 +120,20 @@ def _hostname_ok(s):
     return s[0] != "-" and s[-1] != "-"
 
 
+def _origin_ok(s):
+    """ "", "*" or scheme://host[:port]: no path, no space or control character
+    (the value goes into a header line as it is)."""
+    if s in ("", "*"):
+        return True
+    scheme, _, host = s.partition("://")
+    if scheme not in ("http", "https") or not host or "/" in host:
+        return False
+    for c in s:
+        if not 32 < ord(c) < 127:
+            return False
+    return True
+
+
 def _check(key, value, default):
     """None if `value` is fine for `key`, else the reason."""
     if isinstance(default, bool):
@@ -139,6 +156,8 @@ def _check(key, value, default):
             return "expected +HH:MM"
         if key == "wifi.hostname" and not _hostname_ok(value):
             return "letters, digits and '-' only"
+        if key == "http.cors_origin" and not _origin_ok(value):
+            return 'expected "", "*" or an origin such as http://host:3000'
         if key == "wifi.ap_password" and 0 < len(value) < 8:
             return "empty or 8..63 characters (WPA2)"
         if key == "board" and (not value or "/" in value or "." in value):
@@ -262,9 +281,7 @@ def dumps(cfg):
             continue
         v = cfg[k]
         if isinstance(v, dict):
-            inner = ",\n".join(
-                "    %s: %s" % (json.dumps(sk), json.dumps(v[sk])) for sk in DEFAULTS[k] if sk in v
-            )
+            inner = ",\n".join("    %s: %s" % (json.dumps(sk), json.dumps(v[sk])) for sk in DEFAULTS[k] if sk in v)
             parts.append("  %s: {\n%s\n  }" % (json.dumps(k), inner))
         else:
             parts.append("  %s: %s" % (json.dumps(k), json.dumps(v)))

@@ -104,6 +104,14 @@ def test_too_large_file(tmp_path):
         ("wifi.ap_password", "x" * 64),
         ("wifi.ap_open", "yes"),
         ("http.auth_readings", 1),
+        ("http.cors_origin", "dash.lan"),  # no scheme
+        ("http.cors_origin", "ftp://dash.lan"),
+        ("http.cors_origin", "http://"),
+        ("http.cors_origin", "http://dash.lan/path"),
+        ("http.cors_origin", "http://a\r\nSet-Cookie: x=1"),  # a header injected
+        ("http.cors_origin", "http://d\u00e9.lan"),
+        ("http.cors_origin", "http://" + "a" * 130),
+        ("http.cors_origin", 1),
     ],
 )
 def test_bad_value_falls_back_with_one_error(key, value):
@@ -117,6 +125,12 @@ def test_bad_value_falls_back_with_one_error(key, value):
     assert got == want
 
 
+@pytest.mark.parametrize("origin", ["", "*", "http://dash.lan:3000", "https://grafana.example.org"])
+def test_cors_origin_values_kept(origin):
+    cfg, errors = config.validate({"http": {"cors_origin": origin}})
+    assert errors == [] and cfg["http"]["cors_origin"] == origin
+
+
 def test_good_values_kept_and_unknown_keys_reported():
     data = {
         "board": "esp32-devkit",
@@ -128,7 +142,7 @@ def test_good_values_kept_and_unknown_keys_reported():
     }
     cfg, errors = config.validate(data)
     assert cfg["board"] == "esp32-devkit"
-    assert cfg["http"] == {"port": 80, "bind": "", "auth_readings": False, "homewizard": False}
+    assert cfg["http"] == {"port": 80, "bind": "", "auth_readings": False, "homewizard": False, "cors_origin": ""}
     assert cfg["meter"]["std_offset"] == "-03:30"
     assert cfg["mqtt"]["enabled"] is True and cfg["mqtt"]["qos"] == 0
     assert cfg["wifi"] == config.DEFAULTS["wifi"]

@@ -10,6 +10,8 @@
   /api/v1/config, login, logout, password, mqtt/test, wifi/scan: settings, the admin
                            login, by `web.settings` (cold; see there)
 With http.auth_readings every path above but the page needs a login (401).
+With http.cors_origin every response carries Access-Control-Allow-Origin and
+OPTIONS (a browser's preflight) is answered for every path (web.cold.preflight).
   GET /api, /api/v1/data   HomeWizard's local API v1, with http.homewizard (web.homewizard)
 Errors are JSON: {"error": "...", "status": N}; another path: 404; another
 method than GET or HEAD: 405 (with Allow).
@@ -77,12 +79,19 @@ async def _page(name, app, ctype, mod):
     return 200, ctype, _cold(name, app, mod), NOSTORE
 
 
+def cors(srv, origin):
+    """Send `Access-Control-Allow-Origin: origin` with every response ("": none)."""
+    srv.head = "Access-Control-Allow-Origin: %s\r\n" % origin if origin else ""
+
+
 def make_server(app):
     """The HTTP server of `app` (an App): `await srv.start(host, port)`, `srv.close()`."""
     hub = app.hub
 
     def handle(req):
         p = req.path
+        if req.method == "OPTIONS" and req.srv.head:  # a CORS preflight (http.cors_origin)
+            return cold("preflight")
         i = -1  # the route: 0 a static file ("/": the page), 2 to 5 /api/v1/..., 6 /metrics
         if p == "/" or p.startswith("/static/"):
             i = 0
@@ -134,5 +143,6 @@ def make_server(app):
                 hub.subs.remove(sub)
 
     srv = Server(handle)
+    cors(srv, app.cfg["http"].get("cors_origin"))
     hub.add_status("http", srv.stats.copy)
     return srv

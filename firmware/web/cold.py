@@ -126,3 +126,17 @@ async def relisten(srv, host, port):
 def go_on(writer):
     """The interim response to "Expect: 100-continue" (the body is awaited)."""
     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+def preflight():
+    """The answer to a CORS preflight (OPTIONS) when `http.cors_origin` is set
+    (web.api; the server adds Access-Control-Allow-Origin to every response):
+    the methods and request headers a dashboard on another origin may use.
+    200, not 204: a 204 must not carry the Content-Length the server sends."""
+    return (
+        200,
+        "text/plain",
+        None,
+        "Access-Control-Allow-Methods: GET, HEAD, PUT, PATCH, POST\r\n"
+        "Access-Control-Allow-Headers: Authorization, Content-Type\r\nAccess-Control-Max-Age: 600\r\n",
+    )

@@ -32,7 +32,15 @@ NOSTORE = "Cache-Control: no-store\r\n"
 # changed live (the rest needs a reboot): a field or a whole section
 # what a request may load here, dropped again after it unless it was loaded before
 _COLD = ("web.auth", "config", "fsutil", "p1.jsonout", "net.mqtt_rare", "net.mqtt", "appstart")
-_LIVE = ("mqtt", "wifi.ssid", "wifi.password", "wifi.ap_password", "wifi.ap_open", "http.auth_readings")
+_LIVE = (
+    "mqtt",
+    "wifi.ssid",
+    "wifi.password",
+    "wifi.ap_password",
+    "wifi.ap_open",
+    "http.auth_readings",
+    "http.cors_origin",
+)
 
 
 def _path(app):
@@ -206,6 +214,10 @@ async def _save(app, d, patch):
                 applied.append(name)
             else:
                 reboot.append(name)
+    if "http.cors_origin" in applied and getattr(app, "web", None) is not None:
+        from web.api import cors
+
+        cors(app.web, run["http"]["cors_origin"])
     if [x for x in applied if x.startswith("mqtt.")]:
         await _restart_mqtt(app)
     if [x for x in applied if x.startswith("wifi.")] and app.wifi is not None:
