@@ -697,6 +697,257 @@ def test_fifty_simultaneous_sse_connects_get_exactly_the_stream_cap(server):
     assert server.get("/").status == 200
 
 
+# -- abuse: a normal request is answered during each ------------------------------------------
+# Each abuser is a thread with a bounded loop (ABUSE_ROUNDS, and a guard of
+# ABUSE_GUARD_S against a hang) on loopback; while it runs, GET /api/v1/reading
+# is asked READINGS times and must be answered 200 with its body. A 503 at the
+# connection cap is an answer too, but not the one wanted: the normal client
+# asks again (bounded), as a dashboard polling every few seconds would. No
+# timing is asserted: the times below only keep a broken server from hanging
+# the test.
+
+ABUSE_ROUNDS = 5000
+ABUSE_GUARD_S = 60.0
+READINGS = 5
+
+
+class Abuse:
+    """State shared with an abuser thread: `rounds` done, `open` connections it
+    holds now, `stop` to end it."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.rounds = 0
+        self.open = 0
+        self.end = time.monotonic() + ABUSE_GUARD_S
+
+    def going(self) -> bool:
+        return not self.stop.is_set() and time.monotonic() < self.end
+
+
+def _reading(server, asks: list[int]) -> Resp:
+    """GET /api/v1/reading as a polling client: asked again after a 503 or a
+    connection refused/reset at the cap (at most 200 times; how many: `asks`)."""
+    r = None
+    for i in range(200):
+        try:
+            with server.conn() as c:
+                c.send(b"GET /api/v1/reading HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n\r\n")
+                r = c.response()
+            if r.status == 200:
+                asks.append(i + 1)
+                return r
+        except (OSError, AssertionError):  # closed at the cap before a response
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{server.flavour}: no 200 for /api/v1/reading during the abuse, last: {r}")
+
+
+def _during(server, abuser, held: bool) -> None:
+    """Run `abuser(server, a)` in a thread; while it runs, READINGS normal requests
+    must each get 200 and the reading. held: the abuser holds connections open
+    (a.open > 0 is checked around each request), else only that it goes on."""
+    server.settle()
+    a = Abuse()
+    asks: list[int] = []
+    t = threading.Thread(target=abuser, args=(server, a), daemon=True)
+    t.start()
+    try:
+        while a.rounds < 3 and t.is_alive() and time.monotonic() < a.end:  # the abuse has begun
+            time.sleep(0.02)
+        for _ in range(READINGS):
+            r0 = a.rounds
+            assert not held or a.open > 0, "the abuse holds no connection"
+            r = _reading(server, asks)
+            assert (r.status, r.headers["content-type"]) == (200, "application/json")
+            assert r.json()["meter"] == "E0000000000000000" and r.headers["cache-control"] == "no-store"
+            assert t.is_alive(), "the abuse ended before the normal request was answered"
+            assert not held or a.open > 0
+            if not held:  # the abuse went on while the request was answered (asked again if needed)
+                end = time.monotonic() + 10
+                while a.rounds == r0 and time.monotonic() < end:
+                    time.sleep(0.01)
+                assert a.rounds > r0
+            time.sleep(0.3)  # spread over the abuse, past its deadlines (idle_ms, read_ms): pacing only
+    finally:
+        a.stop.set()
+        t.join(ABUSE_GUARD_S)
+    assert not t.is_alive()
+    print(f"\n{server.flavour} {abuser.__name__}: {a.rounds} rounds of abuse, asks per reading {asks}")
+    st = server.settle(timeout=10)
+    assert st["conns"] == 1 and st["streams"] == 0, st
+    assert server.get("/").status == 200
+
+
+def _abuse_slow(server, a: Abuse) -> None:
+    """Slow clients: three requests trickled a byte at a time (cut by the read
+    deadline, then begun again) and one peer that never reads an endless body."""
+    trickle: list[socket.socket] = []
+    sink = socket.socket()
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sink.settimeout(5)
+    sink.connect(("127.0.0.1", server.port))
+    sink.sendall(b"GET /flood HTTP/1.1\r\n\r\n")  # and never read
+    try:
+        for _ in range(ABUSE_ROUNDS):
+            if not a.going():
+                break
+            while len(trickle) < 3:
+                s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                s.sendall(b"GET / HTTP/1.1\r\n")
+                trickle.append(s)
+            for s in list(trickle):
+                try:
+                    s.send(b"X")
+                except OSError:  # cut by the read deadline: another one
+                    trickle.remove(s)
+                    s.close()
+            a.open = len(trickle) + 1
+            a.rounds += 1
+            time.sleep(0.05)
+    finally:
+        a.open = 0
+        for s in [*trickle, sink]:
+            s.close()
+
+
+def _abuse_stalled(server, a: Abuse) -> None:
+    """Stalled connections: more silent connections than the cap, always; each
+    one the server closes (idle deadline, eviction, 503) is replaced."""
+    held: list[socket.socket] = []
+    try:
+        for _ in range(ABUSE_ROUNDS):
+            if not a.going():
+                break
+            for s in list(held):  # closed by the server?
+                s.setblocking(False)
+                try:
+                    gone = s.recv(4096) == b""
+                except BlockingIOError:
+                    gone = False
+                except OSError:
+                    gone = True
+                if gone:
+                    held.remove(s)
+                    s.close()
+            while len(held) < LIMITS["max_conns"] + 4:
+                try:
+                    held.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+                except OSError:
+                    break
+            a.open = len(held)
+            a.rounds += 1
+            time.sleep(0.05)
+    finally:
+        a.open = 0
+        for s in held:
+            s.close()
+
+
+def _abuse_headers(server, a: Abuse) -> None:
+    """Header floods: too many lines, too many bytes in few lines, a line without
+    end, and 20,000 header lines sent as fast as the server takes them."""
+    floods = [
+        b"GET / HTTP/1.1\r\n" + b"X-H: 1\r\n" * 200 + b"\r\n",
+        b"GET / HTTP/1.1\r\n" + (b"X-Big: " + b"b" * 900 + b"\r\n") * 8 + b"\r\n",
+        b"GET / HTTP/1.1\r\nX-Endless: " + b"e" * 6000,
+        b"GET / HTTP/1.1\r\n" + b"X-Many: " + b"m" * 40 + b"\r\n" * 20000,
+    ]
+    for i in range(ABUSE_ROUNDS):
+        if not a.going():
+            break
+        try:
+            with Conn(server.port) as c:
+                c.s.settimeout(5)
+                c.send(floods[i % len(floods)])
+                assert c.response().status == 431
+        except (OSError, AssertionError):  # the server closed while the flood was still being sent
+            pass
+        a.rounds += 1
+
+
+def _abuse_sse(server, a: Abuse) -> None:
+    """Simultaneous SSE connects: 30 at once, again and again; the streams that
+    get through are held open until the next burst."""
+    held: list[Conn] = []
+
+    def one():
+        try:
+            c = Conn(server.port)
+            c.s.settimeout(5)
+            c.send(b"GET /events HTTP/1.1\r\n\r\n")
+            if c.f.readline().split()[1:2] == [b"200"]:
+                held.append(c)  # (list.append is atomic)
+            else:
+                c.close()
+        except (OSError, IndexError):
+            pass
+
+    try:
+        for _ in range(ABUSE_ROUNDS):
+            if not a.going():
+                break
+            for c in held[:]:
+                held.remove(c)
+                c.close()
+            threads = [threading.Thread(target=one) for _ in range(30)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            a.open = len(held)
+            a.rounds += 1
+            for _ in range(10):  # the streams stay open a moment
+                if a.going():
+                    time.sleep(0.05)
+    finally:
+        a.open = 0
+        for c in held:
+            c.close()
+
+
+def _abuse_garbage(server, a: Abuse) -> None:
+    """Garbage: random bytes (a fixed seed), with and without line ends, some
+    connections reset after sending."""
+    import random
+
+    rnd = random.Random(9)
+    for i in range(ABUSE_ROUNDS):
+        if not a.going():
+            break
+        data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 3000)))
+        if i % 3 == 0:
+            data = data.replace(b"\n", b"") + b"\r\n\r\n"
+        elif i % 3 == 1:
+            data = b"GET / HTTP/1.1\r\n" + data.replace(b":", b"") + b"\r\n\r\n"
+        try:
+            with Conn(server.port) as c:
+                c.s.settimeout(5)
+                c.send(data)
+                if i % 4 == 3:  # a reset instead of a close
+                    c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    continue
+                assert c.response().status in (400, 414, 431)
+        except (OSError, AssertionError):
+            pass
+        a.rounds += 1
+
+
+@pytest.mark.parametrize(
+    ("abuser", "held"),
+    [
+        (_abuse_slow, True),
+        (_abuse_stalled, True),
+        (_abuse_headers, False),
+        (_abuse_sse, False),
+        (_abuse_garbage, False),
+    ],
+    ids=["slow-clients", "stalled-connections", "header-floods", "simultaneous-sse", "garbage"],
+)
+def test_a_normal_request_is_answered_during_abuse(server, abuser, held):
+    _during(server, abuser, held)
+
+
 # -- bodies: pieces, chunked generators, files --------------------------------------------------
 
 
