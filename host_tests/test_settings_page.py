@@ -43,10 +43,12 @@ def test_settings_page_setup_error_save_and_refusal(browser, fw):  # noqa: F811
         before = fw.config.read_text()
         p.fill("#f-mqtt-port", "70000")
         p.fill("#f-wifi-ap_password", "short")
+        p.fill("#f-http-cors_origin", "dash.lan")  # the http keys are listed too (no scheme: refused)
         p.click("#save")
         p.wait_for_function("document.querySelector('.err[data-for=\"mqtt.port\"]').textContent !== ''")
         assert tab.text('.err[data-for="mqtt.port"]') == "out of range 1..65535"
         assert tab.text('.err[data-for="wifi.ap_password"]') == "empty or 8..63 characters (WPA2)"
+        assert tab.text('.err[data-for="http.cors_origin"]').startswith('expected "", "*" or an origin')
         assert "Not saved" in tab.text("#msg")
         saved = json.loads(fw.config.read_text())
         assert saved["mqtt"]["port"] == 1883 and json.loads(before)["mqtt"] == saved["mqtt"]
@@ -54,12 +56,14 @@ def test_settings_page_setup_error_save_and_refusal(browser, fw):  # noqa: F811
         p.fill("#f-mqtt-port", "1884")
         p.fill("#f-wifi-ap_password", "")
         p.fill("#f-wifi-hostname", "p1-kitchen")
+        p.fill("#f-http-cors_origin", "http://dash.lan:3000")
         p.click("#save")
         p.wait_for_function("document.getElementById('msg').textContent.startsWith('Saved.')")
         assert "After a reboot: wifi.hostname." in tab.text("#msg")
-        assert "Applied now: mqtt.port." in tab.text("#msg")
+        assert "Applied now: http.cors_origin, mqtt.port." in tab.text("#msg")
         saved = json.loads(fw.config.read_text())
         assert saved["mqtt"]["port"] == 1884 and saved["wifi"]["hostname"] == "p1-kitchen"
+        assert saved["http"]["cors_origin"] == "http://dash.lan:3000"
         assert saved["mqtt"]["password"] == "mqtt-secret-1"
         assert p.locator("#f-mqtt-port").input_value() == "1884"
         # the MQTT test gives the broker's (here: the resolver's) answer
