@@ -281,7 +281,9 @@ def dumps(cfg):
             continue
         v = cfg[k]
         if isinstance(v, dict):
-            inner = ",\n".join("    %s: %s" % (json.dumps(sk), json.dumps(v[sk])) for sk in DEFAULTS[k] if sk in v)
+            inner = ",\n".join(
+                "    %s: %s" % (json.dumps(sk), json.dumps(v[sk])) for sk in DEFAULTS[k] if sk in v
+            )
             parts.append("  %s: {\n%s\n  }" % (json.dumps(k), inner))
         else:
             parts.append("  %s: %s" % (json.dumps(k), json.dumps(v)))

@@ -1,8 +1,9 @@
 """The rarely used parts of web.server: reason phrases and error texts,
-percent-decoding, query strings. Call them through `web.server.cold(name, *args)`, or import what you
-need inside the function that needs it and drop the module after with
-`mem.unload("web.cold")` (nothing imports it at module level), so its code
-takes RAM only while it runs:
+percent-decoding, query strings, the CORS preflight. Call them through
+`web.server.cold(name, *args)`, or import what you need inside the function
+that needs it and drop the module after with `mem.unload("web.cold")`
+(nothing imports it at module level), so its code takes RAM only while it
+runs:
 
     from web.cold import args
     d = args(req.qs)        # {"n": "10", "q": "a b"}
