@@ -54,7 +54,7 @@ _MAX_FILE = const(8192)
 DEFAULTS = {
     "board": "host",
     "wifi": {"ssid": "", "password": "", "hostname": "", "ap_password": "", "ap_open": False},
-    "http": {"port": 8080, "bind": "", "auth_readings": False, "homewizard": False, "cors_origin": ""},
+    "http": {"port": 80, "bind": "", "auth_readings": False, "homewizard": False, "cors_origin": ""},
     "raw_tcp": {"enabled": True, "port": 2323, "max_clients": 4, "write_timeout_s": 10},
     "meter": {"std_offset": "+02:00", "buffer": 3072, "source": ""},
     "admin": {"password_hash": ""},

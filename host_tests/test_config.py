@@ -168,7 +168,7 @@ def test_public_masks_secrets_and_does_not_alias():
 def test_copy_defaults_is_deep():
     a = config.copy_defaults()
     a["http"]["port"] = 1
-    assert config.DEFAULTS["http"]["port"] == 8080
+    assert config.DEFAULTS["http"]["port"] == 80
 
 
 def test_save_replaces_atomically(tmp_path):

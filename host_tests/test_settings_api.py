@@ -151,7 +151,7 @@ def test_config_change_saved_atomically_applied_or_reboot_named(fw):
     st, _, d = call(fw, "PUT", "/api/v1/config", {"mqtt": {"host": "b2", "password": "***"}}, token=token)
     assert st == 200, d
     saved = json.loads(fw.config.read_text())
-    assert saved["http"]["port"] == 8080 and saved["mqtt"]["user"] == "" and saved["mqtt"]["password"] == "mqtt-secret-1"
+    assert saved["http"]["port"] == 80 and saved["mqtt"]["user"] == "" and saved["mqtt"]["password"] == "mqtt-secret-1"
     assert saved["admin"]["password_hash"].startswith("pbkdf2-sha256$")  # never by PUT
     assert call(fw, "GET", "/api/v1/reading")[0] in (200, 503)  # auth_readings back to false, live
 

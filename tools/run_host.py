@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=float, default=10.0, help="simulator: seconds between telegrams"
     )
     p.add_argument("--source", default="", help="meter: FILE, /dev/tty*, tcp://HOST:PORT or -")
-    p.add_argument("--port", type=int, help="HTTP port (default: config, 8080)")
+    p.add_argument("--port", type=int, help="HTTP port (default: config; its 80, the device's default, is 8080 here)")
     p.add_argument("--raw-port", type=int, help="raw telegram TCP port (default: config, 2323)")
     p.add_argument("--mqtt", metavar="URL", help="mqtt://[user:pass@]host[:port] or mqtts://...")
     p.add_argument("--config", default=str(ROOT / "run" / "config.json"), help="config file")
@@ -334,6 +334,8 @@ def main(argv: list[str]) -> int:
         print(e, file=sys.stderr)
     if args.port is not None:
         cfg["http"]["port"] = args.port
+    elif cfg["http"]["port"] == 80:  # the device's default; under 1024 needs root on a PC
+        cfg["http"]["port"] = 8080
     if args.raw_port is not None:
         cfg["raw_tcp"]["port"] = args.raw_port
     if args.mqtt:
