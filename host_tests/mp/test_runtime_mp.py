@@ -91,10 +91,10 @@ class FakeBoard(Board):
 
 # --- config ------------------------------------------------------------------
 cfg, errs = config.validate({})
-check(errs == [] and cfg["http"]["port"] == 8080, "config defaults")
+check(errs == [] and cfg["http"]["port"] == 80, "config defaults")
 cfg, errs = config.validate({"http": {"port": 0}, "meter": {"std_offset": "+01:00"}, "mqtt": {"tls": 1}, "x": 1})
 check(len(errs) == 3, "config: three errors, got %r" % (errs,))
-check(cfg["http"]["port"] == 8080 and cfg["meter"]["std_offset"] == "+01:00", "config fallback")
+check(cfg["http"]["port"] == 80 and cfg["meter"]["std_offset"] == "+01:00", "config fallback")
 check(cfg["mqtt"]["tls"] is False, "config: int is not a bool")
 try:
     import os
