@@ -158,3 +158,44 @@ def test_deploy_copies_the_bundle(bundles, board: PtyBoard, tmp_path: Path):
     assert set(got) - set(files) <= {"machine.py", "bootinfo.json", "config.json"}  # (a developer's config)
     assert {k: got[k] for k in files} == files
     assert got["bootinfo.json"] == b"{}"
+
+
+def test_make_console_opens_the_repl(board: PtyBoard):
+    """`make console PORT=...`: mpremote's REPL on a terminal; a line typed there runs
+    on the board, Ctrl-] leaves."""
+    import os
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: make on a terminal, as a user runs it
+        os.execvp("make", ["make", "-s", "-C", str(REPO), "console", f"PORT={board.port}"])
+    seen = b""
+
+    def until(what: bytes, timeout: float = 30.0) -> bool:
+        nonlocal seen
+        end = time.monotonic() + timeout
+        while what not in seen and time.monotonic() < end:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:  # the child ended
+                    break
+        return what in seen
+
+    try:
+        assert until(b"Use Ctrl-] or Ctrl-x to exit this shell"), seen.decode(errors="replace")
+        os.write(fd, b"\r")
+        assert until(b">>> "), seen.decode(errors="replace")
+        os.write(fd, b"print(6 * 7, 'on the board')\r")
+        assert until(b"42 on the board"), seen.decode(errors="replace")
+        os.write(fd, b"\x1d")  # Ctrl-]
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")
+    finally:
+        if pid:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
