@@ -41,6 +41,9 @@ RUNARGS := $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(SOURCE),--source $(SO
 BOARD ?= esp32-devkit
 BOARD_BUILD := build/$(BOARD)
 ROMFS_IMAGE := build/$(BOARD).romfs
+# make bundle: build/$(BOARD)-$(VERSION).tar (tools/bundle.py); make deploy copies its content
+VERSION = $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' firmware/version.py)
+BUNDLE = build/$(BOARD)-$(VERSION).tar
 
 # Flashing: make flash FIRMWARE=ESP32_GENERIC-v1.29.0.bin [PORT=/dev/ttyUSB0] [CHIP=esp32]
 CHIP ?= esp32
@@ -49,7 +52,7 @@ DEVICE_PORT = $(or $(PORT),/dev/ttyUSB0)
 # MicroPython images start at 0x1000 on ESP32 and ESP32-S2, at 0x0 on the others.
 FLASH_ADDR ?= $(if $(filter esp32 esp32s2,$(CHIP)),0x1000,0x0)
 
-.PHONY: help setup apt test lint typecheck pytest bench run build flash deploy deploy-romfs deploy-frozen clean distclean
+.PHONY: help setup apt test lint typecheck pytest bench run build bundle flash deploy deploy-romfs deploy-frozen console clean distclean
 
 help:
 	@echo "make run        run the dongle on this machine against a simulated meter"
@@ -60,7 +63,10 @@ help:
 	@echo "make build      compile the firmware to .mpy in build/BOARD/ for one board"
 	@echo "                (BOARD=esp32-devkit by default; see boards/*.json)"
 	@echo "make flash      FIRMWARE=micropython.bin [PORT=/dev/ttyUSB0] [CHIP=esp32]"
-	@echo "make deploy     copy build/BOARD/ to the board [PORT=/dev/ttyUSB0], reset"
+	@echo "make bundle     build/BOARD-VERSION.tar: what goes on the board, a manifest with"
+	@echo "                SHA-256s; prints its size against the board's flash"
+	@echo "make deploy     copy the bundle's files to the board [PORT=/dev/ttyUSB0], reset"
+	@echo "make console    the board's REPL (mpremote) [PORT=/dev/ttyUSB0]; Ctrl-] leaves"
 	@echo "make deploy-romfs  the code as a ROMFS image (runs from flash, saves RAM): needs a"
 	@echo "                MicroPython built with ROMFS, refuses a stock image (docs/DEVICE.md)"
 	@echo "make deploy-frozen  the files a MicroPython with the firmware frozen in still needs"
@@ -171,8 +177,15 @@ MPREMOTE_BIN := $(VBIN)/mpremote
 $(MPREMOTE_BIN): | $(VENV_STAMP)
 	$(VPY) -m pip install --disable-pip-version-check -q "$(MPREMOTE)"
 
-deploy: build $(MPREMOTE_BIN)
-	$(VPY) tools/deploy.py --port $(DEVICE_PORT) $(BOARD_BUILD)
+bundle: $(VENV_STAMP)
+	$(VPY) tools/bundle.py --board $(BOARD) --out $(BUNDLE)
+
+# The bundle's files (checked against its manifest) plus firmware/config.json if any.
+deploy: bundle $(MPREMOTE_BIN)
+	$(VPY) tools/deploy.py --port $(DEVICE_PORT) --bundle $(BUNDLE)
+
+console: $(MPREMOTE_BIN)
+	$(MPREMOTE_BIN) connect $(DEVICE_PORT) repl
 
 # The code as a ROMFS image (tools/romfs.py): .mpy bytecode runs from flash
 # instead of being copied into RAM. Needs a MicroPython built with ROMFS and a

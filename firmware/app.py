@@ -6,8 +6,9 @@ power-safe order; `main()` is the device entry.
 No cliff: every long-running task is supervised. One that raises (a
 `MemoryError` included) is logged and started again after a backoff (1 s
 doubling to 60 s, back to 1 s after it ran a minute), so no service stops for
-good. The supervisor task feeds the watchdog, turns the telegram LED off again
-and watches the heap: when allocations keep failing (`_OOM_LIMIT` caught
+good. The supervisor task feeds the watchdog while the services are alive
+(`_down()`), turns the telegram LED off again, checks the health alarms once a
+minute (the cold module `health`) and watches the heap: when allocations keep failing (`_OOM_LIMIT` caught
 MemoryErrors within `_OOM_WINDOW_MS`) the heap is too fragmented to recover,
 and the board resets itself after recording why (shown as `reset_reason` in
 status after the reset; the host board only logs it).
@@ -44,6 +45,8 @@ _RESTART_MAX_MS = const(60000)
 _HEALTHY_MS = const(60000)  # a task that ran this long restarts with the shortest backoff
 _OOM_LIMIT = const(8)  # caught MemoryErrors ...
 _OOM_WINDOW_MS = const(60000)  # ... within this window: the heap does not recover
+_DEAD_FAILS = const(6)  # a task that failed this often without a healthy minute between is down
+_HEALTH_MS = const(60000)  # between two health checks (the alarms)
 
 
 def offset_minutes(text):
@@ -77,6 +80,12 @@ class App:
         self.mqtt = None
         self.tasks = []
         self.restarts = {}  # task name -> times it was started again
+        # task name -> (failures in a row, ticks its present run began or None in backoff);
+        # the supervisor drops an entry once that run lasted _HEALTHY_MS
+        self.fails = {}
+        self.down = None  # the service that is down (the watchdog is not fed), or None
+        self.alarms = None  # health.check(): the alarm names, () none; None: not checked yet
+        self.health = None  # health.check()'s window
         self.http_error = ""
         self._led_at = None
         self.heap_log = False  # log the heap after each telegram (the device console)
@@ -116,11 +125,16 @@ class App:
                     log.oom(name)
                 except Exception as e:  # noqa: BLE001 - one task must not stop the app
                     log.exc(e, name)
+                f = self.fails.get(name)
                 if ticks_diff(ticks_ms(), t) >= _HEALTHY_MS:
                     backoff = _RESTART_MIN_MS
+                    f = None
+                n = 1 if f is None else f[0] + 1
+                self.fails[name] = (n, None)
                 self.restarts[name] = self.restarts.get(name, 0) + 1
                 await sleep_ms(backoff)
                 backoff = min(backoff * 2, _RESTART_MAX_MS)
+                self.fails[name] = (n, ticks_ms())
                 log.warn("%s: restarted" % name)
 
         t = asyncio.create_task(supervised())
@@ -150,11 +164,51 @@ class App:
     def _meter(self):
         return run_meter(self.board, self.pipeline, self.cfg["meter"]["source"])
 
+    def _down(self):
+        """The name of a service that is down, else None. Down: a supervised task
+        (meter, MQTT if enabled, Wi-Fi) that failed _DEAD_FAILS times in a row
+        without running a minute in between, or an HTTP server that no longer
+        listens (web.cold.relisten trying again) or whose reaper task ended."""
+        f = self.fails
+        if f:
+            now = ticks_ms()
+            for name in list(f):
+                n, t = f[name]
+                if t is not None and ticks_diff(now, t) >= _HEALTHY_MS:
+                    del f[name]  # its present run lasted a minute: healthy again
+                elif n >= _DEAD_FAILS:
+                    return name
+        w = self.web
+        t = getattr(w, "_tick", None)  # (None until it listened)
+        if t is not None and (w.server is None or t.done()):  # pyright: ignore[reportAttributeAccessIssue]
+            return "http"
+        return None
+
+    def _health(self, job, *args):
+        """health.<job>(self, *args), cold: the module is in RAM only meanwhile."""
+        import health
+
+        try:
+            getattr(health, job)(self, *args)
+        except Exception as e:  # noqa: BLE001 - MemoryError included: tried again next time
+            log.exc(e, "health")
+        finally:
+            unload("health")
+
     async def _supervise(self):
         b = self.board
         seen = self.hub.seq
+        checked = ticks_ms()
         while True:
-            b.feed_watchdog()
+            down = self._down()
+            if down is None:
+                b.feed_watchdog()
+            if down != self.down:  # logged and recorded (the reset reason if the watchdog bites)
+                self._health("watchdog", down)
+                self.down = down
+            if ticks_diff(ticks_ms(), checked) >= _HEALTH_MS:
+                checked = ticks_ms()
+                self._health("check")
             if self._led_at is not None and ticks_diff(ticks_ms(), self._led_at) >= _LED_MS:
                 b.led(False)
                 self._led_at = None

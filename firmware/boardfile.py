@@ -34,7 +34,7 @@ FALLBACK = {
     "cpu_mhz": 80,
     "wifi_txpower_dbm": 8.5,
     "start_delay_ms": 1500,
-    "watchdog_s": 0,
+    "watchdog_s": 60,  # on unless a board file says 0 (the host board does)
     "storage_dir": "/",
 }
 

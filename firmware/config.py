@@ -34,6 +34,8 @@ Keys (defaults in DEFAULTS):
   mqtt.*                see docs/RUNTIME.md; used by net/mqtt_client.py
                         (mqtt.buffer: RAM ring in readings, ~1 KB heap each;
                         mqtt.spill_kb: flash spool, 0 = off)
+  alarms.*              health alarm thresholds, 0 = that alarm off (health.py):
+                        no_telegram_s, crc_error_pct, heap_floor (bytes free)
 """
 
 import json
@@ -79,6 +81,7 @@ DEFAULTS = {
         "buffer": 2,  # RAM ring, readings (~1 KB of heap each for a state); then the flash spool
         "spill_kb": 256,  # flash spool for what the ring cannot hold; 0 = off
     },
+    "alarms": {"no_telegram_s": 300, "crc_error_pct": 5, "heap_floor": 12288},
 }
 
 # "section.key" -> (min, max) for integers, or max length for strings.
@@ -94,6 +97,9 @@ RANGES = {
     "mqtt.keepalive_s": (0, 3600),
     "mqtt.buffer": (1, 1024),
     "mqtt.spill_kb": (0, 4096),
+    "alarms.no_telegram_s": (0, 86400),
+    "alarms.crc_error_pct": (0, 100),
+    "alarms.heap_floor": (0, 1048576),
 }
 MAXLEN = {"wifi.ssid": 32, "wifi.password": 64, "wifi.hostname": 32, "wifi.ap_password": 63, "http.cors_origin": 128}
 _MAXLEN_DEFAULT = const(256)

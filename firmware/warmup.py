@@ -19,7 +19,7 @@ import sys
 
 # Every module the firmware imports for a moment while it runs (mem.unload after use).
 COLD = (
-    "config", "boardfile", "appstart", "web.status", "web.metrics", "web.cold", "web.files", "web.settings",
+    "config", "boardfile", "appstart", "health", "web.status", "web.metrics", "web.cold", "web.files", "web.settings",
     "web.auth", "web.homewizard", "p1.table", "p1.jsonout", "p1.bodyread", "p1.bodyrare",
     "net.mqtt_rare", "net.mqtt_status", "net.ha", "net.spool", "net.dns",
     "p1.parse", "p1.readings", "p1.values",  # the general decoder, for a line p1.body declines

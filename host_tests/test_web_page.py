@@ -329,3 +329,31 @@ def test_waiting_then_first_telegram_then_stale(browser, tmp_path):
         rc = fw.stop()
         sim.close()
     assert rc == 0
+
+
+def test_alarms_on_the_page(browser, tmp_path):
+    """health.py's alarms as a banner: no telegram for a second, then one comes."""
+    sim = MeterServer()
+    fw = Firmware(tmp_path, "--source", sim.source, config=json.dumps({"alarms": {"no_telegram_s": 1}}))
+    tab = Tab(browser)
+    pg = tab.page
+    try:
+        sim.accept()
+        fw.wait(lambda: fw.status()["alarms"] == ["no_telegram"], what="the alarm")
+        pg.goto(f"http://127.0.0.1:{fw.port}/")
+        pg.wait_for_selector("#alarms:not([hidden])", timeout=5000)
+        assert pg.locator("#alarms").get_attribute("data-alarms") == "no_telegram"
+        assert "no telegram from the meter" in tab.text("#alarms")
+        meter = Meter(seed=5, dialect="dsmr5")
+        for _ in range(80):  # telegrams every 0.2 s (the alarm's limit is 1 s) until the page had its status
+            sim.send(meter.emit()[0])
+            meter.step(1)
+            time.sleep(0.2)
+            if pg.locator("#alarms").is_hidden():
+                break
+        assert pg.locator("#alarms").is_hidden() and pg.locator("#now").is_visible()
+        assert tab.errors == []
+    finally:
+        tab.close()
+        fw.stop()
+        sim.close()

@@ -4,6 +4,10 @@
     python tools/deploy.py --port PORT BUILD_DIR
         the .mpy files onto the board's filesystem, then a reset; works on
         every stock MicroPython image
+    python tools/deploy.py --port PORT --bundle BUNDLE
+        the same from a bundle (tools/bundle.py, `make deploy`): every file
+        checked against the manifest's SHA-256 first, refused (nothing
+        changed) if one differs; firmware/config.json goes along if there is one
     python tools/deploy.py --port PORT --romfs IMAGE BUILD_DIR
         IMAGE (tools/romfs.py) into the board's "romfs" partition, where the
         code runs from flash; boot.py, main.py, the board file and config.json
@@ -29,6 +33,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -172,14 +177,41 @@ def deploy_frozen(run: Runner, build_dir: Path) -> None:
     run([*args, "+", "reset"], cwd=build_dir)
 
 
+def deploy_bundle(run: Runner, path: Path) -> int:
+    """Check and unpack the bundle, add the developer's config, copy it all."""
+    import bundle
+    from build_device import device_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        try:
+            man = bundle.unpack(path, d)
+        except (ValueError, OSError) as e:
+            print(f"deploy: refused, nothing was changed on the board: {e}", file=sys.stderr)
+            return REFUSED
+        print(f"deploy: {path.name}: {man['board']} {man['version']}, {len(man['files'])} files, SHA-256 checked")
+        cfg = device_config(man["board"])
+        if cfg is not None:
+            (d / "config.json").write_text(cfg)
+        deploy_mpy(run, d)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("build_dir", help="a device build (tools/build_device.py --board ...)")
+    ap.add_argument("build_dir", nargs="?", help="a device build (tools/build_device.py --board ...)")
+    ap.add_argument("--bundle", help="deploy this bundle (tools/bundle.py) instead of a build")
     ap.add_argument("--port", default=os.environ.get("PORT", "/dev/ttyUSB0"), help="the board's serial port")
     ap.add_argument("--romfs", metavar="IMAGE", help="deploy the code as this ROMFS image (tools/romfs.py)")
     ap.add_argument("--frozen", action="store_true", help="for an image with the firmware frozen in")
     ap.add_argument("--dry-run", action="store_true", help="print the mpremote commands only")
     args = ap.parse_args(argv)
+    if args.bundle:
+        if args.build_dir or args.romfs or args.frozen:
+            sys.exit("deploy: --bundle takes no build folder, --romfs or --frozen")
+        return deploy_bundle(Runner(args.port, args.dry_run), Path(args.bundle))
+    if not args.build_dir:
+        sys.exit("deploy: a build folder or --bundle is needed")
     build_dir = Path(args.build_dir).resolve()
     if not (build_dir / "app.mpy").is_file():
         sys.exit(f"deploy: {build_dir} is not a device build; run `make build BOARD=...`")

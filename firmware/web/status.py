@@ -20,6 +20,7 @@ SECRETS = ("wifi.password", "wifi.ap_password", "mqtt.password", "admin.password
 def status(app):
     """Yield the JSON text of everything /api/v1/status shows, in pieces."""
     b = app.board
+    app._health("check")  # the alarms as of now (and on MQTT if they changed)
     s = app.hub.sample
     try:
         alloc = gc.mem_alloc()  # type: ignore[attr-defined]
@@ -38,6 +39,9 @@ def status(app):
         ("reset_cause", b.reset_cause()),
         ("reset_reason", b.reset_reason),
         ("boot_count", b.boot_count),
+        ("watchdog_s", b.spec.get("watchdog_s") or 0),
+        ("service_down", app.down),
+        ("alarms", app.alarms),
         ("telegrams", app.hub.seq),
         ("last_telegram_age_s", None if s is None else s.age_ms() // 1000),
         ("restarts", app.restarts),

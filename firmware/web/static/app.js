@@ -156,6 +156,12 @@
       return s;
     }, () => null);
   }
+  const ALARMS = {
+    no_telegram: "no telegram from the meter for a while",
+    crc_errors: "many telegrams fail their CRC check (cable, noise)",
+    low_heap: "the dongle is low on memory",
+    time_not_set: "the dongle's clock is not set",
+  };
   function renderStatus(s) {
     const dl = $("status"), w = s.wifi || {}, m = s.meter || {}, q = s.mqtt, mq = $("mqtt");
     dl.textContent = "";
@@ -166,7 +172,7 @@
       w.ap && `access point ${w.ap.essid} ${w.ap.ip}`, w.error];
     item(dl, "Wi-Fi", wifi.filter((x) => x).join(" \u00b7 "), "", "wifi");
     item(dl, "Free heap", s.free_heap != null ? group(s.free_heap) : "n/a", s.free_heap != null && "bytes", "free_heap");
-    item(dl, "Last reset", `${s.reset_cause || "?"} \u00b7 boot ${s.boot_count}`, "", "reset");
+    item(dl, "Last reset", [s.reset_cause || "?", s.reset_reason, `boot ${s.boot_count}`].filter((x) => x).join(" \u00b7 "), "", "reset");
     item(dl, "Meter input", `${m.source || "?"} \u00b7 ${m.state || "?"}`, "", "source");
 
     const p = $("parser");
@@ -187,6 +193,11 @@
     }
     if (q && (q.last_error || q.error)) item(mq, "Error", q.last_error || q.error, "", "mqtt_error");
     show($("mqttbox"), mq.children.length > 0);
+
+    const al = s.alarms || [], ab = $("alarms"); // health.py's alarm names
+    ab.textContent = al.length ? "Alarm: " + al.map((a) => ALARMS[a] || a).join(" \u00b7 ") : "";
+    ab.dataset.alarms = al.join(" ");
+    show(ab, al.length > 0);
 
     const errs = [...(s.config_errors || []), ...(s.board_errors || [])], eb = $("errors");
     eb.textContent = "";
