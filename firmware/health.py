@@ -10,7 +10,8 @@ Alarms (names, in this order; thresholds in the config's "alarms" section,
   minutes and they were at least `crc_error_pct` % of all telegrams then;
 - low_heap: free heap (after a collection) below `heap_floor` bytes (the
   device and the Unix port; CPython has no fixed heap);
-- time_not_set: the clock reads a year before 2024 (nothing set it yet).
+- time_not_set: the clock reads a year before 2024 and the latest telegram has
+  no time stamp to set it from (`set_clock`: the meter's clock sets the board's).
 
 `check(app)` puts them in `app.alarms` (a list; status shows it) and, when
 they change, logs them and publishes them retained on MQTT as
@@ -50,9 +51,36 @@ def alarms(app):
         out.append("low_heap")
     import time
 
-    if time.gmtime()[0] < 2024:
+    if time.gmtime()[0] < 2024 and not set_clock(app.hub.sample):
         out.append("time_not_set")
     return out
+
+
+def set_clock(sample):
+    """Set the board's clock (UTC) from a sample's meter time stamp, `"timestamp":
+    "2022-10-06T15:50:14+03:00"` in its body; True if it was set. The dongle has no
+    network time of its own: the meter's clock is the network operator's, within
+    seconds, and it is the one every reading is stamped with anyway."""
+    if sample is None:
+        return False
+    b = sample.body
+    i = b.find(b'"timestamp": "')
+    if i < 0:
+        return False
+    t = bytes(b[i + 14 : i + 39]).decode()
+    try:
+        import machine
+        import time
+
+        n = int(t[20:22]) * 3600 + int(t[23:25]) * 60
+        # time.mktime on MicroPython reads the tuple as UTC (the board has no zone)
+        secs = time.mktime((int(t[:4]), int(t[5:7]), int(t[8:10]), int(t[11:13]), int(t[14:16]), int(t[17:19]), 0, 0))
+        g = time.gmtime(secs - n if t[19] == "+" else secs + n)
+        machine.RTC().datetime((g[0], g[1], g[2], g[6], g[3], g[4], g[5], 0))
+    except Exception:  # noqa: BLE001 - no RTC (CPython), a time stamp cut short
+        return False
+    log.info("clock set from the meter: %s" % t)
+    return True
 
 
 def check(app):

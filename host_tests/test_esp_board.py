@@ -885,3 +885,30 @@ result(out)
     assert out["http_not_listening"] == ["http", 0]
     assert out["http_reaper_ended"] == ["http", 0]
     assert out["ended_on_purpose"] == [None, True]
+
+
+def test_the_clock_is_set_from_the_meters_time_stamp(tmp_path):
+    """No network time on the dongle: health.set_clock sets the RTC (UTC) from the
+    latest telegram's time stamp, so `time_not_set` is not raised on a board whose
+    meter sends one (it is for one that sends none)."""
+    code = """
+import health
+
+
+class S:
+    def __init__(self, body):
+        self.body = body
+
+
+ok = health.set_clock(S(b'{"timestamp": "2022-10-06T15:50:14+03:00", "meter": "x"}'))
+dt1 = machine.RTC().datetime()
+ok2 = health.set_clock(S(b'{"timestamp": "2023-01-01T00:30:00-01:00", "meter": "x"}'))
+dt2 = machine.RTC().datetime()
+none = [health.set_clock(S(b'{"timestamp": null, "meter": "x"}')), health.set_clock(None),
+        health.set_clock(S(b'{"timestamp": "2022-10-0"}'))]
+result({"ok": [ok, ok2], "dt1": dt1, "dt2": dt2, "none": none})
+"""
+    out = run_mp(code, tmp_path)
+    assert out["ok"] == [True, True] and out["none"] == [False, False, False]
+    assert out["dt1"] == [2022, 10, 6, 3, 12, 50, 14, 0]  # a Thursday, 12:50:14 UTC
+    assert out["dt2"] == [2023, 1, 1, 6, 1, 30, 0, 0]  # a Sunday, 01:30 UTC

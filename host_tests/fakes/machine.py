@@ -211,6 +211,19 @@ class WDT:
         _fed += 1
 
 
+class RTC:
+    """The board's clock: datetime() reads the last tuple set (or the reset value)."""
+
+    _dt = (2000, 1, 1, 5, 0, 0, 0, 0)
+
+    def datetime(self, dt=None):
+        if dt is None:
+            return RTC._dt
+        if len(dt) != 8:
+            raise ValueError("requested length 8 but object has length %d" % len(dt))
+        RTC._dt = tuple(dt)
+
+
 _UNSET = object()
 
 
