@@ -6,8 +6,9 @@ and adds one error string; an unreadable file, bytes that are not UTF-8 or
 invalid JSON give all defaults plus one error, and a file that cannot be
 decoded is renamed to `<path>.bad` (kept for repair, not read again). The
 errors are shown in /api/v1/status, so a broken file on flash can never
-cause a boot loop. `save()` writes a temporary file and renames it over the
-old one.
+cause a boot loop. `save()` and `load()` go through fsutil: a power cut while
+saving leaves the old file or the new one (the file ends with a checksum line,
+`#p1crc ...`; delete that line when editing the file by hand).
 
 Keys (defaults in DEFAULTS):
   board                 boards/<name>.json to use ("host" on a PC)
@@ -35,7 +36,7 @@ Keys (defaults in DEFAULTS):
 import json
 import os
 
-from fsutil import write_atomic
+from fsutil import read, write_atomic
 
 try:
     from micropython import const
@@ -218,12 +219,14 @@ def validate(data):
 
 
 def load(path):
-    """(config, errors) from the file at `path`. Never raises."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(_MAX_FILE + 1)
-    except OSError as e:
-        return copy_defaults(), ["config: cannot read %s (%s), using defaults" % (path, e)]
+    """(config, errors) from the file at `path` (or the whole copy fsutil.read
+    finds after a power cut). Never raises."""
+    raw, copy = read(path, _MAX_FILE)
+    if raw is None:
+        if copy == "missing":
+            return copy_defaults(), ["config: cannot read %s (missing), using defaults" % path]
+        return copy_defaults(), ["config: %s damaged (checksum), using defaults" % path]
+    note = [] if not copy else ["config: %s was cut short, using %s%s" % (path, path, copy)]
     why = None
     if len(raw) > _MAX_FILE:
         why = "larger than %d bytes" % _MAX_FILE
@@ -240,16 +243,18 @@ def load(path):
                 os.remove(path + ".bad")
             except OSError:
                 pass
-            os.rename(path, path + ".bad")
+            os.rename(path + copy, path + ".bad")
             why += ", renamed to %s.bad" % path
         except OSError:
             pass
-        return copy_defaults(), ["config: %s %s, using defaults" % (path, why)]
-    return validate(data)  # pyright: ignore[reportPossiblyUnboundVariable]
+        return copy_defaults(), note + ["config: %s %s, using defaults" % (path, why)]
+    cfg, errors = validate(data)  # pyright: ignore[reportPossiblyUnboundVariable]
+    return cfg, note + errors
 
 
 def save(path, cfg):
-    """Write `cfg` atomically: a temporary file renamed over `path`."""
+    """Write `cfg` power-safely (fsutil.write_atomic: a temporary file with a
+    checksum line, renamed over `path`)."""
     write_atomic(path, dumps(cfg))
 
 
