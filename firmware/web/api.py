@@ -7,6 +7,7 @@
   GET /api/v1/status       version, board, uptime, heap, Wi-Fi, counters, errors
   GET /metrics             Prometheus text
   GET /api/v1/events       SSE: one `reading` event per accepted telegram
+  GET /api/v1/history      energy per 15 min, hour, day, month (histread, cold; docs/HISTORY.md)
   /api/v1/config, login, logout, password, mqtt/test, wifi/scan: settings, the admin
                            login, by `web.settings` (cold; see there)
 With http.auth_readings every path above but the page needs a login (401).
@@ -69,6 +70,43 @@ async def _settings(req, app):
         done()
 
 
+_HIST = ("histread", "history", "fsutil", "web.cold")
+
+
+async def _history(req, app):
+    """GET /api/v1/history (histread, ~? KB of code while it runs), in the cold slot."""
+    await turn()
+    before = loaded(*_HIST)
+    ok = False
+    try:
+        from web.cold import args
+
+        try:
+            q = args(req.qs)
+        except ValueError:
+            q = None
+        from histread import response
+
+        r = response(app, q) if q is not None else (400, "bad query")
+        if r[0] != 200:
+            return error(r[0], r[1], NOSTORE)
+        ok = True
+        return 200, r[1], _hist_body(r[2], before), NOSTORE
+    finally:
+        if not ok:
+            unload_new(before, *_HIST)
+            done()
+
+
+def _hist_body(gen, before):
+    try:
+        for piece in gen:
+            yield piece
+    finally:
+        unload_new(before, *_HIST)
+        done()
+
+
 async def _page(name, app, ctype):
     """The response of a page of `web.status`, once no other cold job runs (mem.turn)."""
     await turn()
@@ -89,6 +127,12 @@ def make_server(app):
         elif p.startswith("/api/v1/") and p[8:] in _API:
             i = _API.index(p[8:]) + 2
         if i < 0:
+            if p == "/api/v1/history":
+                if req.method != "GET":
+                    return error(405, None, "Allow: GET\r\n")
+                if app.cfg["http"].get("auth_readings") and not cold("ok", req, app, mod="web.auth"):
+                    return error(401, "login required")
+                return _history(req, app)
             if p.startswith("/api/v1/") and p[8:] in _SET:
                 return _settings(req, app)
             if app.wifi is not None and app.wifi.ap is not None:  # captive portal (net.dns): setup

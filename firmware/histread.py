@@ -1,0 +1,179 @@
+"""Reading the energy history back (GET /api/v1/history; cold, in the cold slot).
+
+A period's energy is its end snapshot less its start snapshot (history.py), per
+register; "ok" only when both are there, on time, and none went backwards.
+Otherwise its values are null and its status says why: "gap" (a snapshot is
+missing or late: no telegrams then) or "reset" (a register went backwards: the
+meter was exchanged or reset). The period still running is not listed.
+
+  ?resolution=15min|hour|day|month (default hour)
+  &from=&to=   the periods that start at or after `from` and before `to`:
+               YYYY-MM (month), YYYY-MM-DD, or YYYY-MM-DDTHH:MM with an optional
+               +HH:MM / -HH:MM / Z (15min, hour); without one, the meter's UTC
+               offset now. Defaults: to = now, from = 96, 48, 31 or 12 periods
+               before it (503 before the first telegram). At most one ring's
+               length of periods.
+  &format=csv  CSV with a header line instead of JSON.
+"""
+
+import history as h
+
+_COLS = ("import_wh", "export_wh", "reactive_import_varh", "reactive_export_varh")
+_DEFAULT = (96, 48, 31, 12)
+
+
+def _two(n):
+    return ("0" if n < 10 else "") + str(n)
+
+
+def label(r, key, off):
+    """The local start of period `key` of ring `r` (offset `off` minutes)."""
+    if r >= 2:
+        if r == 3:
+            return "%d-%s" % (2000 + key // 12, _two(key % 12 + 1))
+        y, m, d = h.civil(key)
+        return "%d-%s-%s" % (y, _two(m), _two(d))
+    um = key * 15 if r == 0 else key * 60 - off % 60
+    lm = um + off
+    y, m, d = h.civil(lm // 1440)
+    a = -off if off < 0 else off
+    return "%d-%s-%sT%s:%s%s%s:%s" % (
+        y, _two(m), _two(d), _two(lm % 1440 // 60), _two(lm % 60), "-" if off < 0 else "+", _two(a // 60), _two(a % 60),
+    )  # fmt: skip
+
+
+def parse_time(r, text, off):
+    """The key of the first period of ring `r` starting at or after `text`; None if malformed."""
+    t = text.strip()
+    try:
+        y, mo = int(t[0:4]), int(t[5:7])
+        if t[4] != "-" or not 1 <= mo <= 12:
+            return None
+        if r == 3:
+            return (y - 2000) * 12 + mo - 1
+        d = int(t[8:10])
+        if t[7] != "-" or not 1 <= d <= 31:
+            return None
+        ld = h.days(y, mo, d)
+        if r == 2:
+            return ld
+        hm = 0
+        if len(t) > 10:
+            if t[10] not in "T " or t[13] != ":":
+                return None
+            hm = int(t[11:13]) * 60 + int(t[14:16])
+            z = t[16:]
+            if z == "Z":
+                off = 0
+            elif z:
+                if z[0] not in "+-" or len(z) != 6 or z[3] != ":":
+                    return None
+                off = int(z[1:3]) * 60 + int(z[4:6])
+                if z[0] == "-":
+                    off = -off
+        um = ld * 1440 + hm - off
+    except (ValueError, IndexError):
+        return None
+    if r == 0:
+        return -(-um // 15)
+    s = off % 60
+    return -(-(um + s) // 60)
+
+
+def span(r, q, t, std_off):
+    """(first key, key after the last, offset) for the query dict `q` and the latest stamp
+    `t` (or None); or a str: what is wrong."""
+    off = t[2] if t is not None else std_off
+    end = h.period(r, t)[0] if t is not None else None
+    if q.get("to"):
+        end = parse_time(r, q["to"], off)
+        if end is None:
+            return "bad 'to'"
+    if q.get("from"):
+        start = parse_time(r, q["from"], off)
+        if start is None:
+            return "bad 'from'"
+        if end is None:
+            end = start + _DEFAULT[r]
+    else:
+        if end is None:
+            return "give 'from'"
+        start = end - _DEFAULT[r]
+    if t is not None:
+        end = min(end, h.period(r, t)[0])  # (the running period is not over)
+    n = h.RINGS[r][1]
+    if end - start > n:
+        start = end - n
+    return start, max(start, end), off
+
+
+def periods(folder, r, start, end, off):
+    """Yield (label, [4 values or None], status) for the periods start .. end - 1."""
+    f = -1
+    buf = None
+    prev = None
+    for k in range(start, end + 1):
+        fk = (k % h.RINGS[r][1]) // h.PER
+        if fk != f or buf is None:
+            buf = h.load(folder, r, k)
+            f = fk
+        rec = h.get(buf, r, k)
+        if k > start:
+            a, b = prev, rec
+            vals = [None, None, None, None]
+            st = "gap"
+            if a is not None and b is not None and a[2] <= h.LATE_S and b[2] <= h.LATE_S:
+                st = "ok"
+                for i in range(4):
+                    x, y = a[5 + i], b[5 + i]
+                    if x >= 0 and y >= 0:
+                        if y < x:
+                            st = "reset"
+                        vals[i] = y - x
+            if b is not None and b[3] & 1:
+                st = "reset"
+            if st != "ok":
+                vals = [None, None, None, None]
+            o = a[1] if a is not None else b[1] if b is not None else off
+            yield label(r, k - 1, o), vals, st
+        prev = rec
+
+
+def _v(x):
+    return "null" if x is None else str(x)
+
+
+def body(folder, r, start, end, off, csv):
+    """The response body: a generator of str pieces (JSON or CSV)."""
+    if csv:
+        yield "start," + ",".join(_COLS) + ",status\r\n"
+        for lab, vals, st in periods(folder, r, start, end, off):
+            yield "%s,%s,%s\r\n" % (lab, ",".join("" if x is None else str(x) for x in vals), st)
+        return
+    yield '{"resolution": "%s", "periods": [' % h.RINGS[r][0]
+    sep = ""
+    for lab, vals, st in periods(folder, r, start, end, off):
+        yield '%s\n{"start": "%s", "%s": %s, "%s": %s, "%s": %s, "%s": %s, "status": "%s"}' % (
+            sep, lab, _COLS[0], _v(vals[0]), _COLS[1], _v(vals[1]), _COLS[2], _v(vals[2]), _COLS[3], _v(vals[3]), st,
+        )  # fmt: skip
+        sep = ","
+    yield "]}\n"
+
+
+def response(app, q):
+    """(status, content type, body) of GET /api/v1/history with the query dict `q`."""
+    names = [x[0] for x in h.RINGS]
+    res = q.get("resolution") or "hour"
+    if res not in names:
+        return 400, "resolution: one of 15min, hour, day, month"
+    r = names.index(res)
+    s = app.hub.sample
+    t = h.stamp(s.body) if s is not None else None
+    if t is None and not q.get("from"):
+        return 503, "no telegram with a time stamp yet: give 'from'"
+    got = span(r, q, t, app.pipeline.std_offset)
+    if isinstance(got, str):
+        return 400, got
+    csv = q.get("format") == "csv"
+    ctype = "text/csv; charset=utf-8" if csv else "application/json"
+    return 200, ctype, body(app.board.path("hist"), r, got[0], got[1], got[2], csv)
