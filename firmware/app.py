@@ -111,13 +111,19 @@ class App:
                 asyncio.create_task(self._history(b))
 
     async def _history(self, body):
-        """Write the history's snapshot of `body` (history.close), in the cold slot."""
+        """Write the history's snapshot of `body` (history.close), in the cold slot, and
+        publish the periods that closed on MQTT."""
         await turn()
         before = loaded("history", "fsutil")
         try:
-            from history import close
+            from history import RINGS, close
 
-            close(self.board.path("hist"), body)
+            out = close(self.board.path("hist"), body)
+            m = self.mqtt
+            if m is not None and out:  # each period that closed, retained: <base>/energy/<ring>
+                for r, payload in out:
+                    m.outbox.put((m.base + "/energy/" + RINGS[r][0], payload, True))
+                m._pump()
         except MemoryError:
             log.oom("history")
         except Exception as e:  # noqa: BLE001 - a full or read-only flash: logged, the meter goes on

@@ -182,9 +182,50 @@ def get(buf, r, key):
     return rec if rec[0] == key else None
 
 
+def _two(n):
+    return ("0" if n < 10 else "") + str(n)
+
+
+def label(r, key, off):
+    """The local start of period `key` of ring `r` (offset `off` minutes)."""
+    if r >= 2:
+        if r == 3:
+            return "%d-%s" % (2000 + key // 12, _two(key % 12 + 1))
+        y, m, d = civil(key)
+        return "%d-%s-%s" % (y, _two(m), _two(d))
+    um = key * 15 if r == 0 else key * 60 - off % 60
+    lm = um + off
+    y, m, d = civil(lm // 1440)
+    a = -off if off < 0 else off
+    return "%d-%s-%sT%s:%s%s%s:%s" % (
+        y, _two(m), _two(d), _two(lm % 1440 // 60), _two(lm % 60), "-" if off < 0 else "+", _two(a // 60), _two(a % 60),
+    )  # fmt: skip
+
+
+def energy(a, b):
+    """([4 values or None], status) of the period between snapshots `a` and `b` (records
+    or None): "ok", "gap" (one missing or late) or "reset" (a register went backwards)."""
+    vals = [None, None, None, None]
+    st = "gap"
+    if a is not None and b is not None and a[2] <= LATE_S and b[2] <= LATE_S:
+        st = "ok"
+        for i in range(4):
+            x, y = a[5 + i], b[5 + i]
+            if x >= 0 and y >= 0:
+                if y < x:
+                    st = "reset"
+                vals[i] = y - x
+    if b is not None and b[3] & 1:
+        st = "reset"
+    if st != "ok":
+        vals = [None, None, None, None]
+    return vals, st
+
+
 def close(folder, body):
     """Write the snapshot of this telegram into each ring whose period has none yet.
-    Returns the rings written (a list of ints); [] if none (or no time stamp)."""
+    Returns [(ring, the period that closed: JSON bytes)] for each ring written whose
+    previous period has a snapshot."""
     t = stamp(body)
     if t is None:
         return []
@@ -213,8 +254,21 @@ def close(folder, body):
         o = (key % RINGS[r][1]) % PER * REC
         buf[o : o + REC] = pack(FMT, key, t[2], min(late, 65535), flags, 0, regs[0], regs[1], regs[2], regs[3])
         write_atomic(path(folder, r, key), buf)
-        done.append(r)
+        if prev is not None and prev[0] == key - 1:  # (none: the dongle was off then, nothing closed)
+            vals, st = energy(prev, unpack_from(FMT, buf, o))
+            done.append((r, json(label(r, key - 1, prev[1]), vals, st)))
     return done
+
+
+COLS = ("import_wh", "export_wh", "reactive_import_varh", "reactive_export_varh")
+
+
+def json(start, vals, st):
+    """One period as JSON (bytes): start, the four values (null: none), status."""
+    out = '{"start": "%s"' % start
+    for i in range(4):
+        out += ', "%s": %s' % (COLS[i], "null" if vals[i] is None else vals[i])
+    return (out + ', "status": "%s"}' % st).encode()
 
 
 def _prev(folder, r, key, buf):

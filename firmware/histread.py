@@ -18,28 +18,7 @@ meter was exchanged or reset). The period still running is not listed.
 
 import history as h
 
-_COLS = ("import_wh", "export_wh", "reactive_import_varh", "reactive_export_varh")
 _DEFAULT = (96, 48, 31, 12)
-
-
-def _two(n):
-    return ("0" if n < 10 else "") + str(n)
-
-
-def label(r, key, off):
-    """The local start of period `key` of ring `r` (offset `off` minutes)."""
-    if r >= 2:
-        if r == 3:
-            return "%d-%s" % (2000 + key // 12, _two(key % 12 + 1))
-        y, m, d = h.civil(key)
-        return "%d-%s-%s" % (y, _two(m), _two(d))
-    um = key * 15 if r == 0 else key * 60 - off % 60
-    lm = um + off
-    y, m, d = h.civil(lm // 1440)
-    a = -off if off < 0 else off
-    return "%d-%s-%sT%s:%s%s%s:%s" % (
-        y, _two(m), _two(d), _two(lm % 1440 // 60), _two(lm % 60), "-" if off < 0 else "+", _two(a // 60), _two(a % 60),
-    )  # fmt: skip
 
 
 def parse_time(r, text, off):
@@ -120,42 +99,24 @@ def periods(folder, r, start, end, off):
         rec = h.get(buf, r, k)
         if k > start:
             a, b = prev, rec
-            vals = [None, None, None, None]
-            st = "gap"
-            if a is not None and b is not None and a[2] <= h.LATE_S and b[2] <= h.LATE_S:
-                st = "ok"
-                for i in range(4):
-                    x, y = a[5 + i], b[5 + i]
-                    if x >= 0 and y >= 0:
-                        if y < x:
-                            st = "reset"
-                        vals[i] = y - x
-            if b is not None and b[3] & 1:
-                st = "reset"
-            if st != "ok":
-                vals = [None, None, None, None]
+            vals, st = h.energy(a, b)
             o = a[1] if a is not None else b[1] if b is not None else off
-            yield label(r, k - 1, o), vals, st
+            yield h.label(r, k - 1, o), vals, st
         prev = rec
-
-
-def _v(x):
-    return "null" if x is None else str(x)
 
 
 def body(folder, r, start, end, off, csv):
     """The response body: a generator of str pieces (JSON or CSV)."""
     if csv:
-        yield "start," + ",".join(_COLS) + ",status\r\n"
+        yield "start," + ",".join(h.COLS) + ",status\r\n"
         for lab, vals, st in periods(folder, r, start, end, off):
             yield "%s,%s,%s\r\n" % (lab, ",".join("" if x is None else str(x) for x in vals), st)
         return
     yield '{"resolution": "%s", "periods": [' % h.RINGS[r][0]
     sep = ""
     for lab, vals, st in periods(folder, r, start, end, off):
-        yield '%s\n{"start": "%s", "%s": %s, "%s": %s, "%s": %s, "%s": %s, "status": "%s"}' % (
-            sep, lab, _COLS[0], _v(vals[0]), _COLS[1], _v(vals[1]), _COLS[2], _v(vals[2]), _COLS[3], _v(vals[3]), st,
-        )  # fmt: skip
+        yield sep + "\n"
+        yield h.json(lab, vals, st)
         sep = ","
     yield "]}\n"
 

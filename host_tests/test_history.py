@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import describe
-from runtime_harness import Firmware
+from mosquitto import Mosquitto, Subscriber, available
+from runtime_harness import Firmware, exact_json
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
@@ -93,3 +94,24 @@ def test_history_over_http(tmp_path, mp):
     finally:
         rc = fw.stop()
     assert "Traceback" not in fw.stderr() and (mp or rc == 0)  # (the Unix port ends a SIGINT with 1)
+
+
+@pytest.mark.skipif(not available(), reason="mosquitto not installed")
+def test_closed_periods_on_mqtt(tmp_path):
+    """Each closed period goes out retained on <base>/energy/<resolution>, the same JSON
+    as the API's period."""
+    with Mosquitto(tmp_path) as broker:
+        sub = Subscriber(broker, ["p1/+/energy/#"])
+        fw = Firmware(tmp_path, "--interval", "0.02", "--step", "60", "--mqtt", broker.url)
+        try:
+            assert sub.wait(lambda: len([m for m in sub.messages if m[0].endswith("/energy/hour")]) >= 2, 60)
+            topic, payload, _ = [m for m in sub.messages if m[0].endswith("/energy/hour")][1]  # (the first: a late start)
+            p = exact_json(payload)
+            assert list(p) == ["start", "import_wh", "export_wh", "reactive_import_varh", "reactive_export_varh", "status"]
+            assert p["status"] == "ok" and p["import_wh"] >= 0
+            st, got = fw.json("/api/v1/history?resolution=hour&from=%s" % p["start"].replace("+", "%2B"))
+            assert st == 200 and got["periods"][0] == p
+            assert {m[0].rsplit("/", 1)[1] for m in sub.messages} >= {"15min", "hour"}
+        finally:
+            sub.close()
+            fw.stop()

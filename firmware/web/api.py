@@ -74,7 +74,8 @@ _HIST = ("histread", "history", "fsutil", "web.cold")
 
 
 async def _history(req, app):
-    """GET /api/v1/history (histread, ~? KB of code while it runs), in the cold slot."""
+    """GET /api/v1/history (histread, history, fsutil: ~9 KB of code while it runs,
+    32-bit), in the cold slot."""
     await turn()
     before = loaded(*_HIST)
     ok = False

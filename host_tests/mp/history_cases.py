@@ -70,7 +70,7 @@ class Meter:
             d = b[24] + 64 * (b[23] + 64 * b[21])
             if q != self.q or d != self.d:
                 self.q, self.d = q, d
-                h.close(self.folder, b)
+                self.out = h.close(self.folder, b)
                 self.closes += 1
 
 
@@ -159,12 +159,13 @@ def case_json_and_csv(folder):
     m.run(local_um(2026, 12, 1, 10), local_um(2026, 12, 1, 11, 1))
     r = [x[0] for x in h.RINGS].index("hour")
     got = histread.span(r, {"from": "2026-12-01T10:00"}, None, 120)
-    j = "".join(histread.body(folder, r, got[0], got[1], got[2], False))
+    j = "".join(x if isinstance(x, str) else x.decode() for x in histread.body(folder, r, got[0], got[1], got[2], False))
     a, b = m.at[local_um(2026, 12, 1, 10)], m.at[local_um(2026, 12, 1, 11)]
     want = '{"start": "2026-12-01T10:00+02:00", "import_wh": %d, "export_wh": %d, "reactive_import_varh": %d, ' % (
         b[0] - a[0], b[1] - a[1], b[2] - a[2]
     )
     assert want in j, j
+    assert (1, j[j.index("{", 5) : j.index("}") + 1].encode()) in m.out  # what went to MQTT at 11:00
     c = "".join(histread.body(folder, r, got[0], got[1], got[2], True)).split("\r\n")
     assert c[0] == "start,import_wh,export_wh,reactive_import_varh,reactive_export_varh,status"
     assert c[1] == "2026-12-01T10:00+02:00,%d,%d,%d,%d,ok" % (b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3]), c
