@@ -111,25 +111,17 @@ class App:
                 asyncio.create_task(self._history(b))
 
     async def _history(self, body):
-        """Write the history's snapshot of `body` (history.close), in the cold slot, and
-        publish the periods that closed on MQTT."""
+        """history.job (cold): the snapshot of `body`, MQTT, in the cold slot."""
         await turn()
-        before = loaded("history", "fsutil")
+        before = loaded("history", "fsutil", "tariff")
         try:
-            from history import RINGS, close
-
-            out = close(self.board.path("hist"), body)
-            m = self.mqtt
-            if m is not None and out:  # each period that closed, retained: <base>/energy/<ring>
-                for r, payload in out:
-                    m.outbox.put((m.base + "/energy/" + RINGS[r][0], payload, True))
-                m._pump()
+            __import__("history").job(self, body)
         except MemoryError:
             log.oom("history")
         except Exception as e:  # noqa: BLE001 - a full or read-only flash: logged, the meter goes on
             log.exc(e, "history")
         finally:
-            unload_new(before, "history", "fsutil")
+            unload_new(before, "history", "fsutil", "tariff")
             done()
 
     def _task(self, factory, name):

@@ -28,6 +28,7 @@ Keys (defaults in DEFAULTS):
   admin.password_hash   PBKDF2 of the admin password (web/auth.py); "" -> none
                         set yet: only the setup page and reading endpoints
   http.auth_readings    true: the readings need a login too
+  tariff.*              the power-tariff monitor's rule (tariff.py, docs/TARIFF.md)
   mqtt.*                see docs/RUNTIME.md; used by net/mqtt_client.py
                         (mqtt.buffer: RAM ring in readings, ~1 KB heap each;
                         mqtt.spill_kb: flash spool, 0 = off)
@@ -76,6 +77,14 @@ DEFAULTS = {
         "buffer": 2,  # RAM ring, readings (~1 KB of heap each for a state); then the flash spool
         "spill_kb": 256,  # flash spool for what the ring cannot hold; 0 = off
     },
+    "tariff": {  # the power-tariff monitor's rule (tariff.py, docs/TARIFF.md)
+        "period": "hour",
+        "weekdays_only": False,
+        "hours": "0-24",
+        "months": "1-12",
+        "top": 1,
+        "distinct_days": True,
+    },
 }
 
 # "section.key" -> (min, max) for integers, or max length for strings.
@@ -91,6 +100,7 @@ RANGES = {
     "mqtt.keepalive_s": (0, 3600),
     "mqtt.buffer": (1, 1024),
     "mqtt.spill_kb": (0, 4096),
+    "tariff.top": (1, 5),
 }
 MAXLEN = {"wifi.ssid": 32, "wifi.password": 64, "wifi.hostname": 32, "wifi.ap_password": 63}
 _MAXLEN_DEFAULT = const(256)
@@ -143,6 +153,13 @@ def _check(key, value, default):
             return "empty or 8..63 characters (WPA2)"
         if key == "board" and (not value or "/" in value or "." in value):
             return "expected a board file name"
+        if key == "tariff.period" and value not in ("hour", "15min"):
+            return "hour or 15min"
+        if key in ("tariff.hours", "tariff.months"):
+            a, _, b = value.partition("-")
+            lo, hi = (0, 24) if key == "tariff.hours" else (1, 12)
+            if not (a.isdigit() and b.isdigit() and lo <= int(a) <= hi and lo <= int(b) <= hi):
+                return "expected %d..%d-%d..%d" % (lo, hi, lo, hi)
         return None
     return "unsupported"
 

@@ -222,10 +222,11 @@ def energy(a, b):
     return vals, st
 
 
-def close(folder, body):
+def close(folder, body, rule=None):
     """Write the snapshot of this telegram into each ring whose period has none yet.
     Returns [(ring, the period that closed: JSON bytes)] for each ring written whose
-    previous period has a snapshot."""
+    previous period has a snapshot. `rule`: the config's tariff section (tariff.update
+    gets each closed period)."""
     t = stamp(body)
     if t is None:
         return []
@@ -257,6 +258,10 @@ def close(folder, body):
         if prev is not None and prev[0] == key - 1:  # (none: the dongle was off then, nothing closed)
             vals, st = energy(prev, unpack_from(FMT, buf, o))
             done.append((r, json(label(r, key - 1, prev[1]), vals, st)))
+            if rule is not None and r < 2 and st == "ok":  # the tariff monitor's peaks (tariff.py)
+                from tariff import update
+
+                update(folder, rule, r, key - 1, prev[1], vals[0])
     return done
 
 
@@ -283,3 +288,21 @@ def _prev(folder, r, key, buf):
         if rec[0] != EMPTY and key - RINGS[r][1] < rec[0] < key and (best is None or rec[0] > best[0]):
             best = rec
     return best
+
+
+def job(app, body):
+    """App's history job (app.py, in the cold slot): the snapshot, then each period that
+    closed on MQTT, retained on <base>/energy/<ring>, and the tariff monitor on <base>/tariff
+    at each quarter hour."""
+    out = close(app.board.path("hist"), body, app.cfg.get("tariff"))
+    m = app.mqtt
+    if m is not None and out:
+        for r, payload in out:
+            m.outbox.put((m.base + "/energy/" + RINGS[r][0], payload, True))
+        if out[0][0] == 0:
+            from tariff import report
+
+            t = report(app)
+            if t is not None:
+                m.outbox.put((m.base + "/tariff", t.encode(), True))
+        m._pump()

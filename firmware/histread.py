@@ -17,6 +17,7 @@ meter was exchanged or reset). The period still running is not listed.
 """
 
 import history as h
+from mem import done, unload_new
 
 _DEFAULT = (96, 48, 31, 12)
 
@@ -122,19 +123,64 @@ def body(folder, r, start, end, off, csv):
 
 
 def response(app, q):
-    """(status, content type, body) of GET /api/v1/history with the query dict `q`."""
+    """(200, content type, body) of GET /api/v1/history with the query dict `q`, or
+    (status, error text, None)."""
     names = [x[0] for x in h.RINGS]
     res = q.get("resolution") or "hour"
     if res not in names:
-        return 400, "resolution: one of 15min, hour, day, month"
+        return 400, "resolution: one of 15min, hour, day, month", None
     r = names.index(res)
     s = app.hub.sample
     t = h.stamp(s.body) if s is not None else None
     if t is None and not q.get("from"):
-        return 503, "no telegram with a time stamp yet: give 'from'"
+        return 503, "no telegram with a time stamp yet: give 'from'", None
     got = span(r, q, t, app.pipeline.std_offset)
     if isinstance(got, str):
-        return 400, got
+        return 400, got, None
     csv = q.get("format") == "csv"
     ctype = "text/csv; charset=utf-8" if csv else "application/json"
     return 200, ctype, body(app.board.path("hist"), r, got[0], got[1], got[2], csv)
+
+
+def serve(req, app, before):
+    """The response to GET /api/v1/history or /api/v1/tariff (web.api, in the cold slot);
+    what of web.api's _HIST was not loaded `before` is unloaded, and the slot given back,
+    once the body is written (or now, for an error)."""
+    from web.cold import args
+    from web.server import JSON, error
+
+    nostore = "Cache-Control: no-store\r\n"
+    r = (500, "", None)
+    try:
+        try:
+            q = args(req.qs)
+        except ValueError:
+            q = None
+        if req.path.endswith("tariff"):
+            from tariff import report
+
+            t = report(app)
+            r = (200, JSON, (t,)) if t is not None else (503, "no telegram with a time stamp yet", None)
+        elif q is None:
+            r = (400, "bad query", None)
+        else:
+            r = response(app, q)
+    finally:
+        if r[0] != 200:  # (the error's text was made above; 500: raised)
+            _end(before)
+    if r[0] != 200:
+        return error(r[0], r[1], nostore)
+    return 200, r[1], _body(r[2], before), nostore
+
+
+def _end(before):
+    unload_new(before, "histread", "history", "fsutil", "web.cold", "tariff")
+    done()
+
+
+def _body(gen, before):
+    try:
+        for piece in gen:
+            yield piece
+    finally:
+        _end(before)

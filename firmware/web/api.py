@@ -8,6 +8,7 @@
   GET /metrics             Prometheus text
   GET /api/v1/events       SSE: one `reading` event per accepted telegram
   GET /api/v1/history      energy per 15 min, hour, day, month (histread, cold; docs/HISTORY.md)
+  GET /api/v1/tariff       the power-tariff monitor (tariff, cold; docs/TARIFF.md)
   /api/v1/config, login, logout, password, mqtt/test, wifi/scan: settings, the admin
                            login, by `web.settings` (cold; see there)
 With http.auth_readings every path above but the page needs a login (401).
@@ -70,42 +71,20 @@ async def _settings(req, app):
         done()
 
 
-_HIST = ("histread", "history", "fsutil", "web.cold")
+_HIST = ("histread", "history", "fsutil", "web.cold", "tariff")
 
 
 async def _history(req, app):
-    """GET /api/v1/history (histread, history, fsutil: ~9 KB of code while it runs,
-    32-bit), in the cold slot."""
+    """GET /api/v1/history or /api/v1/tariff by histread.serve (with history, fsutil,
+    tariff: ~10 KB of code while it runs, 32-bit), in the cold slot."""
     await turn()
     before = loaded(*_HIST)
-    ok = False
     try:
-        from web.cold import args
-
-        try:
-            q = args(req.qs)
-        except ValueError:
-            q = None
-        from histread import response
-
-        r = response(app, q) if q is not None else (400, "bad query")
-        if r[0] != 200:
-            return error(r[0], r[1], NOSTORE)
-        ok = True
-        return 200, r[1], _hist_body(r[2], before), NOSTORE
-    finally:
-        if not ok:
-            unload_new(before, *_HIST)
-            done()
-
-
-def _hist_body(gen, before):
-    try:
-        for piece in gen:
-            yield piece
-    finally:
+        return __import__("histread").serve(req, app, before)
+    except BaseException:
         unload_new(before, *_HIST)
         done()
+        raise
 
 
 async def _page(name, app, ctype):
@@ -128,7 +107,7 @@ def make_server(app):
         elif p.startswith("/api/v1/") and p[8:] in _API:
             i = _API.index(p[8:]) + 2
         if i < 0:
-            if p == "/api/v1/history":
+            if p == "/api/v1/history" or p == "/api/v1/tariff":
                 if req.method != "GET":
                     return error(405, None, "Allow: GET\r\n")
                 if app.cfg["http"].get("auth_readings") and not cold("ok", req, app, mod="web.auth"):
