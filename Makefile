@@ -17,10 +17,17 @@ STUBS := micropython-esp32-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.
 STUBS_TAG := 1.29.0.post1
 ESPTOOL := esptool==5.6.0
 MPREMOTE := mpremote==1.29.0
-APT_PKGS := mosquitto mosquitto-clients chromium
+APT_PKGS := mosquitto mosquitto-clients chromium prometheus
 
 VENV_STAMP := $(VENV)/.p1-requirements.stamp
 NODE_STAMP := tools/mp/node_modules/.p1-npm.stamp
+# Home Assistant for the discovery test (host_tests/test_home_assistant.py), in a
+# venv of its own (its pins clash with ours): the oldest release we support.
+HA_VERSION := 2024.3.3
+HA_VENV := .venv-ha
+# HomeWizard's client as that release's HomeWizard integration pins it (test_homewizard.py).
+HWE_VERSION := 4.3.1
+HA_STAMP := $(HA_VENV)/.p1-ha-$(HA_VERSION)-hwe-$(HWE_VERSION).stamp
 TYPINGS_STAMP := typings/.p1-stubs-$(STUBS_TAG).stamp
 
 # `make run` options, forwarded only when set: make run INTERVAL=1 SOURCE=sim MQTT=127.0.0.1:1883
@@ -96,6 +103,21 @@ $(NODE_STAMP): tools/mp/package.json tools/mp/package-lock.json | apt
 	cd tools/mp && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Installed with the release's own pins: homeassistant/package_constraints.txt,
+# which ships inside its wheel (the file HA's own installs use); without them pip
+# backtracks for ever on HA's dependencies. Only the MQTT integration's
+# requirement (paho-mqtt, pinned there too) and the HomeWizard integration's
+# (python-homewizard-energy) are added.
+$(HA_STAMP): | apt
+	rm -rf $(HA_VENV)
+	$(PYTHON) -m venv $(HA_VENV)
+	$(HA_VENV)/bin/pip download --disable-pip-version-check -q --no-deps -d $(HA_VENV)/dist homeassistant==$(HA_VERSION)
+	$(HA_VENV)/bin/python -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("homeassistant/package_constraints.txt"))' \
+	  $(HA_VENV)/dist/homeassistant-$(HA_VERSION)-py3-none-any.whl > $(HA_VENV)/constraints.txt
+	$(HA_VENV)/bin/pip install --disable-pip-version-check -q -c $(HA_VENV)/constraints.txt \
+	  $(HA_VENV)/dist/homeassistant-$(HA_VERSION)-py3-none-any.whl paho-mqtt python-homewizard-energy==$(HWE_VERSION)
+	touch $@
+
 # Device API stubs go into typings/, not into .venv (they would shadow CPython's).
 $(TYPINGS_STAMP): $(VENV_STAMP)
 	rm -rf typings
@@ -103,7 +125,7 @@ $(TYPINGS_STAMP): $(VENV_STAMP)
 	touch $@
 
 # ---------------------------------------------------------------- test
-test: setup
+test: setup $(HA_STAMP)
 	@rc=0; \
 	echo "== ruff check ."; $(VBIN)/ruff check . || rc=1; \
 	echo "== pyright (firmware/ against ESP32 MicroPython stubs)"; $(VBIN)/pyright -p pyrightconfig.json || rc=1; \
@@ -116,7 +138,7 @@ lint: $(VENV_STAMP)
 typecheck: $(TYPINGS_STAMP)
 	$(VBIN)/pyright -p pyrightconfig.json
 
-pytest: setup
+pytest: setup $(HA_STAMP)
 	$(VBIN)/pytest host_tests $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- run / bench
@@ -172,4 +194,4 @@ clean:
 	find . -name __pycache__ -type d -not -path './.venv/*' -not -path './typings/*' -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) typings tools/mp/node_modules
+	rm -rf $(VENV) $(HA_VENV) typings tools/mp/node_modules

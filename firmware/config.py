@@ -20,6 +20,7 @@ Keys (defaults in DEFAULTS):
   wifi.ap_open          true: the fallback access point has no password
   http.port, http.bind  web server ("" bind -> 0.0.0.0 on the device,
                         127.0.0.1 on the host board)
+  http.homewizard       also serve HomeWizard's local API v1 (/api, /api/v1/data)
   raw_tcp.enabled/port  raw telegram server; max_clients; write_timeout_s
                         drops a client that does not take a telegram in time
   meter.std_offset      UTC offset of standard (winter, "W") time, "+02:00"
@@ -52,7 +53,7 @@ _MAX_FILE = const(8192)
 DEFAULTS = {
     "board": "host",
     "wifi": {"ssid": "", "password": "", "hostname": "", "ap_password": "", "ap_open": False},
-    "http": {"port": 8080, "bind": "", "auth_readings": False},
+    "http": {"port": 8080, "bind": "", "auth_readings": False, "homewizard": False},
     "raw_tcp": {"enabled": True, "port": 2323, "max_clients": 4, "write_timeout_s": 10},
     "meter": {"std_offset": "+02:00", "buffer": 3072, "source": ""},
     "admin": {"password_hash": ""},

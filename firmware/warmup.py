@@ -19,8 +19,9 @@ import sys
 
 # Every module the firmware imports for a moment while it runs (mem.unload after use).
 COLD = (
-    "config", "boardfile", "appstart", "web.status", "web.cold", "web.files", "web.settings", "web.auth",
-    "p1.table", "p1.jsonout", "p1.bodyread", "p1.bodyrare", "net.mqtt_rare", "net.ha", "net.spool", "net.dns",
+    "config", "boardfile", "appstart", "web.status", "web.metrics", "web.cold", "web.files", "web.settings",
+    "web.auth", "web.homewizard", "p1.table", "p1.jsonout", "p1.bodyread", "p1.bodyrare",
+    "net.mqtt_rare", "net.mqtt_status", "net.ha", "net.spool", "net.dns",
     "history", "histread", "fsutil", "tariff",
     "p1.parse", "p1.readings", "p1.values",  # the general decoder, for a line p1.body declines
 )  # fmt: skip

@@ -129,7 +129,7 @@ def test_good_values_kept_and_unknown_keys_reported():
     }
     cfg, errors = config.validate(data)
     assert cfg["board"] == "esp32-devkit"
-    assert cfg["http"] == {"port": 80, "bind": "", "auth_readings": False}
+    assert cfg["http"] == {"port": 80, "bind": "", "auth_readings": False, "homewizard": False}
     assert cfg["meter"]["std_offset"] == "-03:30"
     assert cfg["mqtt"]["enabled"] is True and cfg["mqtt"]["qos"] == 0
     assert cfg["wifi"] == config.DEFAULTS["wifi"]

@@ -162,12 +162,12 @@ def test_discovery_for_the_e360_telegram(broker):
     expect = {  # name: (device_class, unit, state_class, precision)
         "energy_import_kwh": ("energy", "kWh", "total_increasing", 3),
         "energy_export_kwh": ("energy", "kWh", "total_increasing", 3),
-        "reactive_energy_import_kvarh": ("reactive_energy", "kvarh", "total_increasing", 3),
-        "reactive_energy_export_kvarh": ("reactive_energy", "kvarh", "total_increasing", 3),
+        "reactive_energy_import_kvarh": (None, "kvarh", "total_increasing", 3),
+        "reactive_energy_export_kvarh": (None, "kvarh", "total_increasing", 3),
         "power_import_kw": ("power", "kW", "measurement", 3),
         "l3_power_export_kw": ("power", "kW", "measurement", 3),
-        "reactive_power_export_kvar": ("reactive_power", "kvar", "measurement", 3),
-        "l2_reactive_power_import_kvar": ("reactive_power", "kvar", "measurement", 3),
+        "reactive_power_export_kvar": ("reactive_power", "var", "measurement", 0),
+        "l2_reactive_power_import_kvar": ("reactive_power", "var", "measurement", 0),
         "l1_voltage_v": ("voltage", "V", "measurement", 1),
         "l3_current_a": ("current", "A", "measurement", 1),
         "timestamp": ("timestamp", None, None, None),
@@ -187,7 +187,8 @@ def test_discovery_for_the_e360_telegram(broker):
     for name, c in cfgs.items():
         assert c["unique_id"] == f"{DEV}_{name}"
         assert c["state_topic"] == BASE + "/state"
-        assert c["value_template"] == "{{ value_json.%s }}" % name
+        if "reactive_power" not in name:  # (those move the decimal point: test_home_assistant.py)
+            assert c["value_template"] == "{{ value_json.%s }}" % name
         assert c["availability_topic"] == BASE + "/status"
         assert c["device"] == {
             "identifiers": [DEV],
@@ -197,7 +198,7 @@ def test_discovery_for_the_e360_telegram(broker):
             "sw_version": "0.1-test",
         }
         if name != "timestamp":
-            assert c["device_class"] != "timestamp"
+            assert c.get("device_class") != "timestamp"
     assert cfgs["l1_voltage_v"]["name"] == "L1 voltage"
     assert cfgs["energy_import_kwh"]["name"] == "Energy import"
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from runtime_harness import REPO, Firmware, MeterServer, SseClient, exact_json
@@ -200,6 +201,22 @@ def test_default_wiring_runs_simulator_and_stops_cleanly(tmp_path):
     assert "Traceback" not in err
     assert (tmp_path / "config.json").exists()  # created with defaults
     assert (tmp_path / "bootinfo.json").exists()
+
+
+@pytest.mark.parametrize("dialect,offset", [("fi", "+02:00"), ("dsmr5", "+01:00")])
+def test_simulator_dialect_sets_the_meters_time_zone(tmp_path, dialect, offset):
+    """`make run ARGS="--dialect dsmr5"`: Dutch local time read as Dutch, not an hour off."""
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    fw = Firmware(tmp_path, "--interval", "0.1", "--dialect", dialect)
+    try:
+        fw.wait(lambda: fw.get("/api/v1/reading")[0] == 200, what="a reading from the simulator")
+        ts = datetime.fromisoformat(fw.json("/api/v1/reading")[1]["timestamp"])
+        # the simulator's meter starts at the wall clock, in its dialect's zone
+        assert before <= ts <= datetime.now(timezone.utc) + timedelta(seconds=1), ts
+        assert fw.status()["config"]["meter"]["std_offset"] == offset
+    finally:
+        assert fw.stop() == 0
+    assert f"meter.std_offset {offset} (the {dialect} simulator's zone)" in fw.stderr()
 
 
 def test_broken_config_boots_with_defaults_and_reports(tmp_path):

@@ -320,10 +320,13 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="loadgen.py", description=__doc__.splitlines()[0])
     ap.add_argument("--heap", default=f"{memory.unix_limit() // 1024}K", help="Unix-port heap (default: the budget's)")
     ap.add_argument("--telegrams", type=int, default=TOTAL)
+    ap.add_argument("--interval", type=float, default=INTERVAL, help="seconds between telegrams")
     ap.add_argument("--log", help="write the firmware's whole output (mem_info every second) to this file")
     a = ap.parse_args(argv)
     heap = int(a.heap.rstrip("Kk")) * 1024
-    r = soak(heap, total=a.telegrams, before_outage=min(BEFORE_OUTAGE, a.telegrams // 3), log=print)
+    r = soak(
+        heap, total=a.telegrams, before_outage=min(BEFORE_OUTAGE, a.telegrams // 3), interval=a.interval, log=print
+    )
     tail = r.pop("tail", "")
     text = r.pop("text", "")
     if a.log:

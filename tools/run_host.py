@@ -231,6 +231,16 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     return proc, f"tcp://{m.group(1)}:{m.group(2)}"
 
 
+def sim_offset(dialect: str) -> str:
+    """meter.std_offset for the simulator's dialect: its meter writes local
+    time with only a W/S flag, so the firmware must know the zone (fi +02:00,
+    dsmr5 +01:00); an override while the simulator runs, not written back."""
+    from p1.values import offset_text
+    from simulate import STD_OFFSET_MIN
+
+    return offset_text(STD_OFFSET_MIN[dialect])
+
+
 def stop_simulator(proc: subprocess.Popen | None) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -338,6 +348,9 @@ def main(argv: list[str]) -> int:
             cfg["meter"]["source"] = args.source
         elif args.source == "sim" or not cfg["meter"]["source"]:
             sim, cfg["meter"]["source"] = start_simulator(args)
+            cfg["meter"]["std_offset"] = sim_offset(args.dialect)
+            print(f"meter.std_offset {cfg['meter']['std_offset']} (the {args.dialect} simulator's zone)",
+                  file=sys.stderr, flush=True)
         print(f"meter source {cfg['meter']['source']}", file=sys.stderr, flush=True)
         if args.mp:
             return run_micropython(cfg, args, args.config)

@@ -5,9 +5,12 @@ One retained config per reading the meter actually sends, all reading the one
 `<base>/state` JSON through a `value_template`, so a telegram is one message;
 and, for a meter with a time stamp, five for the power-tariff monitor's
 `<base>/tariff` (docs/TARIFF.md).
-Units stay as the OBIS table gives them (kW, kWh, kvar, kvarh, V, A, GJ);
-only the spelling is mapped where Home Assistant insists on another (m3 -> m³).
-MqttService imports this module for a discovery round and drops it after.
+What every release since 2024.3 accepts (docs/MQTT.md): units as the OBIS
+table gives them (kW, kWh, kvarh, V, A, GJ), except reactive power, shown in
+var (the decimal point moved by the template, in text: no float) and m3
+spelled m³; reactive energy has no device class. Configs of readings the
+meter no longer sends are emptied. MqttService imports this module for a
+discovery round and drops it after.
 """
 
 from binascii import crc32
@@ -15,15 +18,27 @@ from binascii import crc32
 from net.mqtt import publish_head, write
 from p1.bodyread import items, text_value
 from p1.jsonout import dumps
-from p1.table import by_name
+from p1.obis import MBUS
+from p1.table import by_name, names  # (at the top: MqttService._rare drops what this imports)
 
 # Tables as "|key=value|" strings: a dict's short strings would be interned and
 # stay in RAM after this module is dropped; one long string goes with it.
-# Unit -> Home Assistant device class. kvarh -> reactive_energy exists since
-# HA 2025.6 (architecture discussion #724); older versions log a warning for it.
-_CLASS = (
-    "|kWh=energy|Wh=energy|GJ=energy|kW=power|W=power|kvar=reactive_power|var=reactive_power"
-    "|kvarh=reactive_energy|varh=reactive_energy|V=voltage|A=current|m3=gas|"
+# The device class comes from the reading's own table entry: its unit for the
+# electricity lines; for M-Bus readings (which share the code 0-n:24.2.1 and,
+# gas and water, the unit m3) the channel's device type in MBUS. Reactive
+# energy has none: `reactive_energy` exists only since HA 2025.6 and HA 2024.x
+# rejects the whole config for it.
+_CLASS = "|kWh=energy|GJ=energy|kW=power|kvar=reactive_power|V=voltage|A=current|"
+_MBUS_CLASS = "|3=gas|4=energy|7=water|"
+# Reactive power in var, the one unit HA 2024.3 accepts for reactive_power
+# (kvar came later): the kvar digits with the decimal point moved three
+# places, in text. value_json holds the number as a float whose str() gives
+# back the meter's digits (at most 15 of them); multiplying it would not.
+_VAR = (
+    "{%% set s = value_json.%s|string %%}{%% if s == 'None' %%}None{%% else %%}"
+    "{%% set p = s.lstrip('-').split('.') %%}{%% set f = (p[1] if p|length > 1 else '') ~ '000' %%}"
+    "{%% set r = f[3:].rstrip('0') %%}{{ '-' if s[:1] == '-' else '' }}{{ (p[0] ~ f[:3])|int }}"
+    "{{ '.' ~ r if r else '' }}{%% endif %%}"
 )
 # Meter ident flag (first 3 letters, FLAG Association) -> manufacturer. Swedish
 # Sagemcom S211/T211 send /ELL5.
@@ -74,6 +89,14 @@ def model(ident):
     return out or (ident or "unknown")
 
 
+def device_class(name, unit):
+    """Home Assistant device class of reading `name` (table unit `unit`), or None."""
+    for t in MBUS:
+        if name == MBUS[t][0]:
+            return _get(_MBUS_CLASS, "%d" % t)
+    return _get(_CLASS, unit) if unit else None
+
+
 def sensor_config(name, value, device_id, base, dev):
     """The discovery config (a dict) of one reading `name` whose current value text
     (as in the JSON body: `896.020`, `"LGF5E360"`, `null`) is `value`."""
@@ -81,12 +104,13 @@ def sensor_config(name, value, device_id, base, dev):
     kind = entry[2] if entry else None
     unit = entry[1] if entry else None
     number = value[:1] not in ('"', "n")
+    var = unit == "kvar"
     cfg = {
         "unique_id": device_id + "_" + name,
         "default_entity_id": "sensor.p1_" + name,
         "name": friendly(name),
         "state_topic": base + "/state",
-        "value_template": "{{ value_json.%s }}" % name,
+        "value_template": (_VAR if var else "{{ value_json.%s }}") % name,
         "availability_topic": base + "/status",
         "device": dev,
     }
@@ -94,14 +118,15 @@ def sensor_config(name, value, device_id, base, dev):
         cfg["device_class"] = "timestamp"
     elif number:
         if unit:
-            cfg["unit_of_measurement"] = "m³" if unit == "m3" else unit  # HA's spelling
-            dc = _get(_CLASS, unit)
+            cfg["unit_of_measurement"] = "var" if var else "m³" if unit == "m3" else unit  # HA's spelling
+            dc = device_class(name, unit)
             if dc:
                 cfg["device_class"] = dc
         cfg["state_class"] = "total_increasing" if kind == "cum" else "measurement"
         if kind == "cum" or kind == "inst":  # exact fixed point: the meter's decimals
             dot = value.find(".")
-            cfg["suggested_display_precision"] = 0 if dot < 0 else len(value) - dot - 1
+            d = 0 if dot < 0 else len(value) - dot - 1
+            cfg["suggested_display_precision"] = max(d - 3, 0) if var else d
     return cfg
 
 
@@ -143,13 +168,33 @@ def configs(body, device_id, base, prefix, sw_version):
             yield "%s/sensor/%s/%s/config" % (prefix, device_id, name), dumps(cfg)
 
 
+def _crc(name):
+    return (crc32(name.encode()) & 0x3FFFFFFF).to_bytes(4, "little")
+
+
 async def announce(svc):
     """A discovery round of MqttService `svc` for the readings of the hub's latest
     sample: one retained config per reading, QoS 0. The names count as announced
-    from the start: one that appears meanwhile calls for another round."""
+    from the start: one that appears meanwhile calls for another round.
+
+    A full round (`svc._announced` empty: a new session, Home Assistant's
+    `online`, `<base>/set/discovery`, or a reading gone from the telegrams)
+    also empties the retained config of every other reading name (a meter seen
+    before, before a restart too): Home Assistant removes those sensors. A
+    round for a new name only adds: a meter that leaves a line out now and
+    then does not make its sensor come and go."""
     body = svc.hub.sample.body
+    old = svc._announced
     # 4 bytes per name: MqttService.offer() looks for a new name's CRC in them
-    svc._announced = b"".join([(crc32(n.encode()) & 0x3FFFFFFF).to_bytes(4, "little") for n, _ in items(body)])
-    for topic, payload in configs(body, svc.device_id, svc.base, svc.cfg["discovery_prefix"], svc.version):
+    new = b"".join([_crc(n) for n, _ in items(body)])
+    if old:
+        new += b"".join([old[i : i + 4] for i in range(0, len(old), 4) if old[i : i + 4] not in new])
+    svc._announced = new
+    w, ms, prefix = svc._w, svc.write_timeout_ms, svc.cfg["discovery_prefix"]
+    for topic, payload in configs(body, svc.device_id, svc.base, prefix, svc.version):
         payload = payload.encode()
-        await write(svc._w, publish_head(topic, len(payload), 0, True), svc.write_timeout_ms, payload)
+        await write(w, publish_head(topic, len(payload), 0, True), ms, payload)
+    if not old:
+        for name in names():
+            if _crc(name) not in new:  # an empty retained config: HA drops the sensor
+                await write(w, publish_head("%s/sensor/%s/%s/config" % (prefix, svc.device_id, name), 0, 0, True), ms)

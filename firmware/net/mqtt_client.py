@@ -51,7 +51,7 @@ except ImportError:  # CPython
 _PUBLISH = const(3)
 _PUBACK = const(4)
 # What a rare job (net.mqtt_rare, net.ha) may import that nothing on the hot path keeps.
-_RARE = ("net.mqtt_rare", "net.ha", "p1.table", "p1.jsonout", "p1.values", "p1.bodyread")
+_RARE = ("net.mqtt_rare", "net.mqtt_status", "net.ha", "p1.table", "p1.jsonout", "p1.values", "p1.bodyread")
 # MqttService._n: counters and times (ticks_ms). net.mqtt_rare counts in it too, and
 # shows them (its status(): keep its indexes the same).
 _PUB = const(0)  # state messages acknowledged (QoS 1) or written (QoS 0)
@@ -203,6 +203,7 @@ class MqttService:
     _w: Any
     _err: Exception | None
     _stopping: bool
+    _ctx: Any  # the TLS context (net.mqtt_rare.connect), kept between sessions
 
     def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
         """The service for `hub` with the "mqtt" config section `cfg` (a partial one is
@@ -210,7 +211,7 @@ class MqttService:
         self._rare("net.mqtt_rare", "init", hub, cfg, device_id, version, spool_dir)
 
     def status(self):
-        return self._rare("net.mqtt_rare", "status")
+        return self._rare("net.mqtt_status", "status")
 
     def _to(self, state):
         if state != self._state:
@@ -245,19 +246,26 @@ class MqttService:
             if c["discovery"] and not self._discover:
                 # A new reading name calls for a discovery round. Reading every name of every
                 # telegram would leave ~8 KB of garbage each time (64-bit): look when the number
-                # of readings changed, and every 64th telegram for a name that replaced another.
+                # of readings changed, and every 64th telegram for a name that replaced another
+                # or one that is gone.
                 k = body.count(b'": ')
                 if k != n[_NAMES] or not sample.seq % 64:
                     n[_NAMES] = k
                     before = loaded("p1.bodyread")  # (not kept: ~1 KB, 64-bit)
                     from p1.bodyread import items
 
+                    found = 0
                     for name, _ in items(body):
                         crc = (crc32(name.encode()) & 0x3FFFFFFF).to_bytes(4, "little")  # as net.ha.announce
-                        if name != "meter" and crc not in self._announced:
+                        if crc in self._announced:
+                            found += 1
+                        elif name != "meter":
                             self._discover = True
                             break
                     unload_new(before, "p1.bodyread")
+                    if not self._discover and not sample.seq % 64 and found < len(self._announced) >> 2:
+                        self._discover = True  # a reading is gone: a full round empties its config
+                        self._announced = b""
             self._pump()
             return True
         except MemoryError:  # this reading is lost, the service is not

@@ -1,10 +1,11 @@
-"""What the MQTT client does rarely: set up, log in, handle a command, show its status.
+"""What the MQTT client does rarely: set up, log in, handle a command.
 
 `MqttService._rare()` imports this module for one such job and drops it after
 (`mem.unload`), with the JSON writer it may have loaded: the constructor, the
 TLS context, PEM -> DER, the CONNECT and SUBSCRIBE encoders, the CONNACK
-reasons, the end of a session or attempt, the status and the status answer cost
-RAM only while they run. Each job is a function `job(svc, ...)` of the service
+reasons, the end of a session or attempt and the status answer cost RAM only
+while they run (the status section itself is `net.mqtt_status`, smaller: the
+status page asks for it every few seconds). Each job is a function `job(svc, ...)` of the service
 `svc` (an MqttService); `connect` is a coroutine. (The discovery round, the
 other rare job, is `net.ha.announce`.)
 """
@@ -12,7 +13,7 @@ other rare job, is `net.ha.announce`.)
 import asyncio
 import os
 
-from clock import ticks_diff, ticks_ms
+from clock import ticks_ms
 from net.mqtt import packet, publish_head, read_packet, wait_ms, write
 
 try:
@@ -54,7 +55,7 @@ def init(svc, hub, cfg, device_id, version, spool_dir):
     if c["per_value_topics"]:
         from p1.table import names  # (dropped after this job)
 
-        n += len(names())
+        n += sum(1 for _ in names())
     ob = svc.outbox = outbox(max(c["buffer"], 1) * n, svc.max_inflight, spool_dir, c["spill_kb"] * 1024)
     ob.qos = 1 if c["qos"] else 0
     svc._state = "disconnected" if c["enabled"] else "disabled"
@@ -68,6 +69,14 @@ def init(svc, hub, cfg, device_id, version, spool_dir):
     svc._w = None  # the connection's writer while logged in
     svc._err = None  # what ended the connection (from the reader or a write)
     svc._stopping = False  # set by stop(): run() ends
+    # The TLS context, made for the first attempt and kept for every later one. It is
+    # the one ~3 KB block a TLS connection needs (3048 bytes on the 64-bit Unix port;
+    # the socket wrapped in it is ~0.6 KB of small ones) and stays allocated while a
+    # session is up anyway. Made again for each attempt, it needed that block again:
+    # under load, hours after boot, the heap had 15 KB free in all but no block that
+    # large, and every attempt failed with "memory allocation failed, allocating 3048
+    # bytes" -- MQTT stayed down for good (budget test at the limit).
+    svc._ctx = None
 
 
 def outbox(size, max_inflight=8, spool_dir=None, spool_limit=0):
@@ -98,41 +107,6 @@ def outbox(size, max_inflight=8, spool_dir=None, spool_limit=0):
                 ob._commit()  # closes it again if it holds nothing
                 break
     return ob
-
-
-def status(svc):
-    """MqttService.status(): the "mqtt" section of the status."""
-    c = svc.cfg
-    ob = svc.outbox
-    sp = ob.spool
-    n = svc._n
-    sd, se = ob.spool_dropped, ob.spool_errors
-    if sp is not None:
-        sd += sp.dropped
-        se += sp.errors
-    return {
-        "state": svc._state,
-        "broker": "%s:%d" % (c["host"], c["port"]),
-        "tls": c["tls"],
-        "user": c["user"],
-        "client_id": c["client_id"] or "p1-" + svc.device_id,
-        "base_topic": svc.base,
-        "last_error": svc._last_error,
-        "queued": len(ob.ring) + len(ob.inflight),
-        "inflight": len(ob.inflight),
-        "published": n[_PUB],
-        "dropped": ob.dropped + sd + svc.dropped,
-        "skipped": n[_SKIP],
-        "reconnects": max(n[_CONN] - 1, 0),
-        "since_ms": ticks_diff(ticks_ms(), n[_SINCE]),
-        "discovery_sent": n[_DISC],
-        "commands": n[_CMD],
-        "bad_commands": n[_BAD],
-        "spooled": len(sp) if sp is not None else 0,
-        "spool_bytes": sp.nbytes if sp is not None else 0,
-        "spool_dropped": sd,
-        "spool_errors": se,
-    }
 
 
 def refused(code):
@@ -245,7 +219,9 @@ async def connect(svc):
     svc._to("connecting")
     c = svc.cfg
     ms = svc.connect_timeout_ms
-    ctx = tls_context(c["ca"], c["insecure"]) if c["tls"] else None
+    ctx = svc._ctx
+    if ctx is None and c["tls"]:
+        ctx = svc._ctx = tls_context(c["ca"], c["insecure"])
     reader, writer = await wait_ms(asyncio.open_connection(c["host"], c["port"], ssl=ctx), ms)
     try:
         try:  # no Nagle delay for our small packets (CPython; skipped where not offered)
@@ -358,6 +334,7 @@ def command(svc, w, pid, topic, payload):
     if topic == svc.cfg["discovery_prefix"] + "/status":
         if payload == b"online":
             svc._discover = True
+            svc._announced = b""  # a full round (net.ha.announce)
         return
     if len(payload) > 64 or topic not in (base + "/set/status", base + "/set/discovery"):
         svc._n[_BAD] += 1
@@ -365,6 +342,7 @@ def command(svc, w, pid, topic, payload):
     svc._n[_CMD] += 1
     if topic.endswith("discovery"):
         svc._discover = True
+        svc._announced = b""
         return
     from p1.jsonout import dumps
 

@@ -101,8 +101,8 @@ def by_name(name):
 
 
 def names():
-    """Every reading name, table order, then the M-Bus names."""
-    out = []
+    """Every reading name, table order, then the M-Bus names: a generator (a discovery
+    round walks them between writes; a list would hold ~100 strings meanwhile)."""
     i = 0
     while True:
         i = T.find(b"\n", i)
@@ -111,9 +111,8 @@ def names():
         j = T.find(b"\n", i + 1)
         nm = T[T.rfind(b" ", i, j) + 1 : j].decode()
         if nm != "-":
-            out.append(nm)
+            yield nm
         i = j
     for t in MBUS_ORDER:
-        out.append(MBUS[t][0])
-        out.append(MBUS[t][2])
-    return out
+        yield MBUS[t][0]
+        yield MBUS[t][2]

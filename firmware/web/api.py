@@ -12,13 +12,15 @@
   /api/v1/config, login, logout, password, mqtt/test, wifi/scan: settings, the admin
                            login, by `web.settings` (cold; see there)
 With http.auth_readings every path above but the page needs a login (401).
+  GET /api, /api/v1/data   HomeWizard's local API v1, with http.homewizard (web.homewizard)
 Errors are JSON: {"error": "...", "status": N}; another path: 404; another
 method than GET or HEAD: 405 (with Allow).
 
 Every reading goes out as the telegram's one JSON body (`Sample.body`) in
 pieces, never copied: up to the meter, `"age_s"`, the rest. Status and
-metrics are generators of `web.status`, imported per request and dropped
-after: their code costs RAM only while a page is written; static files are
+metrics are generators of `web.status` and `web.metrics`, imported per
+request and dropped after: their code costs RAM only while a page is written
+(and only one at a time: `mem.turn`); static files are
 served by `web.files` (content types, path checks, the .gz sibling) the same
 way. One handler tells the paths apart (no router, no function per route:
 each costs RAM).
@@ -46,15 +48,15 @@ def reading_parts(sample):
     return mv[:c], b', "age_s": %d' % (sample.age_ms() // 1000), mv[c:]
 
 
-_COLD = ("web.status", "p1.table", "p1.jsonout", "p1.bodyread")
+_COLD = ("web.status", "web.metrics", "web.homewizard", "p1.table", "p1.jsonout", "p1.bodyread")
 
 
-def _cold(name, app):
-    """A generator of `web.status.<name>(app)` that unloads, when it is done, the
+def _cold(name, app, mod="web.status"):
+    """A generator of `<mod>.<name>(app)` that unloads, when it is done, the
     modules it brought in."""
     before = loaded(*_COLD)
     try:
-        for piece in getattr(__import__("web.status", None, None, [name]), name)(app):
+        for piece in getattr(__import__(mod, None, None, [name]), name)(app):
             yield piece
     finally:
         unload_new(before, *_COLD)
@@ -63,7 +65,7 @@ def _cold(name, app):
 
 async def _settings(req, app):
     """A request of web.settings (~15 KB of code in RAM while it runs, 32-bit), in the
-    cold slot (mem.turn) like the pages of web.status."""
+    cold slot (mem.turn) like the status and metrics pages."""
     await turn()
     try:
         return await cold("handle", req, app, mod="web.settings")
@@ -87,10 +89,10 @@ async def _history(req, app):
         raise
 
 
-async def _page(name, app, ctype):
-    """The response of a page of `web.status`, once no other cold job runs (mem.turn)."""
+async def _page(name, app, ctype, mod):
+    """The response of a page of `mod`, once no other cold job runs (mem.turn)."""
     await turn()
-    return 200, ctype, _cold(name, app), NOSTORE
+    return 200, ctype, _cold(name, app, mod), NOSTORE
 
 
 def make_server(app):
@@ -106,6 +108,8 @@ def make_server(app):
             i = 6
         elif p.startswith("/api/v1/") and p[8:] in _API:
             i = _API.index(p[8:]) + 2
+        elif (p == "/api" or p == "/api/v1/data") and app.cfg["http"]["homewizard"]:
+            i = 7
         if i < 0:
             if p == "/api/v1/history" or p == "/api/v1/tariff":
                 if req.method != "GET":
@@ -131,12 +135,13 @@ def make_server(app):
             if i == 2:
                 return 200, JSON, reading_parts(s), NOSTORE
             return 200, "text/plain; charset=iso-8859-1", s.raw, NOSTORE
-        if i == 4 or i == 6:  # (HEAD: no body, no wait)
-            c = JSON if i == 4 else "text/plain; version=0.0.4; charset=utf-8"
-            n = "status" if i == 4 else "metrics"
+        if i == 4 or i == 6 or i == 7:  # (HEAD: no body, no wait)
+            c = "text/plain; version=0.0.4; charset=utf-8" if i == 6 else JSON
+            n = "status" if i == 4 else "metrics" if i == 6 else "data" if len(p) > 4 else "device"
+            m = "web.status" if i == 4 else "web.metrics" if i == 6 else "web.homewizard"  # (HomeWizard: opt-in)
             if req.method == "HEAD":
-                return 200, c, _cold(n, app), NOSTORE
-            return _page(n, app, c)
+                return 200, c, _cold(n, app, m), NOSTORE
+            return _page(n, app, c, m)
         return 200, "text/event-stream", events, NOSTORE  # the server sends the keep-alive comments
 
     async def events(req):

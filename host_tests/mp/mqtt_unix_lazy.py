@@ -86,6 +86,8 @@ async def main():
         hub.publish(reading(n), cut, data)
         if await until(lambda: svc.status()["discovery_sent"] == 1 and svc.status()["published"] == 1, "discovery"):
             check("discovery sent: net.ha, the JSON writer, p1.table, p1.bodyread dropped", loaded(*RARE) == [])
+        ctx = svc._ctx
+        check("TLS context kept for the next session", ctx is not None)
         step("published")  # the test stops the broker now
         await until(lambda: svc.status()["state"] != "connected", "broker away", 60)
         check("ring not full yet: no spool", loaded("net.spool") == [] and svc.outbox.spool is None)
@@ -101,6 +103,8 @@ async def main():
             st = svc.status()
             check("drained: spool dropped", loaded("net.spool") == [] and svc.outbox.spool is None)
             check("drained: no files, nothing lost", os.listdir(spool_dir) == [] and st["dropped"] == 0)
+            # its ~3 KB block is not asked for again (a fragmented heap may not have one)
+            check("reconnected with the same TLS context", svc._ctx is ctx)
             # discovery comes after the drain (its code and the spool's are never in RAM together)
             if await until(lambda: svc.status()["discovery_sent"] == 2, "discovery after the drain"):
                 await asyncio.sleep_ms(100)

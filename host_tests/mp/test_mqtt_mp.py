@@ -86,8 +86,9 @@ check(
     (e["device_class"], e["unit_of_measurement"], e["state_class"], e["suggested_display_precision"])
     == ("energy", "kWh", "total_increasing", 3),
 )
-check("kvarh -> reactive_energy", cfgs["reactive_energy_export_kvarh"]["device_class"] == "reactive_energy")
-check("kvar -> reactive_power", cfgs["l1_reactive_power_export_kvar"]["device_class"] == "reactive_power")
+check("kvarh: no device class", "device_class" not in cfgs["reactive_energy_export_kvarh"])
+q = cfgs["l1_reactive_power_export_kvar"]
+check("kvar -> reactive_power in var", (q["device_class"], q["unit_of_measurement"]) == ("reactive_power", "var"))
 check("voltage precision 1", cfgs["l2_voltage_v"]["suggested_display_precision"] == 1)
 check("current", cfgs["l1_current_a"]["device_class"] == "current")
 t = cfgs["timestamp"]
@@ -97,10 +98,11 @@ check("unique_id", e["unique_id"] == "dev1_energy_import_kwh")
 check("device", e["device"]["manufacturer"] == "Landis+Gyr" and e["device"]["model"] == "E360")
 check("manufacturer fallback", ha.manufacturer("ZZZ5abc") == "ZZZ")
 check("model with \\2", ha.model("ISk5\\2MT382-1000") == "MT382-1000")
-check(
-    "gas unit",
-    ha.sensor_config("gas_m3", reading["energy_import_kwh"], "d", "b", {})["unit_of_measurement"] == "m\u00b3",
-)
+g = ha.sensor_config("gas_m3", reading["energy_import_kwh"], "d", "b", {})
+check("gas unit", (g["unit_of_measurement"], g["device_class"]) == ("m\u00b3", "gas"))
+w = ha.sensor_config("water_m3", reading["energy_import_kwh"], "d", "b", {})
+check("water", (w["unit_of_measurement"], w["device_class"]) == ("m\u00b3", "water"))
+check("heat", ha.sensor_config("heat_gj", reading["energy_import_kwh"], "d", "b", {})["device_class"] == "energy")
 
 # ---- the outbox ring ----
 ob = outbox(3, max_inflight=2)
