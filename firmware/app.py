@@ -114,6 +114,7 @@ class App:
         """history.job (cold): the snapshot of `body`, MQTT, in the cold slot."""
         await turn()
         before = loaded("history", "fsutil", "tariff")
+        gc.collect()  # (its code then goes where the garbage was, not past the live data)
         try:
             __import__("history").job(self, body)
         except MemoryError:
@@ -122,6 +123,7 @@ class App:
             log.exc(e, "history")
         finally:
             unload_new(before, "history", "fsutil", "tariff")
+            gc.collect()
             done()
 
     def _task(self, factory, name):
