@@ -111,12 +111,14 @@ class App:
                 asyncio.create_task(self._history(b))
 
     async def _history(self, body):
-        """history.job (cold): the snapshot of `body`, MQTT, in the cold slot."""
+        """history.job (cold): the snapshot of `body`, in the cold slot; then its MQTT
+        messages, copied once its code is gone (so they do not split that hole)."""
         await turn()
         before = loaded("history", "fsutil", "tariff")
         gc.collect()  # (its code then goes where the garbage was, not past the live data)
+        msgs = ()
         try:
-            __import__("history").job(self, body)
+            msgs = __import__("history").job(self, body)
         except MemoryError:
             log.oom("history")
         except Exception as e:  # noqa: BLE001 - a full or read-only flash: logged, the meter goes on
@@ -125,6 +127,10 @@ class App:
             unload_new(before, "history", "fsutil", "tariff")
             gc.collect()
             done()
+        m = self.mqtt
+        if m is not None:
+            for t, p in msgs:
+                m.outbox.put((m.base + t, p.encode(), True))  # (sent with the next reading)
 
     def _task(self, factory, name):
         """Run `factory()` (an async function) supervised: restarted with backoff if it

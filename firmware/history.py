@@ -291,18 +291,18 @@ def _prev(folder, r, key, buf):
 
 
 def job(app, body):
-    """App's history job (app.py, in the cold slot): the snapshot, then each period that
-    closed on MQTT, retained on <base>/energy/<ring>, and the tariff monitor on <base>/tariff
-    at each quarter hour."""
+    """App's history job (app.py, in the cold slot): the snapshot; returns the MQTT
+    messages [(topic below <base>, payload str)]: each period that closed (retained on
+    <base>/energy/<ring>), and the tariff monitor (<base>/tariff) at each quarter hour.
+    (app.py puts them in the outbox once this code is unloaded: not in its middle.)"""
     out = close(app.board.path("hist"), body, app.cfg.get("tariff"))
-    m = app.mqtt
-    if m is not None and out:
-        for r, payload in out:
-            m.outbox.put((m.base + "/energy/" + RINGS[r][0], payload, True))
-        if out[0][0] == 0:
-            from tariff import report
+    if app.mqtt is None or not out:
+        return []
+    msgs = [("/energy/" + RINGS[r][0], payload.decode()) for r, payload in out]
+    if out[0][0] == 0:
+        from tariff import report
 
-            t = report(app)
-            if t is not None:
-                m.outbox.put((m.base + "/tariff", t.encode(), True))
-        m._pump()
+        t = report(app)
+        if t is not None:
+            msgs.append(("/tariff", t))
+    return msgs
