@@ -27,7 +27,7 @@ from clock import ticks_diff, ticks_ms
 from hub import Hub
 from meter import Pipeline
 from meter import run as run_meter
-from mem import unload
+from mem import done, loaded, turn, unload, unload_new
 from version import VERSION
 
 try:
@@ -88,6 +88,7 @@ class App:
         self.health = None  # health.check()'s window
         self.http_error = ""
         self._led_at = None
+        self._hq = self._hd = -1  # the last telegram's quarter hour and day (history)
         self.heap_log = False  # log the heap after each telegram (the device console)
         self._oom = []  # ticks of recent caught MemoryErrors
         self._oom_seen = log.memory_errors
@@ -106,6 +107,39 @@ class App:
     def _blink(self, sample):
         self.board.led(True)
         self._led_at = ticks_ms()
+        b = sample.body
+        # History (docs/HISTORY.md): a snapshot at each new quarter hour of the meter's
+        # time stamp `{"timestamp": "YYYY-MM-DDTHH:MM:SS+HH:MM"`; here only a few integer
+        # compares per telegram, the code that writes it is imported then (cold).
+        if len(b) > 40 and b[14] == 0x22 and b[40] == 0x22:
+            q = ((b[29] - 48) * 10 + b[30] - 48) // 15 + 4 * (b[27] + 64 * b[26]) + 65536 * b[36]
+            d = b[24] + 64 * (b[23] + 64 * b[21])
+            if q != self._hq or d != self._hd:
+                self._hq = q
+                self._hd = d
+                asyncio.create_task(self._history(b))
+
+    async def _history(self, body):
+        """history.job (cold): the snapshot of `body`, in the cold slot; then its MQTT
+        messages, copied once its code is gone (so they do not split that hole)."""
+        await turn()
+        before = loaded("history", "fsutil", "tariff")
+        gc.collect()  # (its code then goes where the garbage was, not past the live data)
+        msgs = ()
+        try:
+            msgs = __import__("history").job(self, body)
+        except MemoryError:
+            log.oom("history")
+        except Exception as e:  # noqa: BLE001 - a full or read-only flash: logged, the meter goes on
+            log.exc(e, "history")
+        finally:
+            unload_new(before, "history", "fsutil", "tariff")
+            gc.collect()
+            done()
+        m = self.mqtt
+        if m is not None:
+            for t, p in msgs:
+                m.outbox.put((m.base + t, p.encode(), True))  # (sent with the next reading)
 
     def _task(self, factory, name):
         """Run `factory()` (an async function) supervised: restarted with backoff if it

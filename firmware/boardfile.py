@@ -9,7 +9,7 @@ firmware reads are kept (no descriptions in RAM).
 
 import json
 
-from fsutil import exists, write_atomic
+from fsutil import exists, read, write_atomic
 
 _MAX_BOARD_FILE = 4096
 
@@ -129,8 +129,7 @@ def record_boot(board):
     """Increment and persist the boot counter; take a recorded reset reason. Never raises."""
     n = 0
     try:
-        with open(board.path("bootinfo.json")) as f:
-            info = json.loads(f.read(512))
+        info = json.loads(read(board.path("bootinfo.json"), 512)[0] or b"")  # (missing: ValueError)
         n = int(info.get("boots", 0))
         board.reset_reason = str(info.get("reset_reason") or "")
     except Exception:  # noqa: BLE001 - missing or broken: start at 0

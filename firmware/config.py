@@ -6,8 +6,9 @@ and adds one error string; an unreadable file, bytes that are not UTF-8 or
 invalid JSON give all defaults plus one error, and a file that cannot be
 decoded is renamed to `<path>.bad` (kept for repair, not read again). The
 errors are shown in /api/v1/status, so a broken file on flash can never
-cause a boot loop. `save()` writes a temporary file and renames it over the
-old one.
+cause a boot loop. `save()` and `load()` go through fsutil: a power cut while
+saving leaves the old file or the new one (the file ends with a checksum line,
+`#p1crc ...`; delete that line when editing the file by hand).
 
 Keys (defaults in DEFAULTS):
   board                 boards/<name>.json to use ("host" on a PC)
@@ -31,6 +32,7 @@ Keys (defaults in DEFAULTS):
   admin.password_hash   PBKDF2 of the admin password (web/auth.py); "" -> none
                         set yet: only the setup page and reading endpoints
   http.auth_readings    true: the readings need a login too
+  tariff.*              the power-tariff monitor's rule (tariff.py, docs/TARIFF.md)
   mqtt.*                see docs/RUNTIME.md; used by net/mqtt_client.py
                         (mqtt.buffer: RAM ring in readings, ~1 KB heap each;
                         mqtt.spill_kb: flash spool, 0 = off)
@@ -41,7 +43,7 @@ Keys (defaults in DEFAULTS):
 import json
 import os
 
-from fsutil import write_atomic
+from fsutil import read, write_atomic
 
 try:
     from micropython import const
@@ -82,6 +84,14 @@ DEFAULTS = {
         "spill_kb": 256,  # flash spool for what the ring cannot hold; 0 = off
     },
     "alarms": {"no_telegram_s": 300, "crc_error_pct": 5, "heap_floor": 12288},
+    "tariff": {  # the power-tariff monitor's rule (tariff.py, docs/TARIFF.md)
+        "period": "hour",
+        "weekdays_only": False,
+        "hours": "0-24",
+        "months": "1-12",
+        "top": 1,
+        "distinct_days": True,
+    },
 }
 
 # "section.key" -> (min, max) for integers, or max length for strings.
@@ -100,6 +110,7 @@ RANGES = {
     "alarms.no_telegram_s": (0, 86400),
     "alarms.crc_error_pct": (0, 100),
     "alarms.heap_floor": (0, 1048576),
+    "tariff.top": (1, 5),
 }
 MAXLEN = {"wifi.ssid": 32, "wifi.password": 64, "wifi.hostname": 32, "wifi.ap_password": 63, "http.cors_origin": 128}
 _MAXLEN_DEFAULT = const(256)
@@ -168,6 +179,13 @@ def _check(key, value, default):
             return "empty or 8..63 characters (WPA2)"
         if key == "board" and (not value or "/" in value or "." in value):
             return "expected a board file name"
+        if key == "tariff.period" and value not in ("hour", "15min"):
+            return "hour or 15min"
+        if key in ("tariff.hours", "tariff.months"):
+            a, _, b = value.partition("-")
+            lo, hi = (0, 24) if key == "tariff.hours" else (1, 12)
+            if not (a.isdigit() and b.isdigit() and lo <= int(a) <= hi and lo <= int(b) <= hi):
+                return "expected %d..%d-%d..%d" % (lo, hi, lo, hi)
         return None
     return "unsupported"
 
@@ -244,12 +262,14 @@ def validate(data):
 
 
 def load(path):
-    """(config, errors) from the file at `path`. Never raises."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(_MAX_FILE + 1)
-    except OSError as e:
-        return copy_defaults(), ["config: cannot read %s (%s), using defaults" % (path, e)]
+    """(config, errors) from the file at `path` (or the whole copy fsutil.read
+    finds after a power cut). Never raises."""
+    raw, copy = read(path, _MAX_FILE)
+    if raw is None:
+        if copy == "missing":
+            return copy_defaults(), ["config: cannot read %s (missing), using defaults" % path]
+        return copy_defaults(), ["config: %s damaged (checksum), using defaults" % path]
+    note = [] if not copy else ["config: %s was cut short, using %s%s" % (path, path, copy)]
     why = None
     if len(raw) > _MAX_FILE:
         why = "larger than %d bytes" % _MAX_FILE
@@ -266,16 +286,18 @@ def load(path):
                 os.remove(path + ".bad")
             except OSError:
                 pass
-            os.rename(path, path + ".bad")
+            os.rename(path + copy, path + ".bad")
             why += ", renamed to %s.bad" % path
         except OSError:
             pass
-        return copy_defaults(), ["config: %s %s, using defaults" % (path, why)]
-    return validate(data)  # pyright: ignore[reportPossiblyUnboundVariable]
+        return copy_defaults(), note + ["config: %s %s, using defaults" % (path, why)]
+    cfg, errors = validate(data)  # pyright: ignore[reportPossiblyUnboundVariable]
+    return cfg, note + errors
 
 
 def save(path, cfg):
-    """Write `cfg` atomically: a temporary file renamed over `path`."""
+    """Write `cfg` power-safely (fsutil.write_atomic: a temporary file with a
+    checksum line, renamed over `path`)."""
     write_atomic(path, dumps(cfg))
 
 

@@ -20,7 +20,8 @@ def test_defaults_roundtrip(tmp_path):
     assert errors == []
     assert cfg == config.DEFAULTS
     assert not (tmp_path / "config.json.tmp").exists()
-    assert json.loads(p.read_text()) == config.DEFAULTS
+    body, crc = p.read_text().rsplit("#p1crc ", 1)  # JSON, then the checksum line (fsutil)
+    assert json.loads(body) == config.DEFAULTS and len(crc) == 9
 
 
 def test_missing_and_invalid_files_give_defaults(tmp_path):
@@ -178,7 +179,7 @@ def test_save_replaces_atomically(tmp_path):
     cfg["http"]["port"] = 9000
     config.save(str(p), cfg)
     assert config.load(str(p)) == (cfg, [])
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["c.json"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["c.json", "c.json.bak"]  # (the old one)
 
 
 def test_status_masks_the_same_secrets():

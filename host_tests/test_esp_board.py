@@ -603,7 +603,7 @@ async def main():
     await until(w, lambda: w.state == "ap", 60000, "the access point")
     await until(w, lambda: len(sleeps) >= 3, 60000, "a few checks")
     result({"status": w.status(), "security": ap.config("security"), "key": ap.config("key"),
-            "file": open("ap_key").read(), "log": log.recent, "alive": not t.done(), "sleeps": sleeps[:3]})
+            "file": open("ap_key").read()[:-16], "log": log.recent, "alive": not t.done(), "sleeps": sleeps[:3]})
     t.cancel()
 
 

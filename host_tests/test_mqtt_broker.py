@@ -151,7 +151,9 @@ def test_discovery_for_the_e360_telegram(broker):
     asyncio.run(main())
     # A fresh subscriber gets the retained configs.
     sub = Subscriber(broker, [f"homeassistant/sensor/{DEV}/+/config"])
-    names = [n for n in reading if n != "meter"]
+    tariff = ["tariff_power_w", "tariff_hour_average_w", "tariff_hour_projected_w", "tariff_15min_average_w",
+              "tariff_15min_projected_w"]  # fmt: skip
+    names = [n for n in reading if n != "meter"] + tariff
     sub.wait(lambda: len(sub.messages) >= len(names), 5)
     cfgs = {t.split("/")[3]: json.loads(p) for t, p, retained in sub.messages if retained}
     sub.close()
@@ -176,6 +178,12 @@ def test_discovery_for_the_e360_telegram(broker):
         assert c.get("unit_of_measurement") == unit, name
         assert c.get("state_class") == sc, name
         assert c.get("suggested_display_precision") == prec, name
+    for name in tariff:  # the power-tariff monitor's JSON (docs/TARIFF.md)
+        c = cfgs.pop(name)
+        assert c["state_topic"] == BASE + "/tariff" and c["unit_of_measurement"] == "W"
+        assert c["unique_id"] == f"{DEV}_{name}" and c["availability_topic"] == BASE + "/status"
+        assert c["device_class"] == "power" and c["state_class"] == "measurement"
+    assert c["value_template"] == "{{ value_json['15min']['projected_w'] }}"
     for name, c in cfgs.items():
         assert c["unique_id"] == f"{DEV}_{name}"
         assert c["state_topic"] == BASE + "/state"

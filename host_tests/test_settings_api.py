@@ -20,6 +20,11 @@ PW = "correct horse 1"
 J = {"Content-Type": "application/json"}
 
 
+def saved_config(fw):
+    """config.json as saved: JSON, then fsutil's checksum line (docs/STORAGE.md)."""
+    return json.loads(fw.config.read_text().rsplit("#p1crc ", 1)[0])
+
+
 def call(fw, method, path, body=None, token=None, headers=None):
     h = dict(J if body is not None else {}, **(headers or {}))
     if token:
@@ -61,7 +66,7 @@ def test_password_setup_login_and_refusals(fw):
     st, _, d = call(fw, "POST", "/api/v1/password", {"password": "short"})
     assert st == 422 and d == {"errors": {"password": "8..64 characters"}}
     token = setup_password(fw)
-    stored = json.loads(fw.config.read_text())["admin"]["password_hash"]
+    stored = saved_config(fw)["admin"]["password_hash"]
     kind, n, salt, h = stored.split("$")
     assert kind == "pbkdf2-sha256" and int(n) >= 1000 and len(salt) == 32 and len(h) == 64
     assert PW not in fw.config.read_text()
@@ -137,11 +142,11 @@ def test_config_change_saved_atomically_applied_or_reboot_named(fw):
         "applied": ["http.auth_readings", "mqtt.user"],
         "reboot": ["http.port", "meter.std_offset"],
     }
-    saved = json.loads(fw.config.read_text())
+    saved = saved_config(fw)
     assert saved["http"]["port"] == 8181 and saved["meter"]["std_offset"] == "+01:00"
     assert saved["mqtt"]["password"] == "mqtt-secret-1" and saved["mqtt"]["user"] == "meter2"  # "***": kept
     assert saved["admin"]["password_hash"].startswith("pbkdf2-sha256$")
-    assert sorted(p.name for p in fw.config.parent.iterdir() if p.name.startswith("config")) == ["config.json"]
+    assert sorted(p.name for p in fw.config.parent.iterdir() if p.name.startswith("config")) == ["config.json", "config.json.bak"]  # no .tmp left
     # auth_readings applied at once: the readings need the login now
     for path in ("/api/v1/reading", "/api/v1/telegram", "/api/v1/status", "/metrics", "/api/v1/events"):
         assert call(fw, "GET", path)[0] == 401, path
@@ -150,7 +155,7 @@ def test_config_change_saved_atomically_applied_or_reboot_named(fw):
     # PUT: the whole config; what it leaves out goes back to its default
     st, _, d = call(fw, "PUT", "/api/v1/config", {"mqtt": {"host": "b2", "password": "***"}}, token=token)
     assert st == 200, d
-    saved = json.loads(fw.config.read_text())
+    saved = saved_config(fw)
     assert saved["http"]["port"] == 80 and saved["mqtt"]["user"] == "" and saved["mqtt"]["password"] == "mqtt-secret-1"
     assert saved["admin"]["password_hash"].startswith("pbkdf2-sha256$")  # never by PUT
     assert call(fw, "GET", "/api/v1/reading")[0] in (200, 503)  # auth_readings back to false, live

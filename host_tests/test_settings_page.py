@@ -14,6 +14,11 @@ from test_web_page import Tab, browser  # noqa: F401 - the module's chromium fix
 SCREENSHOT = REPO / "build" / "settings-page.png"
 
 
+def saved_config(fw):
+    """config.json as saved: JSON, then fsutil's checksum line (docs/STORAGE.md)."""
+    return json.loads(fw.config.read_text().rsplit("#p1crc ", 1)[0])
+
+
 @pytest.fixture
 def fw(tmp_path):
     cfg = {"mqtt": {"host": "broker.example", "user": "meter", "password": "mqtt-secret-1"}}
@@ -50,8 +55,8 @@ def test_settings_page_setup_error_save_and_refusal(browser, fw):  # noqa: F811
         assert tab.text('.err[data-for="wifi.ap_password"]') == "empty or 8..63 characters (WPA2)"
         assert tab.text('.err[data-for="http.cors_origin"]').startswith('expected "", "*" or an origin')
         assert "Not saved" in tab.text("#msg")
-        saved = json.loads(fw.config.read_text())
-        assert saved["mqtt"]["port"] == 1883 and json.loads(before)["mqtt"] == saved["mqtt"]
+        saved = saved_config(fw)
+        assert saved["mqtt"]["port"] == 1883 and json.loads(before.rsplit("#p1crc ", 1)[0])["mqtt"] == saved["mqtt"]
         # a good change: saved, the reboot named, the secret kept
         p.fill("#f-mqtt-port", "1884")
         p.fill("#f-wifi-ap_password", "")
@@ -61,7 +66,7 @@ def test_settings_page_setup_error_save_and_refusal(browser, fw):  # noqa: F811
         p.wait_for_function("document.getElementById('msg').textContent.startsWith('Saved.')")
         assert "After a reboot: wifi.hostname." in tab.text("#msg")
         assert "Applied now: http.cors_origin, mqtt.port." in tab.text("#msg")
-        saved = json.loads(fw.config.read_text())
+        saved = saved_config(fw)
         assert saved["mqtt"]["port"] == 1884 and saved["wifi"]["hostname"] == "p1-kitchen"
         assert saved["http"]["cors_origin"] == "http://dash.lan:3000"
         assert saved["mqtt"]["password"] == "mqtt-secret-1"

@@ -2,7 +2,9 @@
 payloads, and `announce()`, the round that publishes them.
 
 One retained config per reading the meter actually sends, all reading the one
-`<base>/state` JSON through a `value_template`, so a telegram is one message.
+`<base>/state` JSON through a `value_template`, so a telegram is one message;
+and, for a meter with a time stamp, five for the power-tariff monitor's
+`<base>/tariff` (docs/TARIFF.md).
 What every release since 2024.3 accepts (docs/MQTT.md): units as the OBIS
 table gives them (kW, kWh, kvarh, V, A, GJ), except reactive power, shown in
 var (the decimal point moved by the template, in text: no float) and m3
@@ -45,6 +47,11 @@ _MAKER = (
     "|KAM=Kamstrup|EMH=EMH|ESY=EasyMeter|XMX=Xemex|"
 )
 _UNIT_WORDS = "|kwh|kw|kvarh|kvar|v|a|m3|gj|"  # a name's last word that is its unit
+# The power-tariff monitor's fields on <base>/tariff (tariff.py): "name=JSON path|..."
+_TARIFF = (
+    "|tariff_power_w=tariff_w|tariff_hour_average_w=hour.average_w|tariff_hour_projected_w=hour.projected_w"
+    "|tariff_15min_average_w=15min.average_w|tariff_15min_projected_w=15min.projected_w|"
+)
 
 
 def _get(table, key):
@@ -143,6 +150,22 @@ def configs(body, device_id, base, prefix, sw_version):
                 "%s/sensor/%s/%s/config" % (prefix, device_id, name),
                 dumps(sensor_config(name, v, device_id, base, dev)),
             )
+    if body.startswith(b'{"timestamp": "'):  # the tariff monitor (needs the meter's time)
+        for part in _TARIFF[1:-1].split("|"):
+            name, _, path = part.partition("=")
+            cfg = {
+                "unique_id": device_id + "_" + name,
+                "default_entity_id": "sensor.p1_" + name,
+                "name": friendly(name).replace(" w", "").replace("15min", "15 min"),
+                "state_topic": base + "/tariff",
+                "value_template": "{{ value_json['%s'] }}" % path.replace(".", "']['"),
+                "availability_topic": base + "/status",
+                "device": dev,
+                "unit_of_measurement": "W",
+                "device_class": "power",
+                "state_class": "measurement",
+            }
+            yield "%s/sensor/%s/%s/config" % (prefix, device_id, name), dumps(cfg)
 
 
 def _crc(name):

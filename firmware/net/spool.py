@@ -13,7 +13,7 @@ Files in `dirname` (the board's storage dir):
                   most `limit // 4` bytes. A segment is never appended to again
                   after a reboot (a new one is started), so a torn tail stays
                   at the end of a sealed segment.
-  spool.pos       the read cursor "<n> <offset>\n", written (tmp + rename) when
+  spool.pos       the read cursor "<n> <offset>\n", written (fsutil: power-safe) when
                   a read segment is deleted and every `persist_every` records,
                   never per record. After a crash reading starts again from it:
                   at-least-once, a few duplicates (dedupe by timestamp).
@@ -36,7 +36,8 @@ import os
 from binascii import crc32
 from struct import pack, unpack
 
-from fsutil import write_atomic
+from fsutil import read as read_file
+from fsutil import remove, write_atomic
 
 try:
     from micropython import const
@@ -77,17 +78,11 @@ class Spool:
             if name.startswith("spool-") and name.endswith(".bin") and name[6:-4].isdigit():
                 ns.append(int(name[6:-4]))
         ns.sort()
-        cn = -1  # the cursor, from spool.pos (or the .tmp a crash left while writing it)
+        cn = -1  # the cursor, from spool.pos (the whole copy a power cut left: fsutil)
         coff = 0
-        for name in ("spool.pos", "spool.pos.tmp"):
-            try:
-                with open(self._p(name)) as f:
-                    parts = f.read(64).split()
-                if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-                    cn, coff = int(parts[0]), int(parts[1])
-                    break
-            except (OSError, ValueError):
-                pass
+        parts = (read_file(self._p("spool.pos"), 64)[0] or b"").split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            cn, coff = int(parts[0]), int(parts[1])
         h = bytearray(HEADER_LEN)
         for n in ns:
             if n < cn:  # read before the restart
@@ -143,10 +138,7 @@ class Spool:
         d = self.dir
         p = (d if not d or d.endswith("/") else d + "/") + (n if isinstance(n, str) else "spool-%d.bin" % n)
         if rm:
-            try:
-                os.remove(p)
-            except OSError:
-                pass
+            remove(p)  # (the cursor's copies too: an old .bak must not come back)
         return p
 
     # ---- writing -------------------------------------------------------------------

@@ -61,21 +61,18 @@ def _stat(code):
 def ap_key(folder):
     """The generated access point password: read from <folder>/ap_key, made
     (and written there) the first time."""
+    from fsutil import read, write_atomic  # (power-safe: a cut never leaves half a key)
+
     p = (folder or ".").rstrip("/") + "/ap_key"
-    try:
-        with open(p) as f:
-            k = f.read().strip()
-        if len(k) >= 8:
-            return k
-    except OSError:
-        pass
+    k = (read(p, 64)[0] or b"").strip()
+    if len(k) >= 8:
+        return k.decode()
     import os
 
     a = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off a console
     k = "".join(a[b % 31] for b in os.urandom(10))
     try:
-        with open(p, "w") as f:
-            f.write(k)
+        write_atomic(p, k)
     except OSError as e:  # a new one each boot, still printed
         log.error("wifi: cannot keep ap_key: %s" % e)
     return k

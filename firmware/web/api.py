@@ -7,6 +7,8 @@
   GET /api/v1/status       version, board, uptime, heap, Wi-Fi, counters, errors
   GET /metrics             Prometheus text
   GET /api/v1/events       SSE: one `reading` event per accepted telegram
+  GET /api/v1/history      energy per 15 min, hour, day, month (histread, cold; docs/HISTORY.md)
+  GET /api/v1/tariff       the power-tariff monitor (tariff, cold; docs/TARIFF.md)
   /api/v1/config, login, logout, password, mqtt/test, wifi/scan: settings, the admin
                            login, by `web.settings` (cold; see there)
 With http.auth_readings every path above but the page needs a login (401).
@@ -73,6 +75,22 @@ async def _settings(req, app):
         done()
 
 
+_HIST = ("histread", "history", "fsutil", "web.cold", "tariff")
+
+
+async def _history(req, app):
+    """GET /api/v1/history or /api/v1/tariff by histread.serve (with history, fsutil,
+    tariff: ~10 KB of code while it runs, 32-bit), in the cold slot."""
+    await turn()
+    before = loaded(*_HIST)
+    try:
+        return __import__("histread").serve(req, app, before)
+    except BaseException:
+        unload_new(before, *_HIST)
+        done()
+        raise
+
+
 async def _page(name, app, ctype, mod):
     """The response of a page of `mod`, once no other cold job runs (mem.turn)."""
     await turn()
@@ -102,6 +120,12 @@ def make_server(app):
         elif (p == "/api" or p == "/api/v1/data") and app.cfg["http"]["homewizard"]:
             i = 7
         if i < 0:
+            if p == "/api/v1/history" or p == "/api/v1/tariff":
+                if req.method != "GET":
+                    return error(405, None, "Allow: GET\r\n")
+                if app.cfg["http"].get("auth_readings") and not cold("ok", req, app, mod="web.auth"):
+                    return error(401, "login required")
+                return _history(req, app)
             if p.startswith("/api/v1/") and p[8:] in _SET:
                 return _settings(req, app)
             if app.wifi is not None and app.wifi.ap is not None:  # captive portal (net.dns): setup
