@@ -69,7 +69,12 @@ def check(raw, legacy=False):
 def _load(path, limit):
     try:
         with open(path, "rb") as f:
-            return f.read(limit + 17)
+            # read(n) asks the heap for n bytes at once on MicroPython, whatever the
+            # file's size: 8 KB in one block failed in a fragmented heap (a settings
+            # save got a 500); ask for what the file holds
+            n = min(f.seek(0, 2), limit + 17)
+            f.seek(0)
+            return f.read(n)
     except OSError:
         return None
 

@@ -68,6 +68,9 @@ class Reader:
     def read(self, n=-1):
         return self.data if n < 0 else self.data[:n]
 
+    def seek(self, off, whence=0):  # (only ever: to the end for the size, back to 0)
+        return len(self.data) if whence == 2 else off
+
     def __enter__(self):
         return self
 
