@@ -2,8 +2,9 @@
 unix_main.py (which set sys.path and reads the same sys.argv).
 
 `--hog FILE` (tests): while FILE exists, hold as much of the heap as can be
-allocated (1 KB blocks until MemoryError, then keep them), so that the
-firmware runs out of memory; when FILE goes, let it all go. The recovery test
+allocated (1 KB blocks until MemoryError, then smaller ones into the holes,
+and keep them), so that the firmware runs out of memory; when FILE goes,
+let it all go. The recovery test
 uses it to show every service coming back. (With --hog the heap is collected
 only when full, see gc.threshold below.)
 """
@@ -115,12 +116,13 @@ async def hog():
             on = True
         except OSError:
             on = False
-        if on:
-            try:
-                while True:
-                    held.append(bytearray(1024))
-            except MemoryError:
-                pass
+        if on:  # 1 KB blocks, then smaller ones into the holes: nothing left for anyone
+            for size in (1024, 256, 64, 16):
+                try:
+                    while True:
+                        held.append(bytearray(size))
+                except MemoryError:
+                    pass
         elif held:
             held = []
             gc.collect()
