@@ -11,10 +11,10 @@
   GET /api/v1/tariff       the power-tariff monitor (tariff, cold; docs/TARIFF.md)
   /api/v1/config, login, logout, password, mqtt/test, wifi/scan: settings, the admin
                            login, by `web.settings` (cold; see there)
+  GET /api, /api/v1/data   HomeWizard's local API v1, with http.homewizard (web.homewizard)
 With http.auth_readings every path above but the page needs a login (401).
 With http.cors_origin every response carries Access-Control-Allow-Origin and
 OPTIONS (a browser's preflight) is answered for every path (web.cold.preflight).
-  GET /api, /api/v1/data   HomeWizard's local API v1, with http.homewizard (web.homewizard)
 Errors are JSON: {"error": "...", "status": N}; another path: 404; another
 method than GET or HEAD: 405 (with Allow).
 
