@@ -813,9 +813,9 @@ async def rounds(k=3):
     return machine._fed - n
 
 
-def reason():
-    with open({str(tmp_path / "bootinfo.json")!r}) as f:
-        return __import__("json").loads(f.read())["reset_reason"]
+def reason():  # (bootinfo.json is written by fsutil: its whole copy, checksum line off)
+    data, _ = __import__("fsutil").read({str(tmp_path / "bootinfo.json")!r})
+    return __import__("json").loads(data)["reset_reason"]
 
 
 async def forever():
