@@ -265,17 +265,20 @@ class App:
         while oom and ticks_diff(now, oom[0]) > _OOM_WINDOW_MS:
             oom.pop(0)
         if len(oom) >= _OOM_LIMIT:
-            self._oom = []
-            gc.collect()
-            reason = "memory: %d allocation failures in %d s, %s bytes free" % (
-                len(oom),
-                _OOM_WINDOW_MS // 1000,
-                self.board.free_heap(),
-            )
-            log.error("reset: " + reason)
-            reset = getattr(self.board, "reset", None)
-            if reset is not None:
-                reset(reason)
+            try:
+                gc.collect()
+                reason = "memory: %d allocation failures in %d s, %s bytes free" % (
+                    len(oom),
+                    _OOM_WINDOW_MS // 1000,
+                    self.board.free_heap(),
+                )
+                log.error("reset: " + reason)
+                reset = getattr(self.board, "reset", None)
+                if reset is not None:
+                    reset(reason)
+                self._oom = []
+            except MemoryError:  # recording the reason needs a little heap: tried again next round
+                pass
 
     async def wait(self):
         await self._done.wait()

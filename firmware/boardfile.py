@@ -136,7 +136,10 @@ def record_boot(board):
         n = 0
     n += 1
     board.boot_count = n
-    write_bootinfo(board, n, "")
+    try:
+        write_bootinfo(board, n, "")
+    except MemoryError as e:
+        board.errors.append("bootinfo: %r" % e)
     return n
 
 
@@ -146,5 +149,7 @@ def write_bootinfo(board, n, reason):
     info = {"boots": n, "last_reset": board.reset_cause(), "reset_reason": reason}
     try:
         write_atomic(board.path("bootinfo.json"), json.dumps(info))
+    except MemoryError:  # the caller tries again (a reset's reason must not get lost)
+        raise
     except Exception as e:  # noqa: BLE001 - read-only flash must not stop the boot
         board.errors.append("bootinfo: %s" % e)
