@@ -7,24 +7,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from runtime_harness import REPO, Firmware
+from runtime_harness import REPO
+from test_settings_api import fw, saved_config  # noqa: F401 - the same firmware fixture and saved config
 from test_web_page import Tab, browser  # noqa: F401 - the module's chromium fixture
 
 SCREENSHOT = REPO / "build" / "settings-page.png"
-
-
-def saved_config(fw):
-    """config.json as saved: JSON, then fsutil's checksum line (docs/STORAGE.md)."""
-    return json.loads(fw.config.read_text().rsplit("#p1crc ", 1)[0])
-
-
-@pytest.fixture
-def fw(tmp_path):
-    cfg = {"mqtt": {"host": "broker.example", "user": "meter", "password": "mqtt-secret-1"}}
-    f = Firmware(tmp_path, "--interval", "0.2", config=json.dumps(cfg))
-    yield f
-    assert f.stop() == 0
 
 
 def test_settings_page_setup_error_save_and_refusal(browser, fw):  # noqa: F811
