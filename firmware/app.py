@@ -193,7 +193,9 @@ class App:
         try:
             await appstart.start(self)
         finally:
-            unload("appstart")
+            # fsutil too: config, the board file and the boot record brought it in;
+            # from now on only cold jobs (history, spool, settings) need it
+            unload("appstart", "fsutil")
 
     def _meter(self):
         return run_meter(self.board, self.pipeline, self.cfg["meter"]["source"])

@@ -75,7 +75,10 @@ class Board:
         board. The host board cannot restart itself: it records and logs it."""
         import boardfile
 
-        boardfile.write_bootinfo(self, self.boot_count, reason)
+        try:
+            boardfile.write_bootinfo(self, self.boot_count, reason)
+        finally:
+            unload("boardfile")
         self._restart()
 
     def _restart(self):

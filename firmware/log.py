@@ -57,7 +57,11 @@ def oom(where):
 
 
 def exc(e, where=""):
-    """Log an exception with its traceback on the console."""
+    """Log an exception with its traceback on the console (a MemoryError is
+    counted as well: app.py's heap watch sees every one, not only oom()'s)."""
+    global memory_errors
+    if isinstance(e, MemoryError):
+        memory_errors += 1
     _emit("E", "%s: %s: %r" % (where, type(e).__name__, e))
     try:
         sys.print_exception(e)  # type: ignore[attr-defined]  # MicroPython

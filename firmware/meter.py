@@ -189,8 +189,13 @@ async def run(board, pipeline, source=""):
             raise
         except Exception as e:  # noqa: BLE001 - log, wait, retry
             pipeline.source_state = "error"
-            pipeline.last_error = "source: %s" % e
-            log.warn("meter: %s: %s" % (pipeline.source, e))
+            if isinstance(e, MemoryError):  # opening the source (a connection, its buffers)
+                pipeline.last_error = "source: MemoryError"
+                pipeline.memory_errors += 1
+                log.oom("meter")
+            else:
+                pipeline.last_error = "source: %s" % e
+                log.warn("meter: %s: %s" % (pipeline.source, e))
         finally:
             if src is not None:
                 src.close()

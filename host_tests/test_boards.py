@@ -220,3 +220,49 @@ def test_a_read_that_runs_out_of_memory_is_counted_and_the_source_kept():
     assert hub.seq == 1 and hub.sample.raw == tel
     assert pipe.memory_errors == 2 and log.memory_errors == before + 2
     assert Source.opened == 1 and Source.closed == 1 and pipe.reopens == 0
+
+
+def test_opening_the_source_without_memory_is_counted_and_tried_again():
+    """A MemoryError while opening the source (a connection and its buffers) is a
+    memory error like any other: counted, so that a heap that stays short leads to
+    the reset (app.py), and the source opened again after the backoff."""
+    import asyncio
+
+    import log
+    from hub import Hub
+    from meter import Pipeline
+    from meter import run as run_meter
+
+    tel = (Path(__file__).parent / "telegrams" / "se-lg-e360-01.txt").read_bytes()
+
+    class Source:
+        reconnect = False
+
+        def __init__(self):
+            self.parts = [tel, b""]
+
+        async def read(self, n):
+            return self.parts.pop(0)
+
+        def close(self):
+            pass
+
+    class B:
+        opened = 0
+
+        def data_request(self, on):
+            pass
+
+        def open_meter(self, source):
+            B.opened += 1
+            if B.opened == 1:
+                raise MemoryError("memory allocation failed, allocating 4096 bytes")
+            return Source()
+
+    hub = Hub()
+    pipe = Pipeline(hub)
+    before = log.memory_errors
+    asyncio.run(asyncio.wait_for(run_meter(B(), pipe, "fake"), 5))
+    assert hub.seq == 1 and hub.sample.raw == tel
+    assert pipe.memory_errors == 1 and log.memory_errors == before + 1
+    assert B.opened == 2 and pipe.reopens == 1 and pipe.last_error == "source: MemoryError"

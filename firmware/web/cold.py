@@ -113,13 +113,36 @@ async def relisten(srv, host, port):
     # reference to it so that the collection closes it (its finaliser), or the
     # port stays taken (EADDRINUSE on every try, seen under memory pressure).
     srv.server = None
+    # A MemoryError inside asyncio's IOQueue._enqueue (its entry stored, poller.register
+    # failed) leaves an entry that holds the socket for ever: the port stayed taken
+    # after the heap came back (seen with the recovery test's hog). Entries whose
+    # tasks have ended wait for nothing: drop them and close their sockets.
+    core = getattr(asyncio, "core", None)
+    # asyncio keeps the last task that died unawaited (the accept loop) in
+    # core._exc_context for its exception handler: its frame holds the socket too.
+    c = getattr(core, "_exc_context", None)
+    if c:
+        c["future"] = c["exception"] = None
+    q = getattr(core, "_io_queue", None)
+    for k in list(q.map) if q else ():
+        e = q.map[k]
+        if (e[0] is None or e[0].done()) and (e[1] is None or e[1].done()):
+            del q.map[k]
+            try:
+                q.poller.unregister(e[2])
+            except Exception:  # noqa: BLE001 - it never got registered
+                pass
+            e[2].close()
     while True:  # until it listens: nothing else would try again
         gc.collect()
         try:
             await Server.start(srv, host, port)  # (net.tcp_raw's start() takes no address)
             break
         except Exception as e:  # noqa: BLE001 - EADDRINUSE until the old socket is closed; MemoryError
-            log.warn("http: listen again: %r" % (e,))
+            try:
+                log.warn("http: listen again: %r" % (e,))
+            except MemoryError:  # (the text itself): this loop must go on
+                pass
             await asyncio.sleep(1)
     log.warn("http: listening again")
 
