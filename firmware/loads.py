@@ -186,10 +186,10 @@ class Loads:
                 r[_MODE] = 0
                 self.note(r, "override ended: auto")
         s = self.c["stale_s"]
-        if not self.stale and ticks_diff(now, self.seen) >= s * 1000:
-            self.stale = True
-            self.over = self.ok = None
-            self.proj = None
+        if ticks_diff(now, self.seen) >= s * 1000:  # (an override that ends meanwhile too)
+            if not self.stale:
+                self.stale = True
+                self.over = self.ok = self.proj = None
             for r in self.r:
                 if not r[_MODE] and r[_ON] != r[_SAFE]:
                     self.set(r, r[_SAFE], "stale: no reading for %d s: safe state" % s)

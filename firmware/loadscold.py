@@ -67,9 +67,10 @@ def find(ld, n):
     return None
 
 
-def override(ld, n, mode, secs, src):
+def override(ld, n, mode, secs, src, now=None):
     """Relay `n` to `mode` ("on", "off": an override for `secs` s, None: the config's
-    override_s; "auto": the rules). None, or {field: why} when a value is bad."""
+    override_s; "auto": the rules) at ticks_ms `now`. None, or {field: why} when a
+    value is bad."""
     errs = {}
     r = find(ld, n) if isinstance(n, int) and not isinstance(n, bool) else None
     if r is None:
@@ -87,13 +88,13 @@ def override(ld, n, mode, secs, src):
         ld.note(r, "auto (%s)" % src)
     else:
         r[7] = _MODES.index(mode)
-        r[8] = ticks_add(ticks_ms(), secs * 1000)
+        r[8] = ticks_add(ticks_ms() if now is None else now, secs * 1000)
         ld.set(r, mode == "on", "override %s for %d s (%s)" % (mode, secs, src))
     ld.publish()
     return None
 
 
-def command(ld, n, payload):
+def command(ld, n, payload, now=None):
     """MQTT <base>/relay/<n>/set: "on", "off" or "auto", optionally followed by the
     expiry in seconds ("on 600"). True if it was good."""
     try:
@@ -102,12 +103,12 @@ def command(ld, n, payload):
         return False
     if not n.isdigit() or not 1 <= len(p) <= 2 or (len(p) == 2 and not p[1].isdigit()):
         return False
-    return override(ld, int(n), p[0], int(p[1]) if len(p) == 2 else None, "mqtt") is None
+    return override(ld, int(n), p[0], int(p[1]) if len(p) == 2 else None, "mqtt", now) is None
 
 
-def state(ld):
+def state(ld, now=None):
     """The state: relays by number, the guards, the decisions (oldest first)."""
-    now = ticks_ms()
+    now = ticks_ms() if now is None else now
     rel = []
     for r in sorted(ld.r):
         rel.append({
