@@ -19,15 +19,13 @@ from mem import loaded, unload_new
 try:
     from micropython import const
 except ImportError:  # CPython
-
-    def const(x):
-        return x
+    const = int
+    from typing import Any  # (annotations only: never evaluated on MicroPython)
 
 
 # a relay: [number 1..4, name, priority, safe state, min on s, min off s, on,
 # mode (0 auto, 1 on, 2 off: an override), override end (ticks_ms), switched (meter s)]
 _N = const(0)
-_PRIO = const(2)
 _SAFE = const(3)
 _MINON = const(4)
 _MINOFF = const(5)
@@ -92,19 +90,19 @@ class Loads:
     """The relays of the app `app` (made by loadscold.setup)."""
 
     # set by loadscold.setup (declared for type checkers; no bytecode)
-    app: object
+    app: Any
     c: dict  # the config's "loads" section
     r: list  # the relays, in shedding order (lowest priority first)
     log: list  # the last _LOG decisions: (uptime s, meter time text or None, relay, on, reason)
-    seen: int  # ticks_ms of the last reading
+    seen: Any  # ticks_ms of the last reading
     stale: bool
-    t: object  # meter seconds of the last reading (None before one)
-    at: object  # its time stamp text
-    over: object  # meter s since the guards want a load shed (None: they do not)
-    ok: object  # meter s since both guards are below their restore levels
+    t: Any  # meter seconds of the last reading (None before one)
+    at: Any  # its time stamp text
+    over: Any  # meter s since the guards want a load shed (None: they do not)
+    ok: Any  # meter s since both guards are below their restore levels
     why: str  # what the guards say now
-    per: object  # the period now, from the history: (start, Wh at its start or None, counts)
-    proj: object  # the projected period average (W) or None
+    per: Any  # the period now, from the history: (start, Wh at its start or None, counts)
+    proj: Any  # the projected period average (W) or None
     dirty: bool  # the state changed: publish it (retained <base>/relays)
 
     def step(self, body, now=None):

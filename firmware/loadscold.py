@@ -81,7 +81,7 @@ def override(ld, n, mode, secs, src, now=None):
         secs = ld.c["override_s"]
     if isinstance(secs, bool) or not isinstance(secs, int) or not 1 <= secs <= 86400:
         errs["expiry_s"] = "1..86400 seconds"
-    if errs:
+    if errs or r is None:
         return errs
     if mode == "auto":
         r[7] = 0
