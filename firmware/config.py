@@ -56,6 +56,7 @@ except ImportError:  # CPython
 
 _MAX_FILE = const(8192)
 
+_RELAY_DEFAULTS = {"name": "", "priority": 1, "safe": "off", "min_on_s": 60, "min_off_s": 300}
 DEFAULTS = {
     "board": "host",
     "wifi": {"ssid": "", "password": "", "hostname": "", "ap_password": "", "ap_open": False},
@@ -104,10 +105,11 @@ DEFAULTS = {
         "stale_s": 60,  # no reading this long: the relays in auto go to their safe state
         "override_s": 3600,  # a manual override's default expiry
     },
-    "relay1": {"name": "", "priority": 1, "safe": "off", "min_on_s": 60, "min_off_s": 300},
-    "relay2": {"name": "", "priority": 1, "safe": "off", "min_on_s": 60, "min_off_s": 300},
-    "relay3": {"name": "", "priority": 1, "safe": "off", "min_on_s": 60, "min_off_s": 300},
-    "relay4": {"name": "", "priority": 1, "safe": "off", "min_on_s": 60, "min_off_s": 300},
+    # relay1..relay4 (a relay with no name is not used): one defaults dict, never changed (copied)
+    "relay1": _RELAY_DEFAULTS,
+    "relay2": _RELAY_DEFAULTS,
+    "relay3": _RELAY_DEFAULTS,
+    "relay4": _RELAY_DEFAULTS,
 }
 
 # "section.key" -> (min, max) for integers, or max length for strings.
