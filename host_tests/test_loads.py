@@ -146,3 +146,28 @@ def test_no_relay_configured_nothing_is_loaded(tmp_path):
         assert "loads" not in s and any("relay1: the board has 0 relay outputs" in e for e in s["config_errors"]), s
     finally:
         fw.stop()
+
+
+def test_relay_switches_pass_home_assistant(tmp_path):
+    """The discovery config of each relay's switch against Home Assistant's own switch
+    schema, its template rendered against the state the dongle publishes."""
+    import subprocess
+
+    from net import ha
+
+    ha_py = ROOT / ".venv-ha" / "bin" / "python"
+    if not ha_py.exists():
+        pytest.fail("Home Assistant's venv is missing: `make test` makes .venv-ha", pytrace=False)
+    app, ld = loads_cases.make(str(tmp_path), relays={1: {"name": "sauna", "safe": "on"}, 3: {"name": ""}})
+    state = ld.cold("text")
+    body = loads_cases.body(0)
+    rel = [(r[0], r[1]) for r in sorted(ld.r)]
+    cfgs = {t: p for t, p in ha.configs(body, "dev1", "p1/dev1", "homeassistant", "1.0", rel) if "/switch/" in t}
+    assert sorted(cfgs) == ["homeassistant/switch/dev1/relay%d/config" % n for n in (1, 2, 4)]
+    r = subprocess.run([str(ha_py), str(ROOT / "host_tests" / "ha_check.py")],
+                       input=json.dumps([{"state": state, "configs": cfgs}]).encode(), capture_output=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    res = json.loads(r.stdout)[0]["configs"]
+    for t, x in res.items():
+        assert x["error"] is None and x["dropped"] == ["default_entity_id"], (t, x)  # (as the sensors: docs/MQTT.md)
+    assert [res["homeassistant/switch/dev1/relay%d/config" % n]["rendered"] for n in (1, 2, 4)] == ["on", "off", "off"]
