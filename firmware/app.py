@@ -78,6 +78,7 @@ class App:
         self.web = None
         self.raw = None
         self.mqtt = None
+        self.loads = None  # load management (loads.Loads) when a relay is configured, else None
         self.tasks = []
         self.restarts = {}  # task name -> times it was started again
         # task name -> (failures in a row, ticks its present run began or None in backoff);
@@ -108,6 +109,11 @@ class App:
         self.board.led(True)
         self._led_at = ticks_ms()
         b = sample.body
+        if self.loads is not None:  # the relays' rules (docs/LOADCONTROL.md)
+            try:
+                self.loads.step(b)
+            except Exception as e:  # noqa: BLE001 - MemoryError too: the meter goes on, next reading again
+                log.exc(e, "loads")
         # History (docs/HISTORY.md): a snapshot at each new quarter hour of the meter's
         # time stamp `{"timestamp": "YYYY-MM-DDTHH:MM:SS+HH:MM"`; here only a few integer
         # compares per telegram, the code that writes it is imported then (cold).
@@ -133,6 +139,11 @@ class App:
         except Exception as e:  # noqa: BLE001 - a full or read-only flash: logged, the meter goes on
             log.exc(e, "history")
         finally:
+            if self.loads is not None:  # the power guard's period (its start from the history)
+                try:
+                    self.loads.cold("sync", body)
+                except Exception as e:  # noqa: BLE001 - MemoryError too: the next quarter hour again
+                    log.exc(e, "loads")
             unload_new(before, "history", "fsutil", "tariff")
             gc.collect()
             done()
@@ -242,6 +253,11 @@ class App:
             if down != self.down:  # logged and recorded (the reset reason if the watchdog bites)
                 self._health("watchdog", down)
                 self.down = down
+            if self.loads is not None:  # overrides that end, readings that stopped
+                try:
+                    self.loads.tick()
+                except Exception as e:  # noqa: BLE001
+                    log.exc(e, "loads")
             if ticks_diff(ticks_ms(), checked) >= _HEALTH_MS:
                 checked = ticks_ms()
                 self._health("check")

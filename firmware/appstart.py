@@ -26,6 +26,7 @@ async def start(app):
     msg = "p1 %s on %s, reset %s, boot %d"
     log.info(msg % (VERSION, b.name, b.reset_cause(), b.boot_count))
     b.start_watchdog()
+    _start_loads(app)
     # No closures of this module outlive it (they would keep its code in RAM):
     # the tasks run the App's own methods.
     app._task(app._meter, "meter")
@@ -41,6 +42,25 @@ async def start(app):
     await _start_http(app)
     await _start_raw(app)
     _start_mqtt(app)
+
+
+def _start_loads(app):
+    """The relays in their safe state and their rules (loads.py), only when a relay is
+    configured: otherwise nothing of load management is imported."""
+    for n in range(1, 5):
+        if app.cfg["relay%d" % n]["name"]:
+            break
+    else:
+        return
+    from mem import unload
+
+    try:
+        ld = __import__("loadscold").setup(app)
+    finally:
+        unload("loadscold", "p1.jsonout")
+    if ld is not None:
+        app.loads = app.hub.loads = ld
+        app.hub.add_status("loads", ld.status)
 
 
 def _bind(app, section):

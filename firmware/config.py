@@ -33,6 +33,7 @@ Keys (defaults in DEFAULTS):
                         set yet: only the setup page and reading endpoints
   http.auth_readings    true: the readings need a login too
   tariff.*              the power-tariff monitor's rule (tariff.py, docs/TARIFF.md)
+  loads.*, relay1..4.*  load management: guards, relays (loads.py, docs/LOADCONTROL.md)
   mqtt.*                see docs/RUNTIME.md; used by net/mqtt_client.py
                         (mqtt.buffer: RAM ring in readings, ~1 KB heap each;
                         mqtt.spill_kb: flash spool, 0 = off)
@@ -55,6 +56,7 @@ except ImportError:  # CPython
 
 _MAX_FILE = const(8192)
 
+_RELAY_DEFAULTS = {"name": "", "priority": 1, "safe": "off", "min_on_s": 60, "min_off_s": 300}
 DEFAULTS = {
     "board": "host",
     "wifi": {"ssid": "", "password": "", "hostname": "", "ap_password": "", "ap_open": False},
@@ -92,6 +94,22 @@ DEFAULTS = {
         "top": 1,
         "distinct_days": True,
     },
+    "loads": {  # load management (loads.py, docs/LOADCONTROL.md)
+        "fuse_a": 25,  # main fuse per phase; 0: phase guard off
+        "margin_pct": 100,  # shed above fuse x margin ...
+        "restore_pct": 90,  # ... restore below fuse x this
+        "delay_s": 10,  # over for this long: shed one load (then one more after each delay_s)
+        "limit_w": 0,  # power guard: the projected tariff period average; 0: off
+        "limit_restore_pct": 90,  # restore below limit x this
+        "restore_s": 60,  # below both restore levels this long: restore one load (and so on)
+        "stale_s": 60,  # no reading this long: the relays in auto go to their safe state
+        "override_s": 3600,  # a manual override's default expiry
+    },
+    # relay1..relay4 (a relay with no name is not used): one defaults dict, never changed (copied)
+    "relay1": _RELAY_DEFAULTS,
+    "relay2": _RELAY_DEFAULTS,
+    "relay3": _RELAY_DEFAULTS,
+    "relay4": _RELAY_DEFAULTS,
 }
 
 # "section.key" -> (min, max) for integers, or max length for strings.
@@ -111,7 +129,17 @@ RANGES = {
     "alarms.crc_error_pct": (0, 100),
     "alarms.heap_floor": (0, 1048576),
     "tariff.top": (1, 5),
+    "loads.fuse_a": (0, 1000),
+    "loads.margin_pct": (50, 200),
+    "loads.restore_pct": (10, 199),
+    "loads.delay_s": (1, 3600),
+    "loads.limit_w": (0, 1000000),
+    "loads.limit_restore_pct": (10, 99),
+    "loads.restore_s": (1, 86400),
+    "loads.stale_s": (5, 3600),
+    "loads.override_s": (1, 86400),
 }
+_RELAY = {"priority": (1, 9), "min_on_s": (0, 86400), "min_off_s": (0, 86400)}  # relay1..relay4
 MAXLEN = {"wifi.ssid": 32, "wifi.password": 64, "wifi.hostname": 32, "wifi.ap_password": 63, "http.cors_origin": 128}
 _MAXLEN_DEFAULT = const(256)
 SECRETS = ("wifi.password", "wifi.ap_password", "mqtt.password", "admin.password_hash")
@@ -160,7 +188,7 @@ def _check(key, value, default):
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
             return "expected an integer"
-        r = RANGES.get(key)
+        r = RANGES.get(key) or (_RELAY.get(key[7:]) if key[:5] == "relay" else None)
         if r and not r[0] <= value <= r[1]:
             return "out of range %d..%d" % r
         return None
@@ -179,6 +207,10 @@ def _check(key, value, default):
             return "empty or 8..63 characters (WPA2)"
         if key == "board" and (not value or "/" in value or "." in value):
             return "expected a board file name"
+        if key[:5] == "relay" and key[7:] == "safe" and value not in ("on", "off"):
+            return "on or off"
+        if key[:5] == "relay" and key[7:] == "name" and len(value) > 24:
+            return "at most 24 characters"
         if key == "tariff.period" and value not in ("hour", "15min"):
             return "hour or 15min"
         if key in ("tariff.hours", "tariff.months"):
@@ -233,6 +265,10 @@ def merge(cfg, data, errs):
     if m["enabled"] and m["tls"] and not m["ca"] and not m["insecure"]:
         # MicroPython has no trust store: it would fail each attempt
         errs["mqtt.ca"] = "TLS needs a CA file, or mqtt.insecure"
+    lc = cfg["loads"]
+    if lc["restore_pct"] >= lc["margin_pct"] and "loads.restore_pct" not in errs:
+        errs["loads.restore_pct"] = "below margin_pct (%d)" % lc["margin_pct"]
+        lc["margin_pct"], lc["restore_pct"] = 100, 90  # (DEFAULTS: a pair that fits)
 
 
 def validate(data):
@@ -249,6 +285,8 @@ def validate(data):
         elif name == "mqtt.ca":
             cfg["mqtt"]["enabled"] = False
             errors.append("config: mqtt.tls: TLS needs a CA file (mqtt.ca) or mqtt.insecure, MQTT off")
+        elif name == "loads.restore_pct" and errs[name][:5] == "below":
+            errors.append("config: loads.restore_pct: %s, using 100 and 90" % errs[name])
         else:
             k, _, sk = name.partition(".")
             d = DEFAULTS[k]

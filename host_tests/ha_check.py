@@ -12,7 +12,8 @@ What is checked is what the MQTT integration does with a discovery message and
 a state message: the sensor platform's DISCOVERY_SCHEMA (voluptuous, drops
 unknown keys), the device class's units and state classes (the sensor entity
 logs a warning for others), and MqttValueTemplate rendering the value_template
-against the state payload with HA's template engine.
+against the state payload with HA's template engine. A `.../switch/...` topic
+(load management's relays) is checked against the switch platform's schema.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tempfile
 
 from homeassistant.components.mqtt.models import MqttValueTemplate, PayloadSentinel
 from homeassistant.components.mqtt.sensor import DISCOVERY_SCHEMA
+from homeassistant.components.mqtt.switch import DISCOVERY_SCHEMA as SWITCH_SCHEMA
 from homeassistant.components.sensor import _numeric_state_expected
 from homeassistant.components.sensor.const import DEVICE_CLASS_STATE_CLASSES, DEVICE_CLASS_UNITS
 from homeassistant.const import __version__
@@ -31,11 +33,11 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.template import Template
 
 
-def check(hass: HomeAssistant, payload: str, state: str) -> dict:
+def check(hass: HomeAssistant, payload: str, state: str, schema=DISCOVERY_SCHEMA) -> dict:
     raw = json.loads(payload)
     out: dict = {"error": None, "dropped": [], "warnings": [], "numeric": False, "rendered": None}
     try:
-        cfg = DISCOVERY_SCHEMA(raw)
+        cfg = schema(raw)
     except Exception as e:  # noqa: BLE001 - voluptuous.Invalid and friends: the reason is the result
         out["error"] = str(e)
         return out
@@ -62,7 +64,8 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as config_dir:
         hass = HomeAssistant(config_dir)
         results = [
-            {"version": __version__, "configs": {t: check(hass, p, c["state"]) for t, p in c["configs"].items()}}
+            {"version": __version__, "configs": {t: check(hass, p, c["state"], SWITCH_SCHEMA if "/switch/" in t else DISCOVERY_SCHEMA)
+                                                    for t, p in c["configs"].items()}}
             for c in cases
         ]
     json.dump(results, sys.stdout)

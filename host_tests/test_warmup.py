@@ -21,7 +21,7 @@ def test_every_cold_module_list_of_the_firmware_is_warmed_up():
     from net import mqtt_client
     from web import api
 
-    for names in (meter._GENERAL, mqtt_client._RARE, api._COLD, api._HIST):
+    for names in (meter._GENERAL, mqtt_client._RARE, api._COLD, api._HIST, api._REL):
         assert set(names) <= set(warmup.COLD), set(names) - set(warmup.COLD)
 
 

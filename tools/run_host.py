@@ -268,8 +268,9 @@ async def serve(cfg: dict, errors: list[str], config_path: str) -> int:
     from app import App
 
     name = cfg["board"]
-    b = board.load("host")
-    if name != "host":
+    host = name == "host" or name.startswith("host-")  # a host board file (host-relays: four relays)
+    b = board.load(name if host else "host")
+    if not host:
         b.errors.append(f"config board {name!r} ignored: this is the host board")
     b.storage_dir = os.path.dirname(os.path.abspath(config_path))
     app = App(cfg, errors, b)

@@ -4,7 +4,8 @@ payloads, and `announce()`, the round that publishes them.
 One retained config per reading the meter actually sends, all reading the one
 `<base>/state` JSON through a `value_template`, so a telegram is one message;
 and, for a meter with a time stamp, five for the power-tariff monitor's
-`<base>/tariff` (docs/TARIFF.md).
+`<base>/tariff` (docs/TARIFF.md), and a switch per relay of load management
+(docs/LOADCONTROL.md).
 What every release since 2024.3 accepts (docs/MQTT.md): units as the OBIS
 table gives them (kW, kWh, kvarh, V, A, GJ), except reactive power, shown in
 var (the decimal point moved by the template, in text: no float) and m3
@@ -130,8 +131,9 @@ def sensor_config(name, value, device_id, base, dev):
     return cfg
 
 
-def configs(body, device_id, base, prefix, sw_version):
-    """Yield (topic, payload str) for every reading in a reading's JSON body."""
+def configs(body, device_id, base, prefix, sw_version, relays=()):
+    """Yield (topic, payload str) for every reading in a reading's JSON body, and a
+    switch for each relay of `relays` ((number, name), docs/LOADCONTROL.md)."""
     meter = ""
     for name, v in items(body):
         if name == "meter":
@@ -166,6 +168,23 @@ def configs(body, device_id, base, prefix, sw_version):
                 "state_class": "measurement",
             }
             yield "%s/sensor/%s/%s/config" % (prefix, device_id, name), dumps(cfg)
+    for i, (n, label) in enumerate(relays):  # on/off: an override (loads.override_s); state from <base>/relays
+        name = "relay%d" % n
+        cfg = {
+            "unique_id": device_id + "_" + name,
+            "default_entity_id": "switch.p1_" + name,
+            "name": label,
+            "state_topic": base + "/relays",
+            "value_template": "{{ 'on' if value_json.relays[%d].on else 'off' }}" % i,
+            "command_topic": "%s/relay/%d/set" % (base, n),
+            "payload_on": "on",
+            "payload_off": "off",
+            "state_on": "on",
+            "state_off": "off",
+            "availability_topic": base + "/status",
+            "device": dev,
+        }
+        yield "%s/switch/%s/%s/config" % (prefix, device_id, name), dumps(cfg)
 
 
 def _crc(name):
@@ -191,7 +210,9 @@ async def announce(svc):
         new += b"".join([old[i : i + 4] for i in range(0, len(old), 4) if old[i : i + 4] not in new])
     svc._announced = new
     w, ms, prefix = svc._w, svc.write_timeout_ms, svc.cfg["discovery_prefix"]
-    for topic, payload in configs(body, svc.device_id, svc.base, prefix, svc.version):
+    ld = getattr(svc.hub, "loads", None)
+    rel = [(r[0], r[1]) for r in sorted(ld.r)] if ld is not None else ()
+    for topic, payload in configs(body, svc.device_id, svc.base, prefix, svc.version, rel):
         payload = payload.encode()
         await write(w, publish_head(topic, len(payload), 0, True), ms, payload)
     if not old:

@@ -247,6 +247,8 @@ async def connect(svc):
             svc._n[_REFUSED] = body[1]
             raise OSError(refused(body[1]))
         topics = [(svc.base + "/set/#", 0)]
+        if getattr(svc.hub, "loads", None) is not None:  # the relays' overrides (docs/LOADCONTROL.md)
+            topics.append((svc.base + "/relay/+/set", 0))
         if c["discovery"]:
             topics.append((c["discovery_prefix"] + "/status", 0))
         ob = svc.outbox  # SUBSCRIBE's packet id: the next one (those in flight are older)
@@ -327,7 +329,8 @@ def command(svc, w, pid, topic, payload):
     or Home Assistant's birth message. `<base>/set/status` is answered with the
     whole status JSON on `<base>/status/detail` (written to the stream, which
     sends or buffers it: the session loop drains it); `<base>/set/discovery` and
-    HA's "online" call for a discovery round; anything else is counted bad."""
+    HA's "online" call for a discovery round; `<base>/relay/<n>/set` overrides a
+    relay (loadscold.command); anything else is counted bad."""
     if pid:  # PUBACK
         w.write(bytes((0x40, 2, pid >> 8, pid & 0xFF)))
     base = svc.base
@@ -335,6 +338,11 @@ def command(svc, w, pid, topic, payload):
         if payload == b"online":
             svc._discover = True
             svc._announced = b""  # a full round (net.ha.announce)
+        return
+    ld = getattr(svc.hub, "loads", None)
+    if ld is not None and topic.startswith(base + "/relay/") and topic.endswith("/set") and len(payload) <= 64:
+        ok = ld.cold("command", topic[len(base) + 7 : -4], payload)  # "on", "off", "auto" [+ " <s>"]
+        svc._n[_CMD if ok else _BAD] += 1
         return
     if len(payload) > 64 or topic not in (base + "/set/status", base + "/set/discovery"):
         svc._n[_BAD] += 1

@@ -9,6 +9,8 @@
   GET /api/v1/events       SSE: one `reading` event per accepted telegram
   GET /api/v1/history      energy per 15 min, hour, day, month (histread, cold; docs/HISTORY.md)
   GET /api/v1/tariff       the power-tariff monitor (tariff, cold; docs/TARIFF.md)
+  /api/v1/relays           load management: GET the relays, POST an override
+                           (web.relays, cold; docs/LOADCONTROL.md)
   /api/v1/config, login, logout, password, mqtt/test, wifi/scan: settings, the admin
                            login, by `web.settings` (cold; see there)
   GET /api, /api/v1/data   HomeWizard's local API v1, with http.homewizard (web.homewizard)
@@ -91,6 +93,20 @@ async def _history(req, app):
         raise
 
 
+_REL = ("web.relays", "web.auth", "p1.jsonout", "loadscold")
+
+
+async def _relays(req, app):
+    """/api/v1/relays by web.relays (cold, docs/LOADCONTROL.md), in the cold slot."""
+    await turn()
+    before = loaded(*_REL)
+    try:
+        return __import__("web.relays", None, None, ["handle"]).handle(req, app)
+    finally:
+        unload_new(before, *_REL)
+        done()
+
+
 async def _page(name, app, ctype, mod):
     """The response of a page of `mod`, once no other cold job runs (mem.turn)."""
     await turn()
@@ -126,6 +142,8 @@ def make_server(app):
                 if app.cfg["http"].get("auth_readings") and not cold("ok", req, app, mod="web.auth"):
                     return error(401, "login required")
                 return _history(req, app)
+            if p == "/api/v1/relays":
+                return _relays(req, app)
             if p.startswith("/api/v1/") and p[8:] in _SET:
                 return _settings(req, app)
             if app.wifi is not None and app.wifi.ap is not None:  # captive portal (net.dns): setup

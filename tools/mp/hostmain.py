@@ -65,7 +65,7 @@ del config
 unload("config")
 for e in errors:
     print(e)
-b = board.load("host")
+b = board.load(cfg["board"] if cfg["board"][:5] == "host-" else "host")  # (host-relays: four relays)
 b.storage_dir = storage
 the_app = appmod.App(cfg, errors, b)
 the_app.cfg_path = config_path

@@ -4,6 +4,8 @@
 // between runPython calls, so each import and each measurement is its own call.
 //
 //   node tools/mp/import_heap.mjs BUILD_DIR "label=mod1,mod2" "label=mod3" ...
+//   "label=!statement;statement": run statements instead (objects a module makes:
+//   docs/LOADCONTROL.md measures load management's state so)
 //
 // Prints one line per group: "label <bytes added> <bytes live>".
 
@@ -35,8 +37,8 @@ function copy(src, dst) {
 copy(path.resolve(dir), "/dev_tree");
 mp.runPython("import gc, sys\nsys.path[:0] = ['/dev_tree', '/dev_tree/lib']\ngc.collect()\n_base = _last = gc.mem_alloc()");
 for (const g of groups) {
-  const [label, mods] = g.split("=");
-  mp.runPython(`import ${mods}`);
+  const i = g.indexOf("="); const label = g.slice(0, i); const mods = g.slice(i + 1);
+  mp.runPython(mods.startsWith("!") ? mods.slice(1).replaceAll(";", "\n") : `import ${mods}`);
   mp.runPython(`gc.collect()\n_now = gc.mem_alloc()\nprint(${JSON.stringify(label)}, _now - _last, _now - _base)\n_last = _now`);
 }
 process.stdout.write(out);
