@@ -86,6 +86,7 @@ class App:
         self.down = None  # the service that is down (the watchdog is not fed), or None
         self.alarms = None  # health.check(): the alarm names, () none; None: not checked yet
         self.health = None  # health.check()'s window
+        self.trial = None  # a new version on trial (otaboot): ticks by which it must be healthy
         self.http_error = ""
         self._led_at = None
         self._hq = self._hd = -1  # the last telegram's quarter hour and day (history)
@@ -220,14 +221,18 @@ class App:
 
     def _health(self, job, *args):
         """health.<job>(self, *args), cold: the module is in RAM only meanwhile."""
-        import health
+        self._cold_call("health", job, *args)
 
+    def _cold_call(self, mod, job, *args):
+        """<mod>.<job>(self, *args), cold: the module (and what it brought in) is in RAM only meanwhile."""
+        before = loaded("fsutil")
         try:
-            getattr(health, job)(self, *args)
+            getattr(__import__(mod), job)(self, *args)
         except Exception as e:  # noqa: BLE001 - MemoryError included: tried again next time
-            log.exc(e, "health")
+            log.exc(e, mod)
         finally:
-            unload("health")
+            unload_new(before, "fsutil")
+            unload(mod)
 
     async def _supervise(self):
         b = self.board
@@ -240,6 +245,8 @@ class App:
             if down != self.down:  # logged and recorded (the reset reason if the watchdog bites)
                 self._health("watchdog", down)
                 self.down = down
+            if self.trial is not None:  # a new version: healthy in time, or rolled back
+                self._cold_call("otaboot", "tick")
             if ticks_diff(ticks_ms(), checked) >= _HEALTH_MS:
                 checked = ticks_ms()
                 self._health("check")

@@ -7,7 +7,9 @@
     python tools/deploy.py --port PORT --bundle BUNDLE
         the same from a bundle (tools/bundle.py, `make deploy`): every file
         checked against the manifest's SHA-256 first, refused (nothing
-        changed) if one differs; firmware/config.json goes along if there is one
+        changed) if one differs; the code into /app (replacing it, and any
+        update state: docs/UPDATE.md), boot.py and main.py at /;
+        firmware/config.json goes along if there is one
     python tools/deploy.py --port PORT --romfs IMAGE BUILD_DIR
         IMAGE (tools/romfs.py) into the board's "romfs" partition, where the
         code runs from flash; boot.py, main.py, the board file and config.json
@@ -177,6 +179,11 @@ def deploy_frozen(run: Runner, build_dir: Path) -> None:
     run([*args, "+", "reset"], cwd=build_dir)
 
 
+SOURCE_TOO = ("boot.py", "main.py")
+# what a bundle deploy replaces: the code folder and otaboot's (docs/UPDATE.md)
+BUNDLE_OWNS = ["app", "prev", "stage", "bad", "update.json", "update.json.tmp", "update.json.bak"]
+
+
 def deploy_bundle(run: Runner, path: Path) -> int:
     """Check and unpack the bundle, add the developer's config, copy it all."""
     import bundle
@@ -190,10 +197,17 @@ def deploy_bundle(run: Runner, path: Path) -> int:
             print(f"deploy: refused, nothing was changed on the board: {e}", file=sys.stderr)
             return REFUSED
         print(f"deploy: {path.name}: {man['board']} {man['version']}, {len(man['files'])} files, SHA-256 checked")
+        # the code into /app (an update switches that folder, docs/UPDATE.md); boot.py and
+        # main.py, which MicroPython runs from /, at /
+        (d / "app").mkdir()
+        for p in sorted(d.iterdir()):
+            if p.name != "app" and p.name not in SOURCE_TOO:
+                p.rename(d / "app" / p.name)
         cfg = device_config(man["board"])
         if cfg is not None:
             (d / "config.json").write_text(cfg)
-        deploy_mpy(run, d)
+        # a fresh install: the old code and any update state go first
+        run(["exec", _REMOVE.format(paths=BUNDLE_OWNS), "+", "fs", "cp", "-r", *code_entries(d), ":", "+", "reset"], cwd=d)
     return 0
 
 
