@@ -207,7 +207,8 @@ def deploy_bundle(run: Runner, path: Path) -> int:
         if cfg is not None:
             (d / "config.json").write_text(cfg)
         # a fresh install: the old code and any update state go first
-        run(["exec", _REMOVE.format(paths=BUNDLE_OWNS), "+", "fs", "cp", "-r", *code_entries(d), ":", "+", "reset"], cwd=d)
+        remove = _REMOVE.format(paths=BUNDLE_OWNS)
+        run(["exec", remove, "+", "fs", "cp", "-r", *code_entries(d), ":", "+", "reset"], cwd=d)
     return 0
 
 

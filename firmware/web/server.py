@@ -104,6 +104,7 @@ class Request:
     headers: dict
     body: bytes
     close: int
+    left: int
 
     def __init__(self, srv, reader, writer):
         self.srv = srv

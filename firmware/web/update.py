@@ -158,12 +158,13 @@ async def _receive(body, buf, app, args):
                 if size > 32768:
                     raise Refused(400, "manifest.json too large")
             else:
-                line = man.readline().strip()
+                line = man.readline().strip()  # pyright: ignore[reportOptionalMemberAccess]
                 if not line.startswith("{"):
                     raise Refused(422, "%s is not in the manifest" % name)
                 e = json.loads(line[:-1] if line.endswith(",") else line)
                 if e["path"] != name:
-                    raise Refused(422, "%s is not in the manifest or out of its order (expected %s)" % (name, e["path"]))
+                    msg = "%s is not in the manifest or out of its order (expected %s)"
+                    raise Refused(422, msg % (name, e["path"]))
                 if e["size"] != size:
                     raise Refused(422, "%s: %d bytes, the manifest says %d" % (name, size, e["size"]))
             path = stage + "/" + name
@@ -310,7 +311,8 @@ async def handle(req, app):
 
 
 def _error(status, msg):
-    return status, "application/json", '{"error": %s, "status": %d}' % (json.dumps(msg), status), "Cache-Control: no-store\r\n"
+    text = '{"error": %s, "status": %d}' % (json.dumps(msg), status)
+    return status, "application/json", text, "Cache-Control: no-store\r\n"
 
 
 def _installed(root):
