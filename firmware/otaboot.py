@@ -93,6 +93,8 @@ def boot(root):
     if st == "rollback":
         _rollback(root, s)
         st = s["state"]
+    elif st == "rolled_back":
+        rmtree(root + "bad")  # (a power cut before the rollback's last step)
     return st
 
 
