@@ -237,7 +237,7 @@ class App:
     async def _supervise(self):
         b = self.board
         seen = self.hub.seq
-        checked = ticks_ms()
+        checked = tried = ticks_ms()
         while True:
             down = self._down()
             if down is None:
@@ -245,7 +245,8 @@ class App:
             if down != self.down:  # logged and recorded (the reset reason if the watchdog bites)
                 self._health("watchdog", down)
                 self.down = down
-            if self.trial is not None:  # a new version: healthy in time, or rolled back
+            if self.trial is not None and ticks_diff(ticks_ms(), tried) >= _SUPERVISE_MS:
+                tried = ticks_ms()  # a new version on trial: healthy in time, or rolled back
                 self._cold_call("otaboot", "tick")
             if ticks_diff(ticks_ms(), checked) >= _HEALTH_MS:
                 checked = ticks_ms()

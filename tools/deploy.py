@@ -100,11 +100,16 @@ def fs_entries(build_dir: Path) -> list[str]:
     return [n for n in ON_FILESYSTEM if (build_dir / n).exists()]
 
 
+# what a bundle deploy replaces: the code folder and otaboot's (docs/UPDATE.md)
+BUNDLE_OWNS = ["app", "prev", "stage", "bad", "update.json", "update.json.tmp", "update.json.bak"]
+
+
 def stale_paths(build_dir: Path) -> list[str]:
     """Filesystem copies of the image's files that a plain deploy left at / (shadowing /rom)."""
     top = {f.split("/")[0] for f in image_files(build_dir)} - {"lib"}
     lib = {"/".join(f.split("/")[:2]) for f in image_files(build_dir) if f.startswith("lib/")}
-    return sorted(top | lib | {"boot.mpy", "main.mpy"})
+    # (and a bundle deploy's /app, which boot.py would put first on sys.path: docs/UPDATE.md)
+    return sorted(top | lib | {"boot.mpy", "main.mpy"} | set(BUNDLE_OWNS))
 
 
 # Run on the board: remove files and folders (recursively) that exist.
@@ -145,7 +150,9 @@ class Runner:
 
 
 def deploy_mpy(run: Runner, build_dir: Path) -> None:
-    run(["fs", "cp", "-r", *code_entries(build_dir), ":", "+", "reset"], cwd=build_dir)
+    """A build's files at / (flat: no updates); a bundle deploy's /app would shadow them."""
+    remove = _REMOVE.format(paths=BUNDLE_OWNS)
+    run(["exec", remove, "+", "fs", "cp", "-r", *code_entries(build_dir), ":", "+", "reset"], cwd=build_dir)
 
 
 def deploy_romfs(run: Runner, build_dir: Path, image: Path) -> int:
@@ -180,8 +187,6 @@ def deploy_frozen(run: Runner, build_dir: Path) -> None:
 
 
 SOURCE_TOO = ("boot.py", "main.py")
-# what a bundle deploy replaces: the code folder and otaboot's (docs/UPDATE.md)
-BUNDLE_OWNS = ["app", "prev", "stage", "bad", "update.json", "update.json.tmp", "update.json.bak"]
 
 
 def deploy_bundle(run: Runner, path: Path) -> int:
