@@ -76,7 +76,7 @@ def wait_version(fw: Firmware, version: str, state: str, timeout: float = 60.0) 
     def ok():
         try:
             s = fw.status()
-        except OSError:  # restarting
+        except (OSError, http.client.HTTPException):  # restarting (an answer cut by the reset too)
             return None
         u = s["update"] or {}
         return s if s["version"] == version and u.get("state") == state else None

@@ -127,6 +127,8 @@ def run_ota(cfg: dict, args: argparse.Namespace, config_path: str) -> int:
     try:
         while True:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+            if stopping:  # (the signal came while it was being started)
+                proc.send_signal(signal.SIGINT)
             rc = proc.wait()
             if stopping or not (rc == RESET_EXIT or rc != 0 and ota_state(root) == "trial"):
                 return rc
