@@ -226,3 +226,20 @@ def test_under_micropython_update_then_unhealthy_version_rolled_back(tmp_path):
         fw.wait(lambda: fw.status()["telegrams"] > 0, 10, "telegrams again")
     finally:
         assert fw.stop() == 0
+
+
+def test_no_update_while_the_last_one_is_on_trial(fw, tmp_path):
+    """A new version that has not reported healthy yet keeps the one before it in prev:
+    another update is refused until the trial ends."""
+    token = password(fw)
+    src = (REPO / "firmware" / "meter.py").read_text() + METER_DEAF
+    st, d = upload(fw, make_bundle(tmp_path / "deaf.tar", "py", NEW, {"meter": src}).read_bytes(), token, "?trial_s=600")
+    assert st == 200, d
+    s = wait_version(fw, NEW, "trial")
+    assert s["update"]["boots"] == 1 and s["update"]["trial_s"] == 600
+    token = json.loads(fw.get("/api/v1/login", "POST", json.dumps({"password": PW}), J)[2])["token"]
+    newer = make_bundle(tmp_path / "newer.tar", "py", NEW + ".1").read_bytes()
+    st, d = upload(fw, newer, token)
+    assert (st, d["error"]) == (409, f"the update to {NEW} is on trial until it reports healthy")
+    assert sorted(p.name for p in (tmp_path / "root").iterdir() if not p.name.startswith("update.json")) == [
+        "app", "prev"]  # fmt: skip

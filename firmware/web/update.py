@@ -267,6 +267,10 @@ async def handle(req, app):
         why = (409, "this firmware was not installed from a bundle (make deploy): no %sapp to update" % root)
     elif getattr(app, "updating", 0):
         why = (409, "another update is being received")
+    else:
+        s = load(root)
+        if s is not None and s["state"] in ("switching", "trial", "rollback"):  # (prev is the good one)
+            why = (409, "the update to %s is on trial until it reports healthy" % s["version"])
     if why is not None:
         await body.drain(buf)
         return _error(*why)
