@@ -146,6 +146,11 @@ def test_refused_bundles_change_nothing(fw, tmp_path):
     for data, query, status, error in cases:
         st, d = upload(fw, data, token, query)
         assert (st, d.get("error")) == (status, error), d
+    # the client says why
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "p1tool.py"), "update", f"http://127.0.0.1:{fw.port}/",
+                        str(tmp_path / "old.tar"), "--password", PW], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 1 and r.stderr == (
+        f"update: refused (409): version 0.0.1 is not newer than {OLD} (?force=1 installs it anyway)\n")
     # a manifest not first; one that lists a file the bundle lacks
     with_tar = tmp_path / "nomanifest.tar"
     bundle.write_tar(with_tar, man, files)
