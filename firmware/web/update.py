@@ -91,7 +91,7 @@ def _name(hdr):
         n = bytes(hdr[345:500]).split(b"\0")[0] + b"/" + n
     n = n.decode()
     for part in n.split("/"):
-        if part in ("", ".", "..") or part.startswith(".") and part.endswith("."):
+        if part in ("", ".", ".."):
             raise Refused(400, "bad member name in the bundle: %r" % n)
     return n
 
