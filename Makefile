@@ -41,7 +41,8 @@ RUNARGS := $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(SOURCE),--source $(SO
 BOARD ?= esp32-devkit
 BOARD_BUILD := build/$(BOARD)
 ROMFS_IMAGE := build/$(BOARD).romfs
-# make bundle: build/$(BOARD)-$(VERSION).tar (tools/bundle.py); make deploy copies its content
+# make bundle: build/$(BOARD)-$(VERSION).tar (tools/bundle.py); make deploy copies its content.
+# BOARD=host: the host board's code for `p1tool.py run --ota` (ARCH=py sources, x64 for --mp)
 VERSION = $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' firmware/version.py)
 BUNDLE = build/$(BOARD)-$(VERSION).tar
 
@@ -178,7 +179,7 @@ $(MPREMOTE_BIN): | $(VENV_STAMP)
 	$(VPY) -m pip install --disable-pip-version-check -q "$(MPREMOTE)"
 
 bundle: $(VENV_STAMP)
-	$(VPY) tools/bundle.py --board $(BOARD) --out $(BUNDLE)
+	$(VPY) tools/bundle.py --board $(BOARD) --out $(BUNDLE) $(if $(ARCH),--arch $(ARCH))
 
 # The bundle's files (checked against its manifest) plus firmware/config.json if any.
 deploy: bundle $(MPREMOTE_BIN)

@@ -87,6 +87,7 @@ class App:
         self.down = None  # the service that is down (the watchdog is not fed), or None
         self.alarms = None  # health.check(): the alarm names, () none; None: not checked yet
         self.health = None  # health.check()'s window
+        self.trial = None  # a new version on trial (otaboot): ticks by which it must be healthy
         self.http_error = ""
         self._led_at = None
         self._hq = self._hd = -1  # the last telegram's quarter hour and day (history)
@@ -233,19 +234,23 @@ class App:
 
     def _health(self, job, *args):
         """health.<job>(self, *args), cold: the module is in RAM only meanwhile."""
-        import health
+        self._cold_call("health", job, *args)
 
+    def _cold_call(self, mod, job, *args):
+        """<mod>.<job>(self, *args), cold: the module (and what it brought in) is in RAM only meanwhile."""
+        before = loaded("fsutil")
         try:
-            getattr(health, job)(self, *args)
+            getattr(__import__(mod), job)(self, *args)
         except Exception as e:  # noqa: BLE001 - MemoryError included: tried again next time
-            log.exc(e, "health")
+            log.exc(e, mod)
         finally:
-            unload("health")
+            unload_new(before, "fsutil")
+            unload(mod)
 
     async def _supervise(self):
         b = self.board
         seen = self.hub.seq
-        checked = ticks_ms()
+        checked = tried = ticks_ms()
         while True:
             down = self._down()
             if down is None:
@@ -258,6 +263,9 @@ class App:
                     self.loads.tick()
                 except Exception as e:  # noqa: BLE001
                     log.exc(e, "loads")
+            if self.trial is not None and ticks_diff(ticks_ms(), tried) >= _SUPERVISE_MS:
+                tried = ticks_ms()  # a new version on trial: healthy in time, or rolled back
+                self._cold_call("otaboot", "tick")
             if ticks_diff(ticks_ms(), checked) >= _HEALTH_MS:
                 checked = ticks_ms()
                 self._health("check")

@@ -23,6 +23,8 @@ async def start(app):
         pass
     b.power_setup()
     b.record_boot()
+    if b.ota_root:  # after an update: a trial to run, a rollback to tell (otaboot)
+        app._cold_call("otaboot", "started")
     msg = "p1 %s on %s, reset %s, boot %d"
     log.info(msg % (VERSION, b.name, b.reset_cause(), b.boot_count))
     b.start_watchdog()

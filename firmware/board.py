@@ -42,6 +42,8 @@ def _nop(self, *args):
 class Board:
     """What both board kinds share: spec fields, boot record, heap figure."""
 
+    ota_root = "/"  # where the code's folders and update.json are (otaboot); "": no updates
+
     def __init__(self, spec, errors=None):
         self.spec = spec
         self.name = spec.get("name", "?")

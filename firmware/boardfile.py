@@ -45,9 +45,11 @@ def _dir_of(path):
 
 
 def board_dirs():
-    """Where board files are looked for: /boards on the device, repo/boards on a host."""
+    """Where board files are looked for: next to the code (/app/boards on the device,
+    installed from a bundle), /boards (an older flat deploy), repo/boards on a host."""
     here = _dir_of(__file__)
-    out = ["/boards"]
+    out = [here + "/boards"] if here and here != "/" else []
+    out.append("/boards")
     if here:
         out.append(here + "/../boards")
     out.append("boards")

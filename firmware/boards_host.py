@@ -62,6 +62,11 @@ def parse_tcp(source):
 
 
 class HostBoard(Board):
+    # No updates unless run from an installed copy (`p1tool.py run --ota DIR`: DIR/);
+    # then reset() ends the process with this exit code and the runner starts it again.
+    ota_root = ""
+    reset_exit = 0
+
     def __init__(self, spec, errors=None):
         Board.__init__(self, spec, errors)
         self._reset = "host"
@@ -80,6 +85,20 @@ class HostBoard(Board):
         from hostserial import open_fd  # ptys, serial devices, stdin: CPython
 
         return open_fd(source, self.spec.get("uart") or {})
+
+    def _restart(self):
+        import log
+
+        if not self.reset_exit:
+            return log.error("host board: a device would reset now")
+        log.warn("host board: reset (exit %d, started again)" % self.reset_exit)
+        import sys
+
+        sys.stdout.flush()
+        try:
+            os._exit(self.reset_exit)  # pyright: ignore[reportAttributeAccessIssue]  # CPython: at once, as a reset
+        except AttributeError:  # MicroPython: through the event loop (nothing catches SystemExit)
+            raise SystemExit(self.reset_exit)
 
     def data_request(self, on):
         self.data_request_on = bool(on)

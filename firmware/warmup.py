@@ -22,7 +22,7 @@ COLD = (
     "config", "boardfile", "appstart", "health", "web.status", "web.metrics", "web.cold", "web.files", "web.settings",
     "web.auth", "web.homewizard", "p1.table", "p1.jsonout", "p1.bodyread", "p1.bodyrare",
     "net.mqtt_rare", "net.mqtt_status", "net.ha", "net.spool", "net.dns",
-    "history", "histread", "fsutil", "tariff", "loadscold", "web.relays",
+    "history", "histread", "fsutil", "tariff", "loadscold", "web.relays", "otaboot", "web.update",
     "p1.parse", "p1.readings", "p1.values",  # the general decoder, for a line p1.body declines
 )  # fmt: skip
 

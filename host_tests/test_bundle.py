@@ -155,8 +155,10 @@ def test_deploy_copies_the_bundle(bundles, board: PtyBoard, tmp_path: Path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SHA-256 checked" in r.stdout
     got = {p.relative_to(board.fs).as_posix(): p.read_bytes() for p in board.fs.rglob("*") if p.is_file()}
-    assert set(got) - set(files) <= {"machine.py", "bootinfo.json", "config.json"}  # (a developer's config)
-    assert {k: got[k] for k in files} == files
+    # the code in app/ (the folder an update switches), boot.py and main.py at the root
+    want = {k if k in ("boot.py", "main.py") else "app/" + k: v for k, v in files.items()}
+    assert set(got) - set(want) <= {"machine.py", "bootinfo.json", "config.json"}  # (a developer's config)
+    assert {k: got[k] for k in want} == want
     assert got["bootinfo.json"] == b"{}"
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One versioned bundle of everything that goes onto a board (`make bundle BOARD=...`).
 
-    python tools/bundle.py --board NAME [--out FILE] [--build DIR]
+    python tools/bundle.py --board NAME [--out FILE] [--build DIR] [--arch py|x64]
 
 builds the board (tools/build_device.py, without a developer's config.json: a
 bundle is the same for every dongle of a board and holds no secrets) and packs
@@ -17,6 +17,10 @@ it into build/<board>-<version>.tar:
   that accepts gzip, every browser, and unpacks it for one that does not).
   Compressed with a 1 KiB window so that unpacking it on the device needs
   ~1 KiB of RAM, not 32 KiB.
+
+`--board host` bundles the host board's code for `p1tool.py run --ota`
+(docs/UPDATE.md): the sources for CPython (--arch py) or the Unix port's
+build (--arch x64), into build/host-<arch>-<version>.tar.
 
 The tar is plain USTAR (512-byte headers, no extensions), its members in
 manifest order with fixed owner and time, so the same sources give the same
@@ -103,14 +107,54 @@ def contents(build: Path) -> dict[str, bytes]:
     return dict(sorted(out.items()))
 
 
-def manifest(board: str, files: dict[str, bytes]) -> dict:
+HOST_ARCHS = ("py", "x64")  # the host board's bundles: CPython sources, the Unix port's .mpy
+
+
+def host_contents(arch: str, ver: str | None = None) -> dict[str, bytes]:
+    """{path: bytes} of a bundle for the host board (`p1tool.py run --ota`): arch "py"
+    the firmware's sources (CPython), "x64" the Unix port's build with hostmain.mpy;
+    `ver`: another VERSION in version.py (tests)."""
+    if arch == "py":
+        src = build_device.FIRMWARE
+    else:
+        import run_host
+
+        src = run_host.build_unix()
+    out = {}
+    for p in sorted(src.rglob("*")):
+        rel = p.relative_to(src).as_posix()
+        if p.is_file() and "__pycache__" not in rel and rel not in ("config.json", build_device.MARKER):
+            out[rel] = p.read_bytes()
+    out = {k: v for k, v in out.items() if not k.startswith("boards/")}
+    out["boards/host.json"] = (build_device.BOARDS / "host.json").read_bytes()
+    if ver is not None:
+        out.update(module("version", f'"""Firmware version."""\n\nVERSION = "{ver}"\n', arch))
+    return dict(sorted(out.items()))
+
+
+def module(name: str, source: str, arch: str) -> dict[str, bytes]:
+    """{path: bytes} of module `name` ("p1/body") from `source`, as a host bundle of
+    `arch` holds it: the source ("py") or compiled for the Unix port ("x64")."""
+    if arch == "py":
+        return {name + ".py": source.encode()}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "m.py", Path(tmp) / "m.mpy"
+        src.write_text(source)
+        err = build_device.compile_one([*build_device.mpy_cross_cmd(), "-march=x64", f"-O{build_device.OPT}"],
+                                       src, dst, name + ".mpy")  # fmt: skip
+        if err:
+            raise ValueError(err)
+        return {name + ".mpy": dst.read_bytes()}
+
+
+def manifest(board: str, files: dict[str, bytes], arch: str | None = None, ver: str | None = None) -> dict:
     chip = build_device.board_spec(board)["chip"]
     return {
         "format": FORMAT,
-        "version": version(),
+        "version": ver or version(),
         "board": board,
         "chip": chip,
-        "arch": build_device.board_march(board),
+        "arch": arch or build_device.board_march(board),
         "bytes": sum(len(v) for v in files.values()),
         "files": [{"path": k, "size": len(v), "sha256": hashlib.sha256(v).hexdigest()} for k, v in files.items()],
     }
@@ -169,8 +213,15 @@ def unpack(path: Path, dest: Path) -> dict:
     return man
 
 
-def make(board: str, out: Path | None = None, build: Path | None = None) -> tuple[Path, dict]:
-    """Build `board` and write its bundle; (bundle path, manifest)."""
+def make(board: str, out: Path | None = None, build: Path | None = None, arch: str = "py") -> tuple[Path, dict]:
+    """Build `board` and write its bundle; (bundle path, manifest). The host board:
+    `arch` "py" or "x64" (HOST_ARCHS)."""
+    if build_device.board_spec(board)["chip"] == "host":
+        files = host_contents(arch)
+        man = manifest(board, files, arch)
+        path = out or ROOT / "build" / f"{board}-{arch}-{man['version']}.tar"
+        write_tar(path, man, files)
+        return path, man
     with tempfile.TemporaryDirectory() as tmp:
         b = build or Path(tmp) / board
         if build is None:
@@ -204,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--board", required=True, help="boards/NAME.json")
     ap.add_argument("--out", help="the bundle file (default build/BOARD-VERSION.tar)")
     ap.add_argument("--build", help="use this device build (tools/build_device.py --no-config) instead of building")
+    ap.add_argument("--arch", choices=HOST_ARCHS, default="py",
+                    help="--board host: CPython sources (py) or the Unix port's .mpy (x64)")
     args = ap.parse_args(argv)
-    path, man = make(args.board, Path(args.out) if args.out else None, Path(args.build) if args.build else None)
+    path, man = make(args.board, Path(args.out) if args.out else None, Path(args.build) if args.build else None,
+                     args.arch)  # fmt: skip
     line, ok = report(path, man)
     print(line)
     return 0 if ok else 1

@@ -7,7 +7,9 @@
     python tools/deploy.py --port PORT --bundle BUNDLE
         the same from a bundle (tools/bundle.py, `make deploy`): every file
         checked against the manifest's SHA-256 first, refused (nothing
-        changed) if one differs; firmware/config.json goes along if there is one
+        changed) if one differs; the code into /app (replacing it, and any
+        update state: docs/UPDATE.md), boot.py and main.py at /;
+        firmware/config.json goes along if there is one
     python tools/deploy.py --port PORT --romfs IMAGE BUILD_DIR
         IMAGE (tools/romfs.py) into the board's "romfs" partition, where the
         code runs from flash; boot.py, main.py, the board file and config.json
@@ -98,11 +100,16 @@ def fs_entries(build_dir: Path) -> list[str]:
     return [n for n in ON_FILESYSTEM if (build_dir / n).exists()]
 
 
+# what a bundle deploy replaces: the code folder and otaboot's (docs/UPDATE.md)
+BUNDLE_OWNS = ["app", "prev", "stage", "bad", "update.json", "update.json.tmp", "update.json.bak"]
+
+
 def stale_paths(build_dir: Path) -> list[str]:
     """Filesystem copies of the image's files that a plain deploy left at / (shadowing /rom)."""
     top = {f.split("/")[0] for f in image_files(build_dir)} - {"lib"}
     lib = {"/".join(f.split("/")[:2]) for f in image_files(build_dir) if f.startswith("lib/")}
-    return sorted(top | lib | {"boot.mpy", "main.mpy"})
+    # (and a bundle deploy's /app, which boot.py would put first on sys.path: docs/UPDATE.md)
+    return sorted(top | lib | {"boot.mpy", "main.mpy"} | set(BUNDLE_OWNS))
 
 
 # Run on the board: remove files and folders (recursively) that exist.
@@ -143,7 +150,9 @@ class Runner:
 
 
 def deploy_mpy(run: Runner, build_dir: Path) -> None:
-    run(["fs", "cp", "-r", *code_entries(build_dir), ":", "+", "reset"], cwd=build_dir)
+    """A build's files at / (flat: no updates); a bundle deploy's /app would shadow them."""
+    remove = _REMOVE.format(paths=BUNDLE_OWNS)
+    run(["exec", remove, "+", "fs", "cp", "-r", *code_entries(build_dir), ":", "+", "reset"], cwd=build_dir)
 
 
 def deploy_romfs(run: Runner, build_dir: Path, image: Path) -> int:
@@ -177,6 +186,9 @@ def deploy_frozen(run: Runner, build_dir: Path) -> None:
     run([*args, "+", "reset"], cwd=build_dir)
 
 
+SOURCE_TOO = ("boot.py", "main.py")
+
+
 def deploy_bundle(run: Runner, path: Path) -> int:
     """Check and unpack the bundle, add the developer's config, copy it all."""
     import bundle
@@ -190,10 +202,18 @@ def deploy_bundle(run: Runner, path: Path) -> int:
             print(f"deploy: refused, nothing was changed on the board: {e}", file=sys.stderr)
             return REFUSED
         print(f"deploy: {path.name}: {man['board']} {man['version']}, {len(man['files'])} files, SHA-256 checked")
+        # the code into /app (an update switches that folder, docs/UPDATE.md); boot.py and
+        # main.py, which MicroPython runs from /, at /
+        (d / "app").mkdir()
+        for p in sorted(d.iterdir()):
+            if p.name != "app" and p.name not in SOURCE_TOO:
+                p.rename(d / "app" / p.name)
         cfg = device_config(man["board"])
         if cfg is not None:
             (d / "config.json").write_text(cfg)
-        deploy_mpy(run, d)
+        # a fresh install: the old code and any update state go first
+        remove = _REMOVE.format(paths=BUNDLE_OWNS)
+        run(["exec", remove, "+", "fs", "cp", "-r", *code_entries(d), ":", "+", "reset"], cwd=d)
     return 0
 
 

@@ -4,6 +4,7 @@
   p1tool.py decode [FILE ...]   recorded telegrams -> JSON Lines (stdin without FILE)
   p1tool.py simulate [...]      meter simulator (see `simulate --help`)
   p1tool.py run [...]           the firmware on the host board against the simulator
+  p1tool.py update URL BUNDLE   OTA update of a dongle (see `update --help`)
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def main(argv: list[str]) -> int:
         from run_host import main as run_main
 
         return run_main(rest)
+    if cmd == "update":
+        from update_client import main as update_main
+
+        return update_main(rest)
     print(f"p1tool: unknown command {cmd!r}\n\n{__doc__.strip()}", file=sys.stderr)
     return 2
 

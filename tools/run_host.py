@@ -54,7 +54,93 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=float, help="simulator: meter seconds per telegram (default: --interval)")
     p.add_argument("--romfs", action="store_true",
                    help="--mp: the code from a ROMFS image at /rom (default heap + the image's size)")
+    p.add_argument("--ota", metavar="DIR",
+                   help="run the code installed in DIR/app (this checkout's, installed if missing) "
+                        "as a device does: updates (POST /api/v1/update) and rollback; a reset restarts it")
     return p
+
+
+# The host board's reset() under --ota: the process ends with this code and is started again.
+RESET_EXIT = 75
+
+
+def install(root: Path, mp: bool) -> None:
+    """DIR/app: the firmware as a bundle installs it (CPython: the sources; --mp: the
+    Unix-port build), once; an update replaces it (otaboot, docs/UPDATE.md)."""
+    import shutil
+
+    if any((root / n).exists() for n in ("app", "prev", "stage", "update.json")):
+        return
+    src = build_unix() if mp else ROOT / "firmware"
+    tmp = root / "app.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("__pycache__", "config.json", ".p1-*"))
+    (tmp / "boards").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "boards" / "host.json", tmp / "boards" / "host.json")
+    tmp.rename(root / "app")
+
+
+def ota_state(root: Path) -> str:
+    """The state in DIR/update.json ("" if none)."""
+    import json
+
+    import fsutil
+
+    data = fsutil.read(str(root / "update.json"), 1024)[0]
+    try:
+        return json.loads(data or b"")["state"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def run_ota(cfg: dict, args: argparse.Namespace, config_path: str) -> int:
+    """The firmware from DIR/app in a child process, started again after its reset
+    (exit RESET_EXIT) and, while a new version is on trial, after a crash (as a
+    device's main.py resets), until Ctrl-C/SIGTERM or another exit."""
+    import config
+
+    root = Path(args.ota).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    install(root, args.mp)
+    run_dir = Path(config_path).resolve().parent
+    tmp = run_dir / f".config-ota-{os.getpid()}.json"  # (may hold the MQTT password: private; kept over restarts)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(config.dumps(cfg))
+    if args.mp:
+        cmd = [micropython_exe(), "-X", f"heapsize={args.heap}", str(ROOT / "tools" / "mp" / "unix_main.py"),
+               str(root / "app"), str(tmp), str(run_dir), "--ota", str(root)]  # fmt: skip
+    else:
+        cmd = [sys.executable, str(ROOT / "tools" / "host_main.py"), str(root), str(tmp), str(run_dir)]
+    if args.quiet:
+        cmd.append("-q")
+    stopping = False
+    proc: subprocess.Popen | None = None
+
+    def forward(signum, frame):
+        nonlocal stopping
+        stopping = True
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+
+    old = [signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        while True:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+            if stopping:  # (the signal came while it was being started)
+                proc.send_signal(signal.SIGINT)
+            rc = proc.wait()
+            if stopping or not (rc == RESET_EXIT or rc != 0 and ota_state(root) == "trial"):
+                return rc
+            print(f"run: the firmware {'reset' if rc == RESET_EXIT else f'crashed (exit {rc})'}: starting it again",
+                  file=sys.stderr, flush=True)
+    finally:
+        for s, h in zip((signal.SIGINT, signal.SIGTERM), old):
+            signal.signal(s, h)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        tmp.unlink(missing_ok=True)
 
 
 def _budget_heap() -> str:
@@ -262,7 +348,9 @@ def load_config(path: str) -> tuple[dict, list[str]]:
     return config.load(path)
 
 
-async def serve(cfg: dict, errors: list[str], config_path: str) -> int:
+async def serve(cfg: dict, errors: list[str], config_path: str, ota_root: str = "") -> int:
+    """The firmware in this process until SIGINT/SIGTERM. ota_root: it runs from an
+    installed copy there (tools/host_main.py): updates on, reset() exits RESET_EXIT."""
     import board
     import log
     from app import App
@@ -273,6 +361,9 @@ async def serve(cfg: dict, errors: list[str], config_path: str) -> int:
     if not host:
         b.errors.append(f"config board {name!r} ignored: this is the host board")
     b.storage_dir = os.path.dirname(os.path.abspath(config_path))
+    if ota_root:
+        b.ota_root = ota_root  # type: ignore[misc]
+        b.reset_exit = RESET_EXIT  # type: ignore[attr-defined]
     app = App(cfg, errors, b)
     app.cfg_path = os.path.abspath(config_path)  # web.settings saves there
     loop = asyncio.get_running_loop()
@@ -355,6 +446,8 @@ def main(argv: list[str]) -> int:
             print(f"meter.std_offset {cfg['meter']['std_offset']} (the {args.dialect} simulator's zone)",
                   file=sys.stderr, flush=True)
         print(f"meter source {cfg['meter']['source']}", file=sys.stderr, flush=True)
+        if args.ota:
+            return run_ota(cfg, args, args.config)
         if args.mp:
             return run_micropython(cfg, args, args.config)
         return asyncio.run(serve(cfg, errors, args.config))

@@ -13,6 +13,8 @@
                            (web.relays, cold; docs/LOADCONTROL.md)
   /api/v1/config, login, logout, password, mqtt/test, wifi/scan: settings, the admin
                            login, by `web.settings` (cold; see there)
+  POST /api/v1/update      a bundle streamed to flash, switched to at the next boot (web.update,
+                           cold; admin login; docs/UPDATE.md)
   GET /api, /api/v1/data   HomeWizard's local API v1, with http.homewizard (web.homewizard)
 With http.auth_readings every path above but the page needs a login (401).
 With http.cors_origin every response carries Access-Control-Allow-Origin and
@@ -74,6 +76,17 @@ async def _settings(req, app):
     try:
         return await cold("handle", req, app, mod="web.settings")
     finally:
+        done()
+
+
+async def _update(req, app):
+    """POST /api/v1/update by web.update (cold; the body streamed to flash), in the cold slot."""
+    await turn()
+    before = loaded("web.update", "otaboot", "fsutil", "web.auth")
+    try:
+        return await __import__("web.update", None, None, ["handle"]).handle(req, app)
+    finally:
+        unload_new(before, "web.update", "otaboot", "fsutil", "web.auth")
         done()
 
 
@@ -146,6 +159,8 @@ def make_server(app):
                 return _relays(req, app)
             if p.startswith("/api/v1/") and p[8:] in _SET:
                 return _settings(req, app)
+            if p == "/api/v1/update":
+                return _update(req, app)
             if app.wifi is not None and app.wifi.ap is not None:  # captive portal (net.dns): setup
                 return 302, "text/plain", "", "Location: /static/settings.html\r\n"
             return error(404)
@@ -185,6 +200,7 @@ def make_server(app):
                 hub.subs.remove(sub)
 
     srv = Server(handle)
+    srv.upload = "/api/v1/update"
     cors(srv, app.cfg["http"].get("cors_origin"))
     hub.add_status("http", srv.stats.copy)
     return srv

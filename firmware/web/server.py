@@ -88,7 +88,9 @@ class Request:
     parses it): str; headers: {lower-case name: str} for the names in
     `Server.keep` only; body: bytes (Content-Length; b"" without); close: the
     connection closes after this response (a handler may set it; 2: an HTTP/1.0
-    request); reader, writer: the connection's streams; srv: its server.
+    request); reader, writer: the connection's streams; srv: its server;
+    left: for a POST to `Server.upload` only, the bytes of the body still to
+    be read from `reader` (body holds those that came with the head).
     Server state: task (the connection's), deadline (ticks_ms after which the
     reaper cancels the task; None: none), idle (1: new, 2: kept alive and
     waiting, 3: in a drain, 4: an SSE stream between writes, 5: a stream of
@@ -102,6 +104,7 @@ class Request:
     headers: dict
     body: bytes
     close: int
+    left: int
 
     def __init__(self, srv, reader, writer):
         self.srv = srv
@@ -173,6 +176,7 @@ class Server:
     fresh_ms = 1000  # a new connection silent this long may make room for another
     out_size = 1440  # the output buffer: one TCP segment (lwIP's TCP_MSS); 64..4096
     backlog = 4
+    upload = ""  # a path whose POST body the handler reads from r.reader itself (Request.left)
     head = ""  # header lines for every response (the app's CORS header), "" or whole lines
     # header names stored, lower case, each between colons; a name found inside
     # another must come before it (the server itself reads the first five)
@@ -306,7 +310,13 @@ class Server:
                                         if not c.isdigit():
                                             raise ValueError
                                         need = int(c)
-                                        if need > self.max_body:
+                                        if r.path == self.upload and r.method == "POST":
+                                            # the handler reads this body itself (web.update: streamed to
+                                            # flash); r.body is what came with the head, r.left the rest
+                                            r.close = True
+                                            r.left = need - min(need, len(buf) - pos)
+                                            need -= r.left
+                                        elif need > self.max_body:
                                             resp = 413
                                             raise ValueError
                                         if "expect" in h:  # 100-continue (allowed even once the body is here)

@@ -51,6 +51,8 @@ def status(app):
         ("log", log.recent),
     ):
         yield ", %s: %s" % (quote(k), dumps(v))
+    yield ', "update": '
+    yield _update(b.ota_root)
     yield ', "wifi": '
     yield from pieces(app.wifi_status())
     for name, fn in app.hub.sections():
@@ -74,3 +76,19 @@ def status(app):
         yield from pieces(v)
         first = False
     yield "}}"
+
+
+def _update(root):
+    """The update state (otaboot's update.json, written by us in its key order) as JSON text."""
+    if not root:
+        return "null"
+    from mem import loaded, unload_new
+
+    before = loaded("fsutil")
+    try:
+        from fsutil import read
+
+        d = read(root + "update.json", 1024)[0]
+    finally:
+        unload_new(before, "fsutil")
+    return "null" if d is None else bytes(d).decode()

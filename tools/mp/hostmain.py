@@ -67,6 +67,9 @@ for e in errors:
     print(e)
 b = board.load(cfg["board"] if cfg["board"][:5] == "host-" else "host")  # (host-relays: four relays)
 b.storage_dir = storage
+if "--ota" in sys.argv[4:]:  # updates on; reset() exits 75 and run_host starts us again
+    b.ota_root = sys.argv[sys.argv.index("--ota") + 1] + "/"
+    b.reset_exit = 75
 the_app = appmod.App(cfg, errors, b)
 the_app.cfg_path = config_path
 
