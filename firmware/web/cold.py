@@ -124,12 +124,13 @@ async def relisten(srv, host, port):
     if c:
         c["future"] = c["exception"] = None
     q = getattr(core, "_io_queue", None)
-    for k in list(q.map) if q else ():
-        e = q.map[k]
+    m = getattr(q, "map", {})
+    for k in list(m):
+        e = m[k]
         if (e[0] is None or e[0].done()) and (e[1] is None or e[1].done()):
-            del q.map[k]
+            del m[k]
             try:
-                q.poller.unregister(e[2])
+                q.poller.unregister(e[2])  # pyright: ignore[reportOptionalMemberAccess]
             except Exception:  # noqa: BLE001 - it never got registered
                 pass
             e[2].close()
