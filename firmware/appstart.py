@@ -49,10 +49,14 @@ async def start(app):
 def _start_loads(app):
     """The relays in their safe state and their rules (loads.py), only when a relay is
     configured: otherwise nothing of load management is imported."""
+    c = app.cfg
     for n in range(1, 5):
-        if app.cfg["relay%d" % n]["name"]:
+        if c["relay%d" % n]["name"]:
             break
     else:
+        # no relay: the four sections are equal defaults, read only (web.settings
+        # writes the file, never these): one dict for all four (~0.6 KB, 64-bit)
+        c["relay2"] = c["relay3"] = c["relay4"] = c["relay1"]
         return
     from mem import unload
 

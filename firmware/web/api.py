@@ -69,24 +69,18 @@ def _cold(name, app, mod="web.status"):
         done()
 
 
-async def _settings(req, app):
-    """A request of web.settings (~15 KB of code in RAM while it runs, 32-bit), in the
-    cold slot (mem.turn) like the status and metrics pages."""
+async def _slot(req, app, mod, deps):
+    """`mod`.handle(req, app) (awaited), in the cold slot (mem.turn) like the status
+    and metrics pages; what of `deps` it brought in is unloaded after. web.settings:
+    ~15 KB of code while it runs (32-bit); web.update: the body streamed to flash;
+    web.relays: load management."""
     await turn()
+    before = loaded(*deps)
     try:
-        return await cold("handle", req, app, mod="web.settings")
+        r = __import__(mod, None, None, ["handle"]).handle(req, app)
+        return r if isinstance(r, tuple) else await r
     finally:
-        done()
-
-
-async def _update(req, app):
-    """POST /api/v1/update by web.update (cold; the body streamed to flash), in the cold slot."""
-    await turn()
-    before = loaded("web.update", "otaboot", "fsutil", "web.auth")
-    try:
-        return await __import__("web.update", None, None, ["handle"]).handle(req, app)
-    finally:
-        unload_new(before, "web.update", "otaboot", "fsutil", "web.auth")
+        unload_new(before, *deps)
         done()
 
 
@@ -106,18 +100,8 @@ async def _history(req, app):
         raise
 
 
+_UPD = ("web.update", "otaboot", "fsutil", "web.auth")
 _REL = ("web.relays", "web.auth", "p1.jsonout", "loadscold")
-
-
-async def _relays(req, app):
-    """/api/v1/relays by web.relays (cold, docs/LOADCONTROL.md), in the cold slot."""
-    await turn()
-    before = loaded(*_REL)
-    try:
-        return __import__("web.relays", None, None, ["handle"]).handle(req, app)
-    finally:
-        unload_new(before, *_REL)
-        done()
 
 
 async def _page(name, app, ctype, mod):
@@ -156,11 +140,11 @@ def make_server(app):
                     return error(401, "login required")
                 return _history(req, app)
             if p == "/api/v1/relays":
-                return _relays(req, app)
+                return _slot(req, app, "web.relays", _REL)
             if p.startswith("/api/v1/") and p[8:] in _SET:
-                return _settings(req, app)
+                return _slot(req, app, "web.settings", ("web.settings",))
             if p == "/api/v1/update":
-                return _update(req, app)
+                return _slot(req, app, "web.update", _UPD)
             if app.wifi is not None and app.wifi.ap is not None:  # captive portal (net.dns): setup
                 return 302, "text/plain", "", "Location: /static/settings.html\r\n"
             return error(404)
