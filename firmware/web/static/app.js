@@ -157,7 +157,9 @@
   const ROLL_S = 600, roll = [];
   function addPoint(r) {
     const t = r.timestamp ? Date.parse(r.timestamp) : Date.now(), w = (watts(r.power_import_kw) || 0) - (watts(r.power_export_kw) || 0);
-    if (roll.length && t <= roll[roll.length - 1][0]) return; // the same reading again (poll and stream)
+    const end = roll.length ? roll[roll.length - 1][0] : 0;
+    if (t === end) return; // the same reading again (poll and stream)
+    if (t < end) roll.length = 0; // the meter's clock went back: start again
     roll.push([t, w]);
     while (roll[0][0] < t - ROLL_S * 1000) roll.shift();
     const g = $("roll"), W = 300, H = 90, lo = Math.min(0, ...roll.map((p) => p[1])), hi = Math.max(1, ...roll.map((p) => p[1]));
