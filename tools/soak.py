@@ -65,6 +65,9 @@ def key(iso: str) -> str:
     return iso[2:4] + iso[5:7] + iso[8:10] + iso[11:13] + iso[14:16] + iso[17:19]
 
 
+_SPEC: dict = {}  # reading name -> p1.table.by_name(name) (a table scan each: cached)
+
+
 def check(reading: dict, want: dict, bad: list, where: str) -> int:
     """Compare every value of `reading` with the simulator's text; mismatches go to `bad`."""
     from p1.table import by_name
@@ -73,7 +76,9 @@ def check(reading: dict, want: dict, bad: list, where: str) -> int:
     for name, value in reading.items():
         if name in SKIP:
             continue
-        spec = by_name(name)
+        if name not in _SPEC:
+            _SPEC[name] = by_name(name)
+        spec = _SPEC[name]
         if spec is None or spec[2] == "ts":
             if spec is None:
                 bad.append(f"{where}: unknown reading {name}")
@@ -302,7 +307,8 @@ def run(n: int, interval: float, mp: bool, heap: str, log=print, tmp: Path | Non
 
 def report(r: dict, log=print) -> None:
     ok = not r["problems"]
-    log(f"   {r['name']}: {'OK' if ok else 'FAILED'} in {r.get('seconds', '?')} s")
+    rate = f", {r['accepted'] / r['seconds']:.0f} telegrams/s" if r.get("seconds") and r.get("accepted") else ""
+    log(f"   {r['name']}: {'OK' if ok else 'FAILED'} in {r.get('seconds', '?')} s{rate}")
     for k in ("written_clean", "accepted", "meter", "outage", "mqtt_delivered", "mqtt", "checked",
               "wrong_values", "memory", "heap", "http", "restarts", "exit"):  # fmt: skip
         if k in r:
