@@ -141,7 +141,6 @@
     show($("stale"), stale);
   }
 
-
   // ---- charts: a few lines of our own SVG, no library
   const NS = "http://www.w3.org/2000/svg";
   function svg(tag, a, parent) {
@@ -156,14 +155,16 @@
   // the last minutes' net power, kept here (the dongle keeps only the latest reading)
   const ROLL_S = 600, roll = [];
   function addPoint(r) {
-    const t = r.timestamp ? Date.parse(r.timestamp) : Date.now(), w = (watts(r.power_import_kw) || 0) - (watts(r.power_export_kw) || 0);
+    const t = r.timestamp ? Date.parse(r.timestamp) : Date.now();
+    const w = (watts(r.power_import_kw) || 0) - (watts(r.power_export_kw) || 0);
     const end = roll.length ? roll[roll.length - 1][0] : 0;
     if (t === end) return; // the same reading again (poll and stream)
     if (t < end) roll.length = 0; // the meter's clock went back: start again
     roll.push([t, w]);
     while (roll[0][0] < t - ROLL_S * 1000) roll.shift();
-    const g = $("roll"), W = 300, H = 90, lo = Math.min(0, ...roll.map((p) => p[1])), hi = Math.max(1, ...roll.map((p) => p[1]));
-    const y = (v) => (H - 4 - (v - lo) * (H - 8) / (hi - lo)).toFixed(1), x = (tt) => ((tt - t) / 1000 / ROLL_S * W + W).toFixed(1);
+    const g = $("roll"), W = 300, H = 90, ws = roll.map((p) => p[1]), lo = Math.min(0, ...ws), hi = Math.max(1, ...ws);
+    const y = (v) => (H - 4 - (v - lo) * (H - 8) / (hi - lo)).toFixed(1);
+    const x = (tt) => (W - (t - tt) / 1000 / ROLL_S * W).toFixed(1);
     g.textContent = "";
     svg("line", { x1: 0, x2: W, y1: y(0), y2: y(0), class: "axis" }, g);
     svg("polyline", { points: roll.map((p) => x(p[0]) + "," + y(p[1])).join(" "), class: "line" }, g);
@@ -202,10 +203,11 @@
       dl.textContent = "";
       for (const [p, name] of [["hour", "This hour"], ["15min", "This quarter"]]) {
         const x = d[p] || {};
-        item(dl, name + ": average", x.average_w, "W", `tariff_${p}_average_w`, "since " + when(x.start || "").slice(11));
+        item(dl, name + ": average", x.average_w, "W", `tariff_${p}_average_w`, "since " + (x.start || "").slice(11));
         item(dl, name + ": heading for", x.projected_w, "W", `tariff_${p}_projected_w`);
       }
-      item(dl, "Month's tariff power", d.tariff_w, "W", "tariff_w", d.counts_now === true ? "this period counts" : "this period does not count");
+      item(dl, "Month's tariff power", d.tariff_w, "W", "tariff_w",
+        d.counts_now === true ? "this period counts" : "this period does not count");
       show($("tariffbox"), true);
     }, () => show($("tariffbox"), false));
   }
@@ -213,9 +215,10 @@
   // daily and monthly energy as bars (GET /api/v1/history: at start, then every 10 minutes)
   let hiAt = 0;
   function bars(g, periods) {
-    const W = 300, H = 100, n = Math.max(periods.length, 1), bw = W / n, num = (v) => (v == null ? 0 : Number(v));
-    const top = Math.max(1, ...periods.map((p) => num(p.import_wh))), bot = Math.max(...periods.map((p) => num(p.export_wh)), 0);
-    const mid = H * top / (top + bot), k = H / (top + bot);
+    const W = 300, H = 100, bw = W / Math.max(periods.length, 1), num = (v) => (v == null ? 0 : Number(v));
+    const best = Math.max(0, ...periods.map((p) => num(p.import_wh))), top = Math.max(1, best);
+    const bot = Math.max(0, ...periods.map((p) => num(p.export_wh))), mid = H * top / (top + bot), k = H / (top + bot);
+    const f = (v) => v.toFixed(1);
     g.textContent = "";
     periods.forEach((p, i) => {
       const ok = p.status === "ok", b = svg("g", { "data-start": p.start, "data-status": p.status }, g);
@@ -224,13 +227,15 @@
         b.setAttribute("data-export-wh", p.export_wh);
       }
       const hi = ok ? num(p.import_wh) * k : 2, lo = ok ? num(p.export_wh) * k : 0; // (a gap: a grey stub)
-      svg("rect", { x: (i * bw + bw * 0.1).toFixed(1), y: (mid - hi).toFixed(1), width: (bw * 0.8).toFixed(1), height: hi.toFixed(1), class: ok ? "imp" : "gap" }, b);
-      svg("rect", { x: (i * bw + bw * 0.1).toFixed(1), y: mid.toFixed(1), width: (bw * 0.8).toFixed(1), height: lo.toFixed(1), class: "exp" }, b);
-      svg("title", {}, b).textContent = ok ? `${p.start}: import ${kwh(p.import_wh)} kWh, export ${kwh(p.export_wh)} kWh` : `${p.start}: ${p.status}`;
+      const x = f(i * bw + bw * 0.1), width = f(bw * 0.8);
+      svg("rect", { x, y: f(mid - hi), width, height: f(hi), class: ok ? "imp" : "gap" }, b);
+      svg("rect", { x, y: f(mid), width, height: f(lo), class: "exp" }, b);
+      svg("title", {}, b).textContent = ok
+        ? `${p.start}: import ${kwh(p.import_wh)} kWh, export ${kwh(p.export_wh)} kWh` : `${p.start}: ${p.status}`;
     });
-    svg("line", { x1: 0, x2: W, y1: mid.toFixed(1), y2: mid.toFixed(1), class: "axis" }, g);
-    const a = periods[0], z = periods[periods.length - 1];
-    g.previousElementSibling.lastChild.textContent = a ? `${a.start} \u2013 ${z.start}, max ${kwh(top)} kWh` : "no data yet";
+    svg("line", { x1: 0, x2: W, y1: f(mid), y2: f(mid), class: "axis" }, g);
+    const a = periods[0], z = periods[periods.length - 1], range = g.previousElementSibling.lastChild; // (h2 > small)
+    range.textContent = a ? `${a.start} \u2013 ${z.start}, max ${kwh(best)} kWh` : "no data yet";
   }
   function loadHistory() {
     hiAt = Date.now();
