@@ -6,7 +6,9 @@ stdin: JSON `[{"state": <state payload text>, "configs": {<topic>: <config paylo
 stdout: JSON, the same list, each config's result as
   {"error": schema error or null, "dropped": keys the schema drops,
    "warnings": what HA's sensor entity logs about unit and state class,
-   "numeric": HA expects a number, "rendered": the value_template's output}
+   "numeric": HA expects a number, "rendered": the value_template's output,
+   "last_reset": the last_reset_value_template's output as HA's sensor parses it
+   (ISO text), or null}
 
 What is checked is what the MQTT integration does with a discovery message and
 a state message: the sensor platform's DISCOVERY_SCHEMA (voluptuous, drops
@@ -31,11 +33,12 @@ from homeassistant.components.sensor.const import DEVICE_CLASS_STATE_CLASSES, DE
 from homeassistant.const import __version__
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.template import Template
+from homeassistant.util import dt as dt_util
 
 
 def check(hass: HomeAssistant, payload: str, state: str, schema=DISCOVERY_SCHEMA) -> dict:
     raw = json.loads(payload)
-    out: dict = {"error": None, "dropped": [], "warnings": [], "numeric": False, "rendered": None}
+    out: dict = {"error": None, "dropped": [], "warnings": [], "numeric": False, "rendered": None, "last_reset": None}
     try:
         cfg = schema(raw)
     except Exception as e:  # noqa: BLE001 - voluptuous.Invalid and friends: the reason is the result
@@ -56,6 +59,13 @@ def check(hass: HomeAssistant, payload: str, state: str, schema=DISCOVERY_SCHEMA
         state, PayloadSentinel.DEFAULT
     )
     out["rendered"] = None if rendered is PayloadSentinel.DEFAULT else str(rendered)
+    lr = cfg.get("last_reset_value_template")
+    if lr is not None:  # as the MQTT sensor does: rendered, then dt_util.parse_datetime
+        if sc != "total":
+            out["warnings"].append("last_reset without state class 'total'")
+        text = MqttValueTemplate(Template(lr.template, hass), hass=hass).async_render_with_possible_json_value(state)
+        when = dt_util.parse_datetime(str(text))
+        out["last_reset"] = when.isoformat() if when is not None else None
     return out
 
 

@@ -130,16 +130,18 @@ def test_every_config_for_every_recorded_telegram_passes_home_assistant(dongle):
     for case, result, reading in zip(cases, results, readings):
         assert result["version"] == "2024.3.3"
         names = {t.split("/")[3] for t in case["configs"]}
-        tariff = {n for n in names if n.startswith("tariff_")}  # on <base>/tariff (docs/TARIFF.md)
+        # on <base>/tariff (docs/TARIFF.md) and <base>/energy/hour (docs/HISTORY.md)
+        tariff = {n for n in names if n.startswith(("tariff_", "energy_hour_"))}
         assert names - tariff == set(reading) - {"meter", "age_s"}, case["telegram"]
-        assert len(tariff) == (5 if reading["timestamp"] is not None else 0), case["telegram"]
+        assert len(tariff) == (7 if reading["timestamp"] is not None else 0), case["telegram"]
         for topic, r in result["configs"].items():
             where = "%s %s" % (case["telegram"], topic)
             cfg = json.loads(case["configs"][topic])
             name = topic.split("/")[3]
             assert r["error"] is None, where + ": " + r["error"]
             assert r["dropped"] == ["default_entity_id"], where
-            if name in tariff:  # (its JSON is not the state's: HA accepts the config, that is all here)
+            if name in tariff:  # (its JSON is not the state's: HA accepts the config, that is all here;
+                # the energy sensors: test_energy_history_sensors)
                 continue
             assert r["warnings"] == [], where
             value, unit = reading[name], cfg.get("unit_of_measurement")
@@ -212,3 +214,26 @@ def test_var_template_moves_the_decimal_point_exactly(text):
         assert r["rendered"] == "None"  # HA: unknown
     else:
         assert Decimal(r["rendered"]) == Decimal(text) * 1000 and "e" not in r["rendered"], r["rendered"]
+
+
+def test_energy_history_sensors():
+    """The last closed hour's import and export (<base>/energy/hour, the API's JSON of
+    one period): HA reads the Wh exactly and resets its total at the hour's start; a
+    gap is unknown."""
+    from history import json as period_json
+
+    body = b'{"timestamp": "2026-10-25T04:00:07+02:00", "meter": "LGF5E360", "energy_import_kwh": 1.000}'
+    cfgs = {t: p for t, p in configs(body, "d", "p1/d", PREFIX, "0") if "/energy_hour_" in t}
+    assert sorted(t.split("/")[3] for t in cfgs) == ["energy_hour_export_wh", "energy_hour_import_wh"]
+    ok = period_json("2026-10-25T03:00+02:00", [2448, 384, 150, 636], "ok").decode()
+    gap = period_json("2026-10-25T03:00+03:00", [None] * 4, "gap").decode()
+    results = ha_check([{"state": ok, "configs": cfgs}, {"state": gap, "configs": cfgs}])
+    for state, result in zip((ok, gap), results):
+        for topic, r in result["configs"].items():
+            assert (r["error"], r["dropped"], r["warnings"]) == (None, ["default_entity_id"], []), topic
+            cfg = json.loads(cfgs[topic])
+            assert cfg["state_topic"] == "p1/d/energy/hour" and cfg["unit_of_measurement"] == "Wh"
+            want = json.loads(state)[topic.split("/")[3].split("_")[2] + "_wh"]
+            assert r["rendered"] == str(want), (topic, r["rendered"])  # 'None' for a gap: unknown
+            assert r["numeric"] is True
+            assert datetime.fromisoformat(r["last_reset"]) == datetime.fromisoformat(json.loads(state)["start"])

@@ -153,7 +153,8 @@ def test_discovery_for_the_e360_telegram(broker):
     sub = Subscriber(broker, [f"homeassistant/sensor/{DEV}/+/config"])
     tariff = ["tariff_power_w", "tariff_hour_average_w", "tariff_hour_projected_w", "tariff_15min_average_w",
               "tariff_15min_projected_w"]  # fmt: skip
-    names = [n for n in reading if n != "meter"] + tariff
+    hour = ["energy_hour_import_wh", "energy_hour_export_wh"]
+    names = [n for n in reading if n != "meter"] + tariff + hour
     sub.wait(lambda: len(sub.messages) >= len(names), 5)
     cfgs = {t.split("/")[3]: json.loads(p) for t, p, retained in sub.messages if retained}
     sub.close()
@@ -184,6 +185,11 @@ def test_discovery_for_the_e360_telegram(broker):
         assert c["unique_id"] == f"{DEV}_{name}" and c["availability_topic"] == BASE + "/status"
         assert c["device_class"] == "power" and c["state_class"] == "measurement"
     assert c["value_template"] == "{{ value_json['15min']['projected_w'] }}"
+    for name in hour:  # the history's last closed hour (docs/HISTORY.md)
+        c = cfgs.pop(name)
+        assert c["state_topic"] == BASE + "/energy/hour" and c["unit_of_measurement"] == "Wh"
+        assert c["device_class"] == "energy" and c["state_class"] == "total"
+        assert c["last_reset_value_template"] == "{{ value_json.start }}"
     for name, c in cfgs.items():
         assert c["unique_id"] == f"{DEV}_{name}"
         assert c["state_topic"] == BASE + "/state"

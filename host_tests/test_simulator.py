@@ -327,6 +327,20 @@ def test_cli_in_process_to_file_with_bursts(tmp_path: Path) -> None:
     assert out.read_bytes() == meter_stream(4, 0, START, "dsmr5", step=1)
 
 
+def test_cli_log_holds_what_each_clean_telegram_says(tmp_path: Path) -> None:
+    """--log (make soak checks the firmware against it): one JSON line per clean
+    telegram, the values of exactly the telegrams that are clean, none for noise."""
+    import json
+
+    out, log = tmp_path / "t.bin", tmp_path / "expected.jsonl"
+    args = [*"--count 60 --interval 0 --step 1 --noise 0.4 --seed 3 --bursts --burst-pause 0 --start".split(), START]
+    assert simulate.main([*args, "--out", str(out), "--log", str(log)]) == 0
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    clean = [t for t in FRAME.findall(out.read_bytes()) if crc_ok(t) and len(t) <= simulate.MAX_TELEGRAM]
+    assert 10 < len(logged) < 60
+    assert logged == [{o: simulate.normalize(v) for o, v in values(t).items()} for t in clean]
+
+
 def test_burst_split_keeps_the_bytes() -> None:
     rng = simulate.random.Random(1)
     tg = meter_stream(1, 0, START)

@@ -357,3 +357,113 @@ def test_alarms_on_the_page(browser, tmp_path):
         tab.close()
         fw.stop()
         sim.close()
+
+
+# ---------------------------------------------------------------- charts
+def prefill_history(folder: Path) -> None:
+    """Seven weeks of known history (host_tests/mp/history_cases.py) up to
+    2026-11-20 09:45 Finnish time, with no telegrams from 9 November 23:00 to
+    10 November 01:00 (two gap days); its registers end ~0.5 kWh below the
+    simulator's first telegram's (seed 5, 09:55:07)."""
+    sys.path[:0] = [str(REPO / "firmware"), str(REPO / "host_tests" / "mp")]
+    import history_cases as hc
+
+    folder.mkdir()
+    m = hc.Meter(str(folder), regs=[9532959, 2966602, 2666979, 748701])
+    m.run(hc.local_um(2026, 10, 1), hc.local_um(2026, 11, 20, 9, 46), step=900,
+          skip=(hc.local_um(2026, 11, 9, 23), hc.local_um(2026, 11, 10, 1)))  # fmt: skip
+
+
+def shown_bars(pg: Page, chart: str) -> list[dict]:
+    return pg.evaluate(
+        """id => [...document.querySelectorAll('#' + id + ' g[data-start]')].map(g => {
+             const r = g.querySelectorAll('rect');
+             return {start: g.dataset.start, status: g.dataset.status, import_wh: g.dataset.importWh || null,
+                     export_wh: g.dataset.exportWh || null, h_imp: +r[0].getAttribute('height'),
+                     h_exp: +r[1].getAttribute('height')};
+           })""",
+        chart,
+    )
+
+
+def test_charts_history_tariff_and_fuse_bars(browser, tmp_path):
+    """Daily and monthly bars equal /api/v1/history; the rolling chart grows by one
+    point per reading; each phase bar is current / fuse; the tariff card equals
+    /api/v1/tariff."""
+    prefill_history(tmp_path / "hist")
+    meter = Meter(seed=5, start="2026-11-20T07:55:07+00:00")  # 09:55:07 in Finland
+    sim = MeterServer()
+    fw = Firmware(tmp_path, "--source", sim.source, config=json.dumps({"meter": {"fuse_a": 20}}))
+    tab = Tab(browser, width=800)
+    pg = tab.page
+    try:
+        sim.accept()
+        pg.clock.install()
+        sim.send(meter.emit()[0])
+        fw.wait(lambda: fw.get("/api/v1/reading")[0] == 200, what="first reading")
+        pg.goto(f"http://127.0.0.1:{fw.port}/")
+        pg.wait_for_selector("#energy:not([hidden])", timeout=5000)
+        pg.wait_for_function("() => document.querySelectorAll('#months g[data-start]').length > 0")
+        pg.wait_for_function("() => document.querySelectorAll('#days g[data-start]').length > 0")
+
+        # bars: one per period of the API, its values, heights in proportion
+        for chart, res in (("days", "day"), ("months", "month")):
+            api = get_json(fw.port, f"/api/v1/history?resolution={res}")["periods"]
+            bars = shown_bars(pg, chart)
+            assert [(b["start"], b["status"], b["import_wh"], b["export_wh"]) for b in bars] == [
+                (p["start"], p["status"], p["import_wh"], p["export_wh"]) for p in api
+            ]
+            ok = [b for b in bars if b["status"] == "ok"]
+            assert len(ok) >= (20 if res == "day" else 1)
+            top = max(int(b["import_wh"]) for b in ok)
+            tall = max(ok, key=lambda b: int(b["import_wh"]))
+            for b in ok:
+                assert abs(b["h_imp"] / tall["h_imp"] - int(b["import_wh"]) / top) < 0.01
+                assert b["h_exp"] > 0
+            if res == "day":
+                assert [b["start"] for b in bars if b["status"] == "gap"] == ["2026-11-09", "2026-11-10"]
+                assert len(bars) == 31
+            else:
+                assert [b["start"] for b in ok] == ["2026-10"]  # November is still running
+        assert "2026-10" in tab.text("#energy")
+
+        # the rolling chart: one more point per reading (meter minutes: 10 fit)
+        pg.wait_for_selector("#chart:not([hidden])")
+        assert pg.locator("#roll").get_attribute("data-n") == "1"
+        for i in range(2, 9):  # 09:56:07 .. 10:02:07: a new hour at 10:00:07
+            meter.step(60)
+            data, _ = meter.emit()
+            sim.send(data)
+            pg.wait_for_function("n => document.getElementById('roll').dataset.n == n", arg=str(i), timeout=5000)
+        pts = pg.locator("#roll polyline").get_attribute("points") or ""
+        assert len(pts.split()) == 8
+
+        # phase bars: current / meter.fuse_a
+        reading = get_json(fw.port, "/api/v1/reading")
+        pg.wait_for_function("t => document.getElementById('ts').dateTime === t", arg=reading["timestamp"])
+        assert tab.text("#fusea") == "main fuse 20 A"
+        for i in (1, 2, 3):
+            row = pg.locator(f".fbar[data-phase=l{i}]")
+            want = min(100.0, float(Decimal(reading[f"l{i}_current_a"]) * 100 / 20))
+            assert float(row.locator("svg").get_attribute("data-pct") or "") == pytest.approx(want, abs=0.01)
+            assert float(row.locator("rect").nth(1).get_attribute("width") or "") == pytest.approx(want, abs=0.01)
+            assert row.text_content() == f"L{i} {reading[f'l{i}_current_a']} A"
+
+        # tariff: fetched at each quarter hour and once a minute; equal to the API
+        pg.clock.fast_forward("01:01")
+        meter.step(60)
+        sim.send(meter.emit()[0])
+        fw.wait(lambda: get_json(fw.port, "/api/v1/reading")["timestamp"].startswith("2026-11-20T10:03"), what="10:03")
+        tariff = get_json(fw.port, "/api/v1/tariff")
+        assert tariff["hour"]["average_w"] is not None
+        for p in ("hour", "15min"):
+            for k in ("average_w", "projected_w"):
+                pg.wait_for_selector(f"[data-k=tariff_{p}_{k}]:text-is('{tariff[p][k]}')", timeout=5000)
+        assert tab.text("[data-k=tariff_w]") == ("\u2013" if tariff["tariff_w"] is None else tariff["tariff_w"])
+        pg.screenshot(path=str(SCREENSHOT.with_name("web-page-charts.png")), full_page=True)
+        assert tab.errors == []
+    finally:
+        tab.close()
+        rc = fw.stop()
+        sim.close()
+    assert rc == 0

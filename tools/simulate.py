@@ -35,6 +35,7 @@ import argparse
 import calendar
 import collections
 import ipaddress
+import json
 import math
 import os
 import random
@@ -653,6 +654,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--bursts", action="store_true", help="write each telegram in 3-5 pieces, 20 ms apart"
     )
     p.add_argument(
+        "--burst-pause", type=float, default=BURST_PAUSE_S, help="--bursts: seconds between pieces"
+    )
+    p.add_argument(
+        "--log", metavar="FILE",
+        help="JSON lines: each clean telegram's expected() values as written (OBIS -> text)",
+    )
+    p.add_argument(
         "--replay", nargs="+", metavar="FILE", help="replay recorded telegram files in a loop"
     )
     out = p.add_mutually_exclusive_group()
@@ -710,15 +718,22 @@ def run(
     step_s: float,
     count: int,
     bursts: random.Random | None,
+    log: BinaryIO | None = None,
+    burst_pause: float = BURST_PAUSE_S,
 ) -> None:
-    """Emit, write (in bursts), wait for the next tick, step; `count` 0 = forever."""
+    """Emit, write (in bursts), wait for the next tick, step; `count` 0 = forever.
+    `log` gets a JSON line of `expected()` for each clean telegram, before it is written
+    (a reader that checks values never sees a telegram its line is not yet there for)."""
     sent, deadline = 0, time.monotonic()
     while True:
-        data, _clean = source.emit()
+        data, clean = source.emit()
+        if log is not None and clean:
+            log.write(json.dumps(source.expected()).encode() + b"\n")  # type: ignore[attr-defined]
+            log.flush()
         pieces = split_bursts(data, bursts) if bursts else [data]
         for k, piece in enumerate(pieces):
             if k:
-                time.sleep(BURST_PAUSE_S)
+                time.sleep(burst_pause)
             sink.write(piece)
         sent += 1
         if count and sent >= count:
@@ -739,13 +754,15 @@ def main(argv: list[str]) -> int:
     except ValueError:  # not the main thread: signals are the caller's business
         pass
     sink: Sink | None = None
+    log: BinaryIO | None = None
     try:
         source = make_source(args)
         step_s = args.step if args.step is not None else (args.interval or 10.0)
         bursts = random.Random(f"bursts-{args.seed}") if args.bursts else None
         _check_args(args)
         sink = make_sink(args)
-        run(source, sink, args.interval, step_s, args.count, bursts)
+        log = open(args.log, "wb") if args.log else None
+        run(source, sink, args.interval, step_s, args.count, bursts, log, args.burst_pause)
     except (ValueError, OSError) as e:
         if isinstance(e, BrokenPipeError):  # reader went away: a normal end
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -757,6 +774,8 @@ def main(argv: list[str]) -> int:
     finally:
         if sink is not None:
             sink.close()
+        if log is not None:
+            log.close()
     return 0
 
 
@@ -765,6 +784,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--interval and --step must be >= 0")
     if args.count < 0 or args.wait_clients < 0:
         raise ValueError("--count and --wait-clients must be >= 0")
+    if args.log and args.replay:
+        raise ValueError("--log needs the simulated meter, not --replay")
+    if args.burst_pause < 0:
+        raise ValueError("--burst-pause must be >= 0")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ payloads, and `announce()`, the round that publishes them.
 One retained config per reading the meter actually sends, all reading the one
 `<base>/state` JSON through a `value_template`, so a telegram is one message;
 and, for a meter with a time stamp, five for the power-tariff monitor's
-`<base>/tariff` (docs/TARIFF.md), and a switch per relay of load management
-(docs/LOADCONTROL.md).
+`<base>/tariff` (docs/TARIFF.md) and two for the energy of the last closed
+hour on `<base>/energy/hour` (docs/HISTORY.md: state class `total`, reset at
+each hour's start, so HA's statistics add the hours up); and a switch per relay
+of load management (docs/LOADCONTROL.md).
 What every release since 2024.3 accepts (docs/MQTT.md): units as the OBIS
 table gives them (kW, kWh, kvarh, V, A, GJ), except reactive power, shown in
 var (the decimal point moved by the template, in text: no float) and m3
@@ -166,6 +168,22 @@ def configs(body, device_id, base, prefix, sw_version, relays=()):
                 "unit_of_measurement": "W",
                 "device_class": "power",
                 "state_class": "measurement",
+            }
+            yield "%s/sensor/%s/%s/config" % (prefix, device_id, name), dumps(cfg)
+        for way in ("import", "export"):  # the last closed hour of the history (history.py)
+            name = "energy_hour_%s_wh" % way
+            cfg = {
+                "unique_id": device_id + "_" + name,
+                "default_entity_id": "sensor.p1_" + name,
+                "name": "Energy %s, last hour" % way,
+                "state_topic": base + "/energy/hour",
+                "value_template": "{{ value_json.%s_wh }}" % way,  # (null in a gap: None, unknown)
+                "last_reset_value_template": "{{ value_json.start }}",
+                "availability_topic": base + "/status",
+                "device": dev,
+                "unit_of_measurement": "Wh",
+                "device_class": "energy",
+                "state_class": "total",
             }
             yield "%s/sensor/%s/%s/config" % (prefix, device_id, name), dumps(cfg)
     for i, (n, label) in enumerate(relays):  # on/off: an override (loads.override_s); state from <base>/relays

@@ -78,8 +78,10 @@ for topic, payload in ha.configs(body, "dev1", "p1/dev1", "homeassistant", "1.0"
     cfgs[topic.split("/")[3]] = json.loads(payload)
 names = [n for n, _ in items(body) if n != "meter"]
 tariff = [n for n in cfgs if n.startswith("tariff_")]  # the tariff monitor's (docs/TARIFF.md)
-check("one config per reading", sorted(n for n in cfgs if n not in tariff) == sorted(names))
+hour = [n for n in cfgs if n.startswith("energy_hour_")]  # the history's last hour (docs/HISTORY.md)
+check("one config per reading", sorted(n for n in cfgs if n not in tariff and n not in hour) == sorted(names))
 check("five of the tariff monitor", len(tariff) == 5 and cfgs["tariff_power_w"]["state_topic"] == "p1/dev1/tariff")
+check("two of the energy history", len(hour) == 2 and cfgs[hour[0]]["state_topic"] == "p1/dev1/energy/hour")
 e = cfgs["energy_import_kwh"]
 check(
     "energy config",

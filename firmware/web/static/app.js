@@ -123,6 +123,9 @@
     }
     for (const k in r) if (!seen[k] && !KNOWN.test(k) && r[k] !== "") item(dl, k.replace(/_/g, " "), r[k], "", k);
     show($("counters"), dl.children.length + ids.children.length > 0);
+    addPoint(r);
+    fuseBars(r);
+    periodic(r);
     tick();
     if ($("rawbox").open) loadRaw();
   }
@@ -136,6 +139,118 @@
     $("stale").textContent = stale ? `Stale: no telegram from the meter for ${dur(age)}. ` +
       `The values below are from ${$("ts").textContent}.` : "";
     show($("stale"), stale);
+  }
+
+  // ---- charts: a few lines of our own SVG, no library
+  const NS = "http://www.w3.org/2000/svg";
+  function svg(tag, a, parent) {
+    const e = document.createElementNS(NS, tag);
+    for (const k in a) e.setAttribute(k, a[k]);
+    if (parent) parent.append(e);
+    return e;
+  }
+  const watts = (kw) => { const x = kw != null && dec(kw); return x ? Math.round(x.n * 10 ** (3 - x.d)) : null; };
+  const kwh = (wh) => { const t = String(wh).padStart(4, "0"); return t.slice(0, -3) + "." + t.slice(-3); };
+
+  // the last minutes' net power, kept here (the dongle keeps only the latest reading)
+  const ROLL_S = 600, roll = [];
+  function addPoint(r) {
+    const t = r.timestamp ? Date.parse(r.timestamp) : Date.now();
+    const w = (watts(r.power_import_kw) || 0) - (watts(r.power_export_kw) || 0);
+    const end = roll.length ? roll[roll.length - 1][0] : 0;
+    if (t === end) return; // the same reading again (poll and stream)
+    if (t < end) roll.length = 0; // the meter's clock went back: start again
+    roll.push([t, w]);
+    while (roll[0][0] < t - ROLL_S * 1000) roll.shift();
+    const g = $("roll"), W = 300, H = 90, ws = roll.map((p) => p[1]), lo = Math.min(0, ...ws), hi = Math.max(1, ...ws);
+    const y = (v) => (H - 4 - (v - lo) * (H - 8) / (hi - lo)).toFixed(1);
+    const x = (tt) => (W - (t - tt) / 1000 / ROLL_S * W).toFixed(1);
+    g.textContent = "";
+    svg("line", { x1: 0, x2: W, y1: y(0), y2: y(0), class: "axis" }, g);
+    svg("polyline", { points: roll.map((p) => x(p[0]) + "," + y(p[1])).join(" "), class: "line" }, g);
+    $("rollr").textContent = `${lo} \u2013 ${hi} W`;
+    g.dataset.n = roll.length;
+    show($("chart"), true);
+  }
+
+  // each phase's current against the main fuse (config meter.fuse_a)
+  let fuse = 0;
+  function fuseBars(r) {
+    const box = $("fbars");
+    box.textContent = "";
+    for (const i of [1, 2, 3]) {
+      const a = r[`l${i}_current_a`];
+      if (a == null || !fuse) continue;
+      const pct = Math.min(100, Number(a) * 100 / fuse), row = el("div", null, "fbar");
+      const g = svg("svg", { viewBox: "0 0 100 8", preserveAspectRatio: "none" });
+      svg("rect", { width: 100, height: 8, class: "track" }, g);
+      svg("rect", { width: pct.toFixed(2), height: 8, class: pct >= 100 ? "bad" : pct >= 80 ? "warn" : "ok" }, g);
+      g.dataset.pct = pct.toFixed(2);
+      row.dataset.phase = "l" + i;
+      row.append(el("span", `L${i} ${a} A`), g);
+      box.append(row);
+    }
+    $("fusea").textContent = fuse ? `main fuse ${fuse} A` : "";
+    show($("fuse"), box.children.length > 0);
+  }
+
+  // the power tariff's running averages (GET /api/v1/tariff: once a minute and at each quarter hour)
+  let tfAt = 0, tfQ = "";
+  function loadTariff() {
+    tfAt = Date.now();
+    get("/api/v1/tariff", "text").then((t) => {
+      const d = parseExact(t), dl = $("tariff");
+      dl.textContent = "";
+      for (const [p, name] of [["hour", "This hour"], ["15min", "This quarter"]]) {
+        const x = d[p] || {};
+        item(dl, name + ": average", x.average_w, "W", `tariff_${p}_average_w`, "since " + (x.start || "").slice(11));
+        item(dl, name + ": heading for", x.projected_w, "W", `tariff_${p}_projected_w`);
+      }
+      item(dl, "Month's tariff power", d.tariff_w, "W", "tariff_w",
+        d.counts_now === true ? "this period counts" : "this period does not count");
+      show($("tariffbox"), true);
+    }, () => show($("tariffbox"), false));
+  }
+
+  // daily and monthly energy as bars (GET /api/v1/history: at start, then every 10 minutes)
+  let hiAt = 0;
+  function bars(g, periods) {
+    const W = 300, H = 100, bw = W / Math.max(periods.length, 1), num = (v) => (v == null ? 0 : Number(v));
+    const best = Math.max(0, ...periods.map((p) => num(p.import_wh))), top = Math.max(1, best);
+    const bot = Math.max(0, ...periods.map((p) => num(p.export_wh))), mid = H * top / (top + bot), k = H / (top + bot);
+    const f = (v) => v.toFixed(1);
+    g.textContent = "";
+    periods.forEach((p, i) => {
+      const ok = p.status === "ok", b = svg("g", { "data-start": p.start, "data-status": p.status }, g);
+      if (ok) {
+        b.setAttribute("data-import-wh", p.import_wh);
+        b.setAttribute("data-export-wh", p.export_wh);
+      }
+      const hi = ok ? num(p.import_wh) * k : 2, lo = ok ? num(p.export_wh) * k : 0; // (a gap: a grey stub)
+      const x = f(i * bw + bw * 0.1), width = f(bw * 0.8);
+      svg("rect", { x, y: f(mid - hi), width, height: f(hi), class: ok ? "imp" : "gap" }, b);
+      svg("rect", { x, y: f(mid), width, height: f(lo), class: "exp" }, b);
+      svg("title", {}, b).textContent = ok
+        ? `${p.start}: import ${kwh(p.import_wh)} kWh, export ${kwh(p.export_wh)} kWh` : `${p.start}: ${p.status}`;
+    });
+    svg("line", { x1: 0, x2: W, y1: f(mid), y2: f(mid), class: "axis" }, g);
+    const a = periods[0], z = periods[periods.length - 1], range = g.previousElementSibling.lastChild; // (h2 > small)
+    range.textContent = a ? `${a.start} \u2013 ${z.start}, max ${kwh(best)} kWh` : "no data yet";
+  }
+  function loadHistory() {
+    hiAt = Date.now();
+    for (const res of ["day", "month"]) {
+      get("/api/v1/history?resolution=" + res, "text").then((t) => {
+        bars($(res + "s"), parseExact(t).periods);
+        show($("energy"), true);
+      }, () => { /* 503 before a time stamp: try again later */ });
+    }
+  }
+  function periodic(r) { // the tariff once a minute and at each quarter hour, the history every 10 minutes
+    if (!r.timestamp) return; // (no time stamp: no history either)
+    const q = r.timestamp.slice(0, 14) + Math.floor(r.timestamp.slice(14, 16) / 15);
+    if (Date.now() - tfAt > 60000 || q !== tfQ) { tfQ = q; loadTariff(); }
+    if (Date.now() - hiAt > 600000) loadHistory();
   }
 
   // ---- dongle status
@@ -163,6 +278,8 @@
     time_not_set: "the dongle's clock is not set",
   };
   function renderStatus(s) {
+    fuse = Number(((s.config || {}).meter || {}).fuse_a) || 0;
+    if (last) fuseBars(last);
     const dl = $("status"), w = s.wifi || {}, m = s.meter || {}, q = s.mqtt, mq = $("mqtt");
     dl.textContent = "";
     item(dl, "Firmware", s.version, "", "version");
@@ -251,7 +368,7 @@
     }).catch(() => { /* the next poll */ });
   }
 
-  window.P1 = { parseExact, quoteNumbers, minus, viaSource };
+  window.P1 = { parseExact, quoteNumbers, minus, viaSource, kwh, watts };
   loadStatus();
   connect();
   setInterval(poll, POLL_MS);
