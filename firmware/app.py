@@ -228,7 +228,7 @@ class App:
                     return name
         w = self.web
         t = getattr(w, "_tick", None)  # (None until it listened)
-        if t is not None and (w.server is None or t.done()):  # pyright: ignore[reportAttributeAccessIssue]
+        if t is not None and (not w.server or t.done()):  # pyright: ignore[reportAttributeAccessIssue]
             return "http"
         return None
 

@@ -166,7 +166,7 @@ def _unhealthy(app):
     if app.hub.sample is None:
         out.append("no telegram")
     w = app.web
-    if w is None or w.server is None:
+    if w is None or not w.server:
         out.append("http down")
     if app.cfg["mqtt"]["enabled"] and getattr(app.mqtt, "_state", None) != "connected":
         out.append("mqtt not connected")

@@ -31,7 +31,7 @@ class RawServer(Server):
         st = self.stats
         return {
             "port": self.port,
-            "listening": self.server is not None,
+            "listening": bool(self.server),
             "clients": st["conns"],
             "served": st["requests"],
             "refused": st["refused"],

@@ -112,7 +112,7 @@ async def relisten(srv, host, port):
     # The dead accept loop's frame still holds the listening socket: drop our
     # reference to it so that the collection closes it (its finaliser), or the
     # port stays taken (EADDRINUSE on every try, seen under memory pressure).
-    srv.server = None
+    srv.server = False  # (not None: the reaper calls this again if it fails half-way)
     # A MemoryError inside asyncio's IOQueue._enqueue (its entry stored, poller.register
     # failed) leaves an entry that holds the socket for ever: the port stayed taken
     # after the heap came back (seen with the recovery test's hog). Entries whose

@@ -232,9 +232,9 @@ class Server:
                         r.task.cancel()
                 # MicroPython: an exception (MemoryError) ends its accept loop for
                 # good; listen again (web.cold.relisten drops it, its finaliser closes the socket)
-                # (CPython: no such task; None: a relisten that failed half-way, again)
+                # (CPython: no such task; False: a relisten that failed half-way, again)
                 s = self.server
-                if s is None or getattr(s, "task", self._tick).done():
+                if s is False or getattr(s, "task", self._tick).done():
                     return await cold("relisten", self, host, port)
             except Exception as e:  # noqa: BLE001 - this task must not end
                 _log(e)
