@@ -29,7 +29,6 @@ Keys (defaults in DEFAULTS):
   meter.std_offset      UTC offset of standard (winter, "W") time, "+02:00"
   meter.buffer          telegram buffer size in bytes
   meter.source          host board: file, pty/serial device, tcp://HOST:PORT, "-"
-  meter.fuse_a          main fuse per phase in A (the live page's phase bars); 0 = not shown
   admin.password_hash   PBKDF2 of the admin password (web/auth.py); "" -> none
                         set yet: only the setup page and reading endpoints
   http.auth_readings    true: the readings need a login too
@@ -63,7 +62,7 @@ DEFAULTS = {
     "wifi": {"ssid": "", "password": "", "hostname": "", "ap_password": "", "ap_open": False},
     "http": {"port": 80, "bind": "", "auth_readings": False, "homewizard": False, "cors_origin": ""},
     "raw_tcp": {"enabled": True, "port": 2323, "max_clients": 4, "write_timeout_s": 10},
-    "meter": {"std_offset": "+02:00", "buffer": 3072, "source": "", "fuse_a": 25},
+    "meter": {"std_offset": "+02:00", "buffer": 3072, "source": ""},
     "admin": {"password_hash": ""},
     "mqtt": {
         "enabled": False,
@@ -96,7 +95,7 @@ DEFAULTS = {
         "distinct_days": True,
     },
     "loads": {  # load management (loads.py, docs/LOADCONTROL.md)
-        "fuse_a": 25,  # main fuse per phase; 0: phase guard off
+        "fuse_a": 25,  # main fuse per phase: the phase guard, the page's phase bars; 0: neither
         "margin_pct": 100,  # shed above fuse x margin ...
         "restore_pct": 90,  # ... restore below fuse x this
         "delay_s": 10,  # over for this long: shed one load (then one more after each delay_s)
@@ -120,7 +119,6 @@ RANGES = {
     "raw_tcp.max_clients": (1, 16),
     "raw_tcp.write_timeout_s": (1, 600),
     "meter.buffer": (1024, 16384),
-    "meter.fuse_a": (0, 1000),
     "mqtt.port": (1, 65535),
     "mqtt.interval_s": (0, 86400),
     "mqtt.qos": (0, 1),

@@ -393,7 +393,7 @@ def test_charts_history_tariff_and_fuse_bars(browser, tmp_path):
     prefill_history(tmp_path / "hist")
     meter = Meter(seed=5, start="2026-11-20T07:55:07+00:00")  # 09:55:07 in Finland
     sim = MeterServer()
-    fw = Firmware(tmp_path, "--source", sim.source, config=json.dumps({"meter": {"fuse_a": 20}}))
+    fw = Firmware(tmp_path, "--source", sim.source, config=json.dumps({"loads": {"fuse_a": 20}}))
     tab = Tab(browser, width=800)
     pg = tab.page
     try:
@@ -438,7 +438,7 @@ def test_charts_history_tariff_and_fuse_bars(browser, tmp_path):
         pts = pg.locator("#roll polyline").get_attribute("points") or ""
         assert len(pts.split()) == 8
 
-        # phase bars: current / meter.fuse_a
+        # phase bars: current / loads.fuse_a
         reading = get_json(fw.port, "/api/v1/reading")
         pg.wait_for_function("t => document.getElementById('ts').dateTime === t", arg=reading["timestamp"])
         assert tab.text("#fusea") == "main fuse 20 A"

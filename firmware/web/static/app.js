@@ -173,7 +173,7 @@
     show($("chart"), true);
   }
 
-  // each phase's current against the main fuse (config meter.fuse_a)
+  // each phase's current against the main fuse (config loads.fuse_a)
   let fuse = 0;
   function fuseBars(r) {
     const box = $("fbars");
@@ -278,7 +278,7 @@
     time_not_set: "the dongle's clock is not set",
   };
   function renderStatus(s) {
-    fuse = Number(((s.config || {}).meter || {}).fuse_a) || 0;
+    fuse = Number(((s.config || {}).loads || {}).fuse_a) || 0;
     if (last) fuseBars(last);
     const dl = $("status"), w = s.wifi || {}, m = s.meter || {}, q = s.mqtt, mq = $("mqtt");
     dl.textContent = "";
