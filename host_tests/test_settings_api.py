@@ -195,7 +195,7 @@ def test_mqtt_test_and_live_restart_against_mosquitto(fw, tmp_path):
 def test_login_and_config_under_the_micropython_unix_port(tmp_path):
     """The same code under MicroPython (`p1tool.py run --mp`): hashlib.sha256, the
     PBKDF2, the cookie and a config change over real HTTP."""
-    # at the heap the whole firmware needs today (test_memory_budget.TODAY_K), not the
+    # at the heap the whole firmware needs today (test_memory_budget.TODAY_PLAIN_K), not the
     # budget's 129K, where it does not fit yet (issue 8): this is about the code under
     # MicroPython, and a settings save at 129K can run out of memory
     f = Firmware(tmp_path, "--mp", "--heap", "152K", "--interval", "0.2", config="{}")

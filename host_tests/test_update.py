@@ -207,7 +207,7 @@ def _unix_micropython():
 
 
 def test_under_micropython_update_then_unhealthy_version_rolled_back(tmp_path):
-    """The Unix port at today's heap (test_memory_budget.TODAY_K): a good update, then
+    """The Unix port at today's heap (test_memory_budget.TODAY_PLAIN_K): a good update, then
     one whose meter task never parses a telegram: not healthy within trial_s, so it
     resets, and boot rolls back to the version before it; the reason in status."""
     _unix_micropython()
