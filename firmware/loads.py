@@ -39,7 +39,9 @@ _PHASES = (b'"l1_current_a": ', b'"l2_current_a": ', b'"l3_current_a": ')
 
 def num(body, name):
     """The number after `name` in a reading's body in thousandths (1.5 -> 1500,
-    exact: kWh -> Wh, A -> mA, kW -> W); -1 if absent or not a number."""
+    exact: kWh -> Wh, A -> mA, kW -> W); -1 if absent or not a number. (The same
+    reader as history.wh, on purpose: this module stays in RAM with a relay, history
+    is loaded for a snapshot only; shared, one would bring the other's code in.)"""
     i = body.find(name)
     if i < 0:
         return -1

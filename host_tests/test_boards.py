@@ -176,9 +176,10 @@ def test_host_board_reads_a_pty_under_micropython(tmp_path):
         os.close(slave)
 
 
-def test_a_read_that_runs_out_of_memory_is_counted_and_the_source_kept():
-    """No room for a read's buffer: counted (meter memory_errors, log), the same
-    source read again after a moment (not closed and reopened), no byte lost."""
+def _run_meter(parts, failed_opens=0):
+    """meter.run over a fake source that returns `parts` (MemoryError: raised instead)
+    on a board whose first `failed_opens` opens raise MemoryError; returns
+    (hub, pipeline, log.memory_errors added, opens, closes)."""
     import asyncio
 
     import log
@@ -186,76 +187,27 @@ def test_a_read_that_runs_out_of_memory_is_counted_and_the_source_kept():
     from meter import Pipeline
     from meter import run as run_meter
 
-    tel = (Path(__file__).parent / "telegrams" / "se-lg-e360-01.txt").read_bytes()
+    n = {"opened": 0, "closed": 0}
 
     class Source:
         reconnect = False
-        opened = 0
-        closed = 0
 
-        def __init__(self):
-            self.parts = [MemoryError, tel[:300], MemoryError, tel[300:], b""]
-
-        async def read(self, n):
-            p = self.parts.pop(0)
+        async def read(self, _n):
+            p = parts.pop(0)
             if p is MemoryError:
                 raise MemoryError("memory allocation failed, allocating 513 bytes")
             return p
 
         def close(self):
-            Source.closed += 1
+            n["closed"] += 1
 
     class B:
         def data_request(self, on):
             pass
 
         def open_meter(self, source):
-            Source.opened += 1
-            return Source()
-
-    hub = Hub()
-    pipe = Pipeline(hub)
-    before = log.memory_errors
-    asyncio.run(asyncio.wait_for(run_meter(B(), pipe, "fake"), 5))
-    assert hub.seq == 1 and hub.sample.raw == tel
-    assert pipe.memory_errors == 2 and log.memory_errors == before + 2
-    assert Source.opened == 1 and Source.closed == 1 and pipe.reopens == 0
-
-
-def test_opening_the_source_without_memory_is_counted_and_tried_again():
-    """A MemoryError while opening the source (a connection and its buffers) is a
-    memory error like any other: counted, so that a heap that stays short leads to
-    the reset (app.py), and the source opened again after the backoff."""
-    import asyncio
-
-    import log
-    from hub import Hub
-    from meter import Pipeline
-    from meter import run as run_meter
-
-    tel = (Path(__file__).parent / "telegrams" / "se-lg-e360-01.txt").read_bytes()
-
-    class Source:
-        reconnect = False
-
-        def __init__(self):
-            self.parts = [tel, b""]
-
-        async def read(self, n):
-            return self.parts.pop(0)
-
-        def close(self):
-            pass
-
-    class B:
-        opened = 0
-
-        def data_request(self, on):
-            pass
-
-        def open_meter(self, source):
-            B.opened += 1
-            if B.opened == 1:
+            n["opened"] += 1
+            if n["opened"] <= failed_opens:
                 raise MemoryError("memory allocation failed, allocating 4096 bytes")
             return Source()
 
@@ -263,6 +215,25 @@ def test_opening_the_source_without_memory_is_counted_and_tried_again():
     pipe = Pipeline(hub)
     before = log.memory_errors
     asyncio.run(asyncio.wait_for(run_meter(B(), pipe, "fake"), 5))
+    return hub, pipe, log.memory_errors - before, n["opened"], n["closed"]
+
+
+def test_a_read_that_runs_out_of_memory_is_counted_and_the_source_kept():
+    """No room for a read's buffer: counted (meter memory_errors, log), the same
+    source read again after a moment (not closed and reopened), no byte lost."""
+    tel = (Path(__file__).parent / "telegrams" / "se-lg-e360-01.txt").read_bytes()
+    hub, pipe, logged, opened, closed = _run_meter([MemoryError, tel[:300], MemoryError, tel[300:], b""])
     assert hub.seq == 1 and hub.sample.raw == tel
-    assert pipe.memory_errors == 1 and log.memory_errors == before + 1
-    assert B.opened == 2 and pipe.reopens == 1 and pipe.last_error == "source: MemoryError"
+    assert pipe.memory_errors == 2 and logged == 2
+    assert opened == 1 and closed == 1 and pipe.reopens == 0
+
+
+def test_opening_the_source_without_memory_is_counted_and_tried_again():
+    """A MemoryError while opening the source (a connection and its buffers) is a
+    memory error like any other: counted, so that a heap that stays short leads to
+    the reset (app.py), and the source opened again after the backoff."""
+    tel = (Path(__file__).parent / "telegrams" / "se-lg-e360-01.txt").read_bytes()
+    hub, pipe, logged, opened, closed = _run_meter([tel, b""], failed_opens=1)
+    assert hub.seq == 1 and hub.sample.raw == tel
+    assert pipe.memory_errors == 1 and logged == 1
+    assert opened == 2 and pipe.reopens == 1 and pipe.last_error == "source: MemoryError"
