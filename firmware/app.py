@@ -290,7 +290,10 @@ class App:
             if self.heap_log and self.hub.seq != seen:  # the console shows it stays flat
                 seen = self.hub.seq
                 gc.collect()
-                log.info("telegram %d: heap %s" % (seen, heap_text()))
+                try:
+                    log.info("telegram %d: heap %s" % (seen, heap_text()))
+                except MemoryError:  # (the text): the heap watch must go on
+                    pass
             await sleep_ms(_LED_MS if self._led_at is not None else _SUPERVISE_MS)
 
     def _watch_heap(self):
