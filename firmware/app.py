@@ -92,7 +92,9 @@ class App:
         self._led_at = None
         self._hq = self._hd = -1  # the last telegram's quarter hour and day (history)
         self.heap_log = False  # log the heap after each telegram (the device console)
-        self._oom = []  # ticks of recent caught MemoryErrors
+        # ticks of the last _OOM_LIMIT caught MemoryErrors, oldest first (None: none yet);
+        # fixed size: the heap watch must not need the heap it watches
+        self._oom: list = [None] * _OOM_LIMIT
         self._oom_seen = log.memory_errors
         self._done = asyncio.Event()
         self.fatal = None
@@ -159,6 +161,7 @@ class App:
 
         async def supervised():
             backoff = _RESTART_MIN_MS
+            n = 0
             while True:
                 t = ticks_ms()
                 try:
@@ -171,17 +174,25 @@ class App:
                     log.oom(name)
                 except Exception as e:  # noqa: BLE001 - one task must not stop the app
                     log.exc(e, name)
-                f = self.fails.get(name)
+                # The bookkeeping below allocates (tuples, the text); while the heap is
+                # full it may fail, the restart must not: this loop (and the sleep,
+                # which allocates nothing) goes on regardless.
                 if ticks_diff(ticks_ms(), t) >= _HEALTHY_MS:
                     backoff = _RESTART_MIN_MS
-                    f = None
-                n = 1 if f is None else f[0] + 1
-                self.fails[name] = (n, None)
-                self.restarts[name] = self.restarts.get(name, 0) + 1
+                    n = 0
+                n += 1
+                try:
+                    self.fails[name] = (n, None)
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                except MemoryError:
+                    log.oom(name)
                 await sleep_ms(backoff)
                 backoff = min(backoff * 2, _RESTART_MAX_MS)
-                self.fails[name] = (n, ticks_ms())
-                log.warn("%s: restarted" % name)
+                try:
+                    self.fails[name] = (n, ticks_ms())
+                    log.warn("%s: restarted" % name)
+                except MemoryError:
+                    log.oom(name)
 
         t = asyncio.create_task(supervised())
         self.tasks.append(t)
@@ -220,12 +231,15 @@ class App:
         f = self.fails
         if f:
             now = ticks_ms()
-            for name in list(f):
+            well = None
+            for name in f:  # (no copy of the keys: this runs while the heap is full too)
                 n, t = f[name]
                 if t is not None and ticks_diff(now, t) >= _HEALTHY_MS:
-                    del f[name]  # its present run lasted a minute: healthy again
+                    well = name  # its present run lasted a minute: healthy again
                 elif n >= _DEAD_FAILS:
                     return name
+            if well is not None:  # (one a round)
+                del f[well]
         w = self.web
         t = getattr(w, "_tick", None)  # (None until it listened)
         if t is not None and (not w.server or t.done()):  # pyright: ignore[reportAttributeAccessIssue]
@@ -276,7 +290,10 @@ class App:
             if self.heap_log and self.hub.seq != seen:  # the console shows it stays flat
                 seen = self.hub.seq
                 gc.collect()
-                log.info("telegram %d: heap %s" % (seen, heap_text()))
+                try:
+                    log.info("telegram %d: heap %s" % (seen, heap_text()))
+                except MemoryError:  # (the text): the heap watch must go on
+                    pass
             await sleep_ms(_LED_MS if self._led_at is not None else _SUPERVISE_MS)
 
     def _watch_heap(self):
@@ -286,15 +303,14 @@ class App:
         n = log.memory_errors - self._oom_seen
         self._oom_seen = log.memory_errors
         oom = self._oom
-        for _ in range(min(n, _OOM_LIMIT)):
-            oom.append(now)
-        while oom and ticks_diff(now, oom[0]) > _OOM_WINDOW_MS:
+        for _ in range(min(n, _OOM_LIMIT)):  # (pop then append: the list never grows)
             oom.pop(0)
-        if len(oom) >= _OOM_LIMIT:
+            oom.append(now)
+        if oom[0] is not None and ticks_diff(now, oom[0]) <= _OOM_WINDOW_MS:
             try:
                 gc.collect()
                 reason = "memory: %d allocation failures in %d s, %s bytes free" % (
-                    len(oom),
+                    _OOM_LIMIT,
                     _OOM_WINDOW_MS // 1000,
                     self.board.free_heap(),
                 )
@@ -302,7 +318,8 @@ class App:
                 reset = getattr(self.board, "reset", None)
                 if reset is not None:
                     reset(reason)
-                self._oom = []
+                for i in range(_OOM_LIMIT):
+                    oom[i] = None
             except MemoryError:  # recording the reason needs a little heap: tried again next round
                 pass
 

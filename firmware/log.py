@@ -25,16 +25,21 @@ memory_errors = 0  # MemoryErrors caught anywhere (app.py watches them)
 
 
 def _emit(level, msg):
+    """Print the line and keep it; False if there was no heap for it."""
     try:
         line = "%7d %s %s" % (ticks_diff(ticks_ms(), _T0) // 1000, level, msg)
-        if level != "I":
+    except MemoryError:  # logging must never be what fails
+        return False
+    if level != "I" or not quiet:
+        print(line)
+    if level != "I":
+        try:
             recent.append(line)
             if len(recent) > _KEEP:
                 recent.pop(0)
-        if level != "I" or not quiet:
-            print(line)
-    except MemoryError:  # logging must never be what fails
-        pass
+        except MemoryError:
+            pass
+    return True
 
 
 def info(msg):
@@ -53,7 +58,12 @@ def oom(where):
     """Count a MemoryError that was caught and survived (no traceback: it needs RAM)."""
     global memory_errors
     memory_errors += 1
-    _emit("W", "%s: out of memory" % where)
+    try:
+        done = _emit("W", "%s: out of memory" % where)
+    except MemoryError:  # (the text itself; asyncio's exception handler calls this too)
+        done = False
+    if not done:  # the heap is full: the parts as they are (printing them allocates nothing)
+        print("      - W", where, end=": out of memory\n")
 
 
 def exc(e, where=""):
@@ -62,10 +72,13 @@ def exc(e, where=""):
     global memory_errors
     if isinstance(e, MemoryError):
         memory_errors += 1
-    _emit("E", "%s: %s: %r" % (where, type(e).__name__, e))
-    try:
-        sys.print_exception(e)  # type: ignore[attr-defined]  # MicroPython
-    except AttributeError:
-        import traceback
+    try:  # (asyncio's exception handler calls this: a MemoryError would end the loop)
+        _emit("E", "%s: %s: %r" % (where, type(e).__name__, e))
+        try:
+            sys.print_exception(e)  # type: ignore[attr-defined]  # MicroPython
+        except AttributeError:
+            import traceback
 
-        traceback.print_exception(type(e), e, e.__traceback__)
+            traceback.print_exception(type(e), e, e.__traceback__)
+    except MemoryError:
+        pass

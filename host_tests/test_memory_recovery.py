@@ -64,14 +64,9 @@ def test_every_service_recovers_after_the_heap_ran_out(tmp_path):
         text = "".join(fw.lines)
         print(f"\nrecovery: {st['memory_errors']} memory errors caught, restarts {st['restarts']},"
               f" every service back {recovered_s:.1f} s after the hog let go")  # fmt: skip
-        assert st["memory_errors"] > 0 and "out of memory" in text
+        assert st["memory_errors"] >= 8 and "out of memory" in text
         assert st["mqtt"]["state"] == "connected"
         assert "Traceback" not in fw.stderr()
-        if st["memory_errors"] < 8:
-            # Some runs: the meter's first failure leaves it waiting, the firmware idles
-            # in the holes and fails no more (no reset is due then: app._OOM_LIMIT).
-            assert "reset: memory:" not in text
-            return
         assert "reset: memory:" in text  # the repeated failures asked for a reset
         # The reason was recorded: the next start shows it.
         fw2 = Firmware(tmp_path, "--mp", "--heap", "256K", "--interval", "0.5")
