@@ -725,7 +725,10 @@ def run(
     `log` gets a JSON line of `expected()` for each clean telegram, before it is written
     (a reader that checks values never sees a telegram its line is not yet there for)."""
     sent, deadline = 0, time.monotonic()
+    parent = os.getppid()
     while True:
+        if os.getppid() != parent:  # whoever started us is gone (killed): no orphan meter
+            return
         data, clean = source.emit()
         if log is not None and clean:
             log.write(json.dumps(source.expected()).encode() + b"\n")  # type: ignore[attr-defined]
