@@ -146,3 +146,25 @@ def micropython():
     """The run_micropython helper (fails, not skips, when the runner is not set up)."""
     _node()
     return run_micropython
+
+
+@pytest.fixture
+def board(tmp_path: Path):
+    """A MicroPython board on a pseudo-terminal (pty_board.PtyBoard), its
+    filesystem in tmp_path/board-fs with a bootinfo.json of its own (the board's
+    data, which a deploy must leave alone)."""
+    from pty_board import PtyBoard
+
+    exe = VENV_BIN / "micropython"
+    if not exe.exists():
+        pytest.fail("micropython (the Unix port) is not installed: run `make setup`", pytrace=False)
+    b = PtyBoard(str(exe), tmp_path / "board-fs")
+    (b.fs / "bootinfo.json").write_text("{}")  # the board's own data stays
+    yield b
+    b.close()
+
+
+def deploy(board, *args: str) -> subprocess.CompletedProcess:
+    """tools/deploy.py --port <the board's port> ARGS (text output)."""
+    return subprocess.run([sys.executable, str(REPO / "tools" / "deploy.py"), "--port", board.port, *args],
+                          capture_output=True, text=True, timeout=180)  # fmt: skip

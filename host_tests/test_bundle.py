@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import FIRMWARE, REPO, VENV_BIN
+from conftest import FIRMWARE, REPO, deploy
 
 sys.path.insert(0, str(REPO / "tools"))
 import build_device  # noqa: E402
@@ -125,33 +125,17 @@ def test_unknown_board_is_refused():
 # --- make deploy: the bundle's files onto a board on a (pseudo) serial port ---------
 
 
-@pytest.fixture
-def board(tmp_path: Path):
-    exe = VENV_BIN / "micropython"
-    if not exe.exists():
-        pytest.fail("micropython (the Unix port) is not installed: run `make setup`", pytrace=False)
-    b = PtyBoard(str(exe), tmp_path / "board-fs")
-    (b.fs / "bootinfo.json").write_text("{}")  # the board's own data stays
-    yield b
-    b.close()
-
-
-def _deploy(board: PtyBoard, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "tools" / "deploy.py"), "--port", board.port, *args],
-                          capture_output=True, text=True, timeout=180)  # fmt: skip
-
-
 def test_deploy_copies_the_bundle(bundles, board: PtyBoard, tmp_path: Path):
     tar, _ = bundles["esp32-devkit"]
     files = _members(tar)
     man = json.loads(files.pop("manifest.json"))
     bad = dict(files, **{"main.py": b"print('not the release')\n"})
     bundle.write_tar(tmp_path / "bad.tar", man, bad)
-    r = _deploy(board, "--bundle", str(tmp_path / "bad.tar"))
+    r = deploy(board, "--bundle", str(tmp_path / "bad.tar"))
     assert r.returncode == 2 and "main.py does not match" in r.stderr
     assert sorted(p.name for p in board.fs.iterdir()) == ["bootinfo.json", "machine.py"]  # nothing changed
 
-    r = _deploy(board, "--bundle", str(tar))
+    r = deploy(board, "--bundle", str(tar))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SHA-256 checked" in r.stdout
     got = {p.relative_to(board.fs).as_posix(): p.read_bytes() for p in board.fs.rglob("*") if p.is_file()}

@@ -10,7 +10,7 @@ import tokenize
 from pathlib import Path
 
 import pytest
-from conftest import FIRMWARE, REPO, VENV_BIN
+from conftest import FIRMWARE, REPO, VENV_BIN, deploy
 
 FIRMWARE_PY = sorted(p for p in FIRMWARE.rglob("*.py") if "__pycache__" not in p.parts)
 P1_PY = [p for p in FIRMWARE_PY if p.relative_to(FIRMWARE).parts[0] == "p1"]
@@ -251,25 +251,9 @@ def _files(d: Path) -> dict[str, bytes]:
     return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def board(tmp_path: Path):
-    exe = VENV_BIN / "micropython"
-    if not exe.exists():
-        pytest.fail("micropython (the Unix port) is not installed: run `make setup`", pytrace=False)
-    b = PtyBoard(str(exe), tmp_path / "board-fs")
-    (b.fs / "bootinfo.json").write_text("{}")  # the board's own data stays
-    yield b
-    b.close()
-
-
-def _deploy(board: PtyBoard, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "tools" / "deploy.py"), "--port", board.port, *args],
-                          capture_output=True, text=True, timeout=180)  # fmt: skip
-
-
 def test_deploy_copies_the_build(board_builds, board: PtyBoard):
     build = board_builds["esp32-devkit"]
-    r = _deploy(board, str(build))
+    r = deploy(board, str(build))
     assert r.returncode == 0, r.stdout + r.stderr
     got = _files(board.fs)
     want = {k: v for k, v in _files(build).items() if k not in ("boot.mpy", "main.mpy", build_device.MARKER)}
@@ -279,8 +263,8 @@ def test_deploy_copies_the_build(board_builds, board: PtyBoard):
 
 def test_deploy_frozen_leaves_only_what_the_image_lacks(board_builds, board: PtyBoard):
     build = board_builds["esp32-devkit"]
-    assert _deploy(board, str(build)).returncode == 0  # an earlier plain deploy
-    r = _deploy(board, "--frozen", str(build))
+    assert deploy(board, str(build)).returncode == 0  # an earlier plain deploy
+    r = deploy(board, "--frozen", str(build))
     assert r.returncode == 0, r.stdout + r.stderr
     got = set(_files(board.fs)) - {"machine.py", "bootinfo.json"}
     static = {f"web/static/{p.name}" for p in (FIRMWARE / "web" / "static").iterdir()}
