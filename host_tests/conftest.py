@@ -168,3 +168,15 @@ def deploy(board, *args: str) -> subprocess.CompletedProcess:
     """tools/deploy.py --port <the board's port> ARGS (text output)."""
     return subprocess.run([sys.executable, str(REPO / "tools" / "deploy.py"), "--port", board.port, *args],
                           capture_output=True, text=True, timeout=180)  # fmt: skip
+
+
+def run_cases_under_micropython(name: str, folder: Path) -> None:
+    """host_tests/mp/<name>_cases.py under the Unix-port MicroPython (cases.run):
+    asserts it ran and that none of its cases failed."""
+    r = run_unix_micropython(
+        [REPO / "host_tests" / "mp" / f"{name}_cases.py", folder],
+        heap="4M",
+        path=[REPO / "firmware", REPO / "host_tests" / "mp"],
+    )
+    assert r.returncode == 0, describe(r)
+    assert f"{name} cases on micropython failed: 0".encode() in r.stdout, describe(r)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import describe
+from conftest import run_cases_under_micropython
 from mosquitto import Mosquitto, Subscriber, available
 from runtime_harness import Firmware, exact_json
 
@@ -30,14 +30,8 @@ def test_history(case, tmp_path):
     case(str(tmp_path))
 
 
-def test_history_under_micropython(unix_micropython, tmp_path):
-    r = unix_micropython(
-        [ROOT / "host_tests" / "mp" / "history_cases.py", tmp_path],
-        heap="4M",
-        path=[ROOT / "firmware", ROOT / "host_tests" / "mp"],
-    )
-    assert r.returncode == 0, describe(r)
-    assert b"history cases on micropython failed: 0" in r.stdout, describe(r)
+def test_history_under_micropython(tmp_path):
+    run_cases_under_micropython("history", tmp_path)
 
 
 def test_dates_and_registers():

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import describe
+from conftest import run_cases_under_micropython
 from mosquitto import Mosquitto, Subscriber, available
 from runtime_harness import Firmware
 
@@ -26,14 +26,8 @@ def test_loads(case, tmp_path):
     case(str(tmp_path))
 
 
-def test_loads_under_micropython(unix_micropython, tmp_path):
-    r = unix_micropython(
-        [ROOT / "host_tests" / "mp" / "loads_cases.py", tmp_path],
-        heap="4M",
-        path=[ROOT / "firmware", ROOT / "host_tests" / "mp"],
-    )
-    assert r.returncode == 0, describe(r)
-    assert b"loads cases on micropython failed: 0" in r.stdout, describe(r)
+def test_loads_under_micropython(tmp_path):
+    run_cases_under_micropython("loads", tmp_path)
 
 
 def test_relay_settings_are_checked_in_the_config():

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import describe
+from conftest import run_cases_under_micropython
 from mosquitto import Mosquitto, Subscriber, available
 from runtime_harness import Firmware
 
@@ -27,14 +27,8 @@ def test_tariff(case, tmp_path):
     case(str(tmp_path))
 
 
-def test_tariff_under_micropython(unix_micropython, tmp_path):
-    r = unix_micropython(
-        [ROOT / "host_tests" / "mp" / "tariff_cases.py", tmp_path],
-        heap="4M",
-        path=[ROOT / "firmware", ROOT / "host_tests" / "mp"],
-    )
-    assert r.returncode == 0, describe(r)
-    assert b"tariff cases on micropython failed: 0" in r.stdout, describe(r)
+def test_tariff_under_micropython(tmp_path):
+    run_cases_under_micropython("tariff", tmp_path)
 
 
 def test_rule_is_checked_in_the_config():

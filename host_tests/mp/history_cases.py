@@ -179,20 +179,8 @@ CASES = [case_dst_autumn_month_gap, case_dst_spring_and_reset, case_json_and_csv
 
 
 if __name__ == "__main__":
-    import os
     import sys
 
-    base = sys.argv[1]
-    failed = 0
-    for i, c in enumerate(CASES):
-        d = "%s/h%d" % (base, i)
-        os.mkdir(d)
-        try:
-            c(d)
-            print("ok", c.__name__)
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            print("FAIL", c.__name__)
-            sys.print_exception(e)  # type: ignore[attr-defined]
-    print("history cases on", sys.implementation.name, "failed:", failed)
-    sys.exit(1 if failed else 0)
+    from cases import run
+
+    run("history", CASES, sys.argv[1])

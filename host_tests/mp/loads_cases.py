@@ -266,23 +266,7 @@ def case_meter_clock_going_back(folder):
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
 
 
-def main(folder):
-    import os
-
-    failed = 0
-    for i, case in enumerate(CASES):
-        d = "%s/%d" % (folder, i)
-        os.mkdir(d)
-        try:
-            case(d)
-            print("ok", case.__name__)
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            print("FAIL", case.__name__, repr(e))
-            sys.print_exception(e)  # pyright: ignore[reportAttributeAccessIssue]
-    print("loads cases on %s failed: %d" % (sys.implementation.name, failed))
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main(sys.argv[1])
+    from cases import run
+
+    run("loads", CASES, sys.argv[1])

@@ -88,20 +88,8 @@ CASES = [case_rule_filters, case_peaks_and_running_average, case_quarter_hours_a
 
 
 if __name__ == "__main__":
-    import os
     import sys
 
-    base = sys.argv[1]
-    failed = 0
-    for i, c in enumerate(CASES):
-        d = "%s/t%d" % (base, i)
-        os.mkdir(d)
-        try:
-            c(d)
-            print("ok", c.__name__)
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            print("FAIL", c.__name__)
-            sys.print_exception(e)  # type: ignore[attr-defined]
-    print("tariff cases on", sys.implementation.name, "failed:", failed)
-    sys.exit(1 if failed else 0)
+    from cases import run
+
+    run("tariff", CASES, sys.argv[1])
