@@ -116,6 +116,16 @@ def ok(req, app):
     return good
 
 
+def refused(req, app):
+    """Why a request that needs the admin is refused, as (status, text): 403 before
+    a password is set, 401 without a session; None if it may go on."""
+    if not app.cfg["admin"]["password_hash"]:
+        return 403, "set the admin password first (POST /api/v1/password)"
+    if not ok(req, app):
+        return 401, "login required"
+    return None
+
+
 def new_session(app):
     t = hexlify(os.urandom(16)).decode()
     s = getattr(app, "sessions", None)

@@ -30,10 +30,9 @@ def handle(req, app):
         if ld is None:
             return error(404, "no relay configured")
         return 200, JSON, ld.cold("text"), NOSTORE
-    if not app.cfg["admin"]["password_hash"]:
-        return error(403, "set the admin password first (POST /api/v1/password)")
-    if not auth.ok(req, app):
-        return error(401, "login required")
+    why = auth.refused(req, app)
+    if why:
+        return error(*why)
     if ld is None:
         return error(404, "no relay configured")
     d = None

@@ -115,10 +115,9 @@ def _route(req, app):
         return _login(app, d)
     if p == "password" and not has_pw:  # the first one: setup
         return _password(req, app, d)
-    if not has_pw:
-        return error(403, "set the admin password first (POST /api/v1/password)")
-    if not auth.ok(req, app):
-        return error(401, "login required")
+    why = auth.refused(req, app)
+    if why:
+        return error(*why)
     if p == "logout":
         auth.end_session(req, app)
         return _out(200, {"ok": True}, "Set-Cookie: p1session=; Max-Age=0; Path=/\r\n")
