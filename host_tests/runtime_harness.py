@@ -77,6 +77,11 @@ class Firmware:
         self._err.close()
         return self.proc.returncode
 
+    def stop_ok(self) -> None:
+        """stop(), asserting a clean exit (0), with the firmware's last output if not."""
+        rc = self.stop()
+        assert rc == 0, f"firmware exit {rc}\n" + "".join(self.lines[-40:]) + self.stderr()[-3000:]
+
     # --- HTTP ------------------------------------------------------------------
     def get(self, path: str, method: str = "GET", body=None, headers=None):
         """(status, headers dict lower-case, body bytes)."""

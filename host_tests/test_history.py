@@ -53,7 +53,10 @@ def test_dates_and_registers():
 def test_history_over_http(tmp_path, mp):
     """The firmware at 60 meter-seconds per telegram: closed quarter hours and hours
     over HTTP, JSON and CSV; the quarters of an hour add up to it exactly."""
-    fw = Firmware(tmp_path, "--interval", "0.02", "--step", "60", *(["--mp"] if mp else []))
+    # under MicroPython at the heap the firmware needs today (test_memory_budget.TODAY_PLAIN_K):
+    # at the budget's 129K, where it does not fit yet (issue 8), a history answer can run
+    # out of memory half-way (the connection is cut: an incomplete answer, never a wrong one)
+    fw = Firmware(tmp_path, "--interval", "0.02", "--step", "60", *(["--mp", "--heap", "152K"] if mp else []))
     try:
 
         def hours():
@@ -73,8 +76,9 @@ def test_history_over_http(tmp_path, mp):
             start.replace("+", "%2B"), start[:11] + "%02d" % (int(start[11:13]) + 1) + start[13:].replace("+", "%2B")
         ))  # fmt: skip
         assert st == 200 and len(q["periods"]) == 4, q
+        assert all(x["status"] == "ok" for x in q["periods"]), (got, q)
         for k in ("import_wh", "export_wh"):
-            assert sum(x[k] for x in q["periods"]) == p[k] and p[k] >= 0
+            assert sum(x[k] for x in q["periods"]) == p[k] and p[k] >= 0, (got, q)
         st, hd, csv = fw.get("/api/v1/history?resolution=hour&format=csv")
         assert st == 200 and hd["content-type"].startswith("text/csv")
         lines = csv.decode().split("\r\n")
@@ -87,7 +91,7 @@ def test_history_over_http(tmp_path, mp):
         assert (tmp_path / "hist").is_dir() and any((tmp_path / "hist").iterdir())
     finally:
         rc = fw.stop()
-    assert "Traceback" not in fw.stderr() and (mp or rc == 0)  # (the Unix port ends a SIGINT with 1)
+    assert "Traceback" not in fw.stderr() and rc == 0
 
 
 @pytest.mark.skipif(not available(), reason="mosquitto not installed")

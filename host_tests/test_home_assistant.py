@@ -95,7 +95,7 @@ class Dongle:
 
     def close(self):
         self.sub.close()
-        assert self.fw.stop() == 0
+        self.fw.stop_ok()
         self.sim.close()
 
 

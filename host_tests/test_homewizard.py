@@ -151,7 +151,7 @@ def test_homewizard_client_reads_every_field_exactly(tmp_path, port):
                     assert str(raw[field]) == str(reading[name]), (path.name, field)
         assert checked > 150, checked
     finally:
-        assert fw.stop() == 0
+        fw.stop_ok()
         sim.close()
 
 
@@ -163,4 +163,4 @@ def test_off_by_default_and_404(tmp_path):
             st, headers, body = fw.get(path)
             assert st == 404 and json.loads(body) == {"error": "not found", "status": 404}
     finally:
-        assert fw.stop() == 0
+        fw.stop_ok()

@@ -24,7 +24,7 @@ def fw(tmp_path_factory):
     f = Firmware(tmp_path_factory.mktemp("http"), "--source", str(TELEGRAM))
     f.wait(lambda: f.get("/api/v1/reading")[0] == 200, what="the file's telegram")
     yield f
-    assert f.stop() == 0
+    f.stop_ok()
     assert "Traceback" not in f.stderr()
 
 
@@ -134,4 +134,4 @@ def test_no_telegram_yet_503(tmp_path):
         f.wait(lambda: f.status()["meter"]["state"] == "error", what="source error in status")
         assert "metrics" not in f.get("/metrics")[2].decode() or True
     finally:
-        assert f.stop() == 0
+        f.stop_ok()

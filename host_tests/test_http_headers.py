@@ -26,7 +26,7 @@ def fw(tmp_path_factory):
     f = Firmware(tmp_path_factory.mktemp("headers"), "--source", str(TELEGRAM), config=json.dumps(cfg))
     f.wait(lambda: f.get("/api/v1/reading")[0] == 200, what="the file's telegram")
     yield f
-    assert f.stop() == 0
+    f.stop_ok()
     assert "Traceback" not in f.stderr()
 
 
@@ -101,4 +101,4 @@ def test_cors_origin_changed_live_and_turned_off(tmp_path):
         assert st == 200
         assert "access-control-allow-origin" not in f.get("/api/v1/reading")[1]
     finally:
-        assert f.stop() == 0
+        f.stop_ok()

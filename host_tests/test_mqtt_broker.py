@@ -645,7 +645,7 @@ def test_p1tool_run_mqtts_with_login_and_ca_from_the_url(tmp_path):
             assert st["mqtt"]["tls"] is True and st["mqtt"]["user"] == "meter"
             assert "s3cret-pw" not in json.dumps(st)  # never echoed back
         finally:
-            assert fw.stop() == 0
+            fw.stop_ok()
             sub.close()
 
 

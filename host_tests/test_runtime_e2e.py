@@ -145,7 +145,7 @@ def test_noise_counted_never_a_value(tmp_path):
         metrics = fw.get("/metrics")[2].decode()
         assert f'p1_telegrams_total{{result="accepted"}} {clean_n}' in metrics
     finally:
-        assert fw.stop() == 0
+        fw.stop_ok()
         sim.close()
 
 
@@ -181,7 +181,7 @@ def test_raw_tcp_drops_client_that_never_reads(tmp_path):
         stuck.close()
         good.close()
     finally:
-        assert fw.stop() == 0
+        fw.stop_ok()
         sim.close()
 
 
@@ -215,7 +215,7 @@ def test_simulator_dialect_sets_the_meters_time_zone(tmp_path, dialect, offset):
         assert before <= ts <= datetime.now(timezone.utc) + timedelta(seconds=1), ts
         assert fw.status()["config"]["meter"]["std_offset"] == offset
     finally:
-        assert fw.stop() == 0
+        fw.stop_ok()
     assert f"meter.std_offset {offset} (the {dialect} simulator's zone)" in fw.stderr()
 
 
@@ -227,7 +227,7 @@ def test_broken_config_boots_with_defaults_and_reports(tmp_path):
         assert s["config"]["meter"]["std_offset"] == "+02:00"
         fw.wait(lambda: fw.get("/api/v1/reading")[0] == 200, what="a reading")
     finally:
-        assert fw.stop() == 0
+        fw.stop_ok()
 
 
 def test_bad_keys_fall_back_one_by_one(tmp_path):
@@ -247,7 +247,7 @@ def test_bad_keys_fall_back_one_by_one(tmp_path):
         body = fw.get("/api/v1/status")[2]
         assert b"hunter2" not in body and b'"pw"' not in body
     finally:
-        assert fw.stop() == 0
+        fw.stop_ok()
 
 
 def test_ctrl_c_with_a_stuck_raw_client_and_an_open_sse_stream_stops_cleanly(tmp_path):

@@ -46,7 +46,7 @@ def fw(tmp_path):
     cfg = {"mqtt": {"host": "broker.example", "user": "meter", "password": "mqtt-secret-1"}}
     f = Firmware(tmp_path, "--interval", "0.2", config=json.dumps(cfg))
     yield f
-    assert f.stop() == 0
+    f.stop_ok()
 
 
 def test_config_shown_with_secrets_hidden_and_changes_refused_before_setup(fw):
@@ -213,7 +213,7 @@ def test_login_and_config_under_the_micropython_unix_port(tmp_path):
         assert call(f, "GET", "/api/v1/reading")[0] == 401
         assert call(f, "GET", "/api/v1/status", headers={"Cookie": "p1session=" + token})[0] == 200
     finally:
-        assert f.stop() == 0
+        f.stop_ok()
 
 
 @pytest.mark.parametrize("pw,salt,n", [(b"password", b"salt", 1), (b"password", b"salt", 4096), (b"x" * 100, b"s" * 16, 77)])

@@ -88,7 +88,7 @@ def wait_version(fw: Firmware, version: str, state: str, timeout: float = 60.0) 
 def fw(tmp_path):
     f = start(tmp_path)
     yield f
-    assert f.stop() == 0
+    f.stop_ok()
 
 
 def test_update_with_the_client_then_new_version_after_restart(fw, tmp_path):
@@ -230,7 +230,7 @@ def test_under_micropython_update_then_unhealthy_version_rolled_back(tmp_path):
         assert s["reset_reason"] == f"update: {newer} not healthy within 3 s: no telegram"
         fw.wait(lambda: fw.status()["telegrams"] > 0, 10, "telegrams again")
     finally:
-        assert fw.stop() == 0
+        fw.stop_ok()
 
 
 def test_no_update_while_the_last_one_is_on_trial(fw, tmp_path):

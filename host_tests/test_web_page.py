@@ -138,7 +138,7 @@ def sim_fw(tmp_path_factory):
         fw.wait(lambda: fw.get("/api/v1/reading")[0] == 200, what="first reading")
         yield fw
     finally:
-        assert fw.stop() == 0
+        fw.stop_ok()
 
 
 def test_live_page_against_simulator(browser, sim_fw):

@@ -114,21 +114,23 @@ def run_ota(cfg: dict, args: argparse.Namespace, config_path: str) -> int:
         cmd = [sys.executable, str(ROOT / "tools" / "host_main.py"), str(root), str(tmp), str(run_dir)]
     if args.quiet:
         cmd.append("-q")
+    if args.mp:
+        cmd.append("--stdin-stop")
     stopping = False
     proc: subprocess.Popen | None = None
 
     def forward(signum, frame):
         nonlocal stopping
         stopping = True
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+        if proc is not None:
+            stop_child(proc)
 
     old = [signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)]
     try:
         while True:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = start_child(cmd, args.mp)
             if stopping:  # (the signal came while it was being started)
-                proc.send_signal(signal.SIGINT)
+                stop_child(proc)
             rc = proc.wait()
             if stopping or not (rc == RESET_EXIT or rc != 0 and ota_state(root) == "trial"):
                 return rc
@@ -141,6 +143,28 @@ def run_ota(cfg: dict, args: argparse.Namespace, config_path: str) -> int:
             proc.kill()
             proc.wait()
         tmp.unlink(missing_ok=True)
+
+
+def start_child(cmd: list[str], mp: bool) -> subprocess.Popen:
+    """The firmware's process, in a session of its own (a terminal's Ctrl-C comes
+    to us and we pass it on). Under MicroPython its stdin is a pipe from us:
+    closing it (stop_child, or our end when we die) stops the firmware
+    (hostmain --stdin-stop); a SIGINT would land anywhere in its event loop."""
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE if mp else subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_child(proc: subprocess.Popen) -> None:
+    """Ask the firmware to stop cleanly (MQTT says offline): EOF on its stdin
+    under MicroPython, SIGINT on CPython."""
+    if proc.poll() is not None:
+        return
+    if proc.stdin is not None:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+    else:
+        proc.send_signal(signal.SIGINT)
 
 
 def _budget_heap() -> str:
@@ -210,11 +234,10 @@ def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> in
         cmd += ["--mem", str(args.mem)]
     if args.hog:
         cmd += ["--hog", args.hog]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = start_child([*cmd, "--stdin-stop"], True)
 
-    def forward(signum, frame):  # Ctrl-C or SIGTERM: the firmware stops cleanly on SIGINT
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+    def forward(signum, frame):  # Ctrl-C or SIGTERM: the firmware stops cleanly
+        stop_child(proc)
 
     old = [signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)]
     try:

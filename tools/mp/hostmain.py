@@ -87,8 +87,23 @@ async def main():
         the_app._task(mem_report, "mem")
     if hog_file:
         asyncio.create_task(hog())
+    if "--stdin-stop" in sys.argv[4:]:
+        asyncio.create_task(stop_at_eof())
     await the_app.wait()
     return 0
+
+
+async def stop_at_eof():
+    """--stdin-stop (tools/run_host.py): the runner stops us by closing our stdin
+    (and so does its end, however it ends). Not SIGINT: its KeyboardInterrupt
+    lands in whichever task runs, that task's coroutine is dead but its Task
+    never ends, and the app's stop then waits on it for ever or trips over it
+    (seen as rare exits -9, 1 and 75 at stop in CI). EOF stops the app from
+    inside the event loop, every task cancelled in order."""
+    r = asyncio.StreamReader(getattr(sys.stdin, "buffer", sys.stdin))
+    while await r.read(16):
+        pass
+    await the_app.stop()
 
 
 async def mem_report():

@@ -1,15 +1,17 @@
 """The firmware's host board under MicroPython's Unix port (`make run MP=1`).
 
     micropython -X heapsize=160K tools/mp/unix_main.py CODE_DIR CONFIG STORAGE_DIR [-q] [--romfs IMAGE] [--mem S]
-                                                        [--ota ROOT]
+                                                        [--ota ROOT] [--stdin-stop]
 
 CODE_DIR is a device build (`tools/build_device.py`: the .mpy files as they go
 onto the board, microdot in CODE_DIR/lib). With --romfs the code comes from a
 ROMFS image (`tools/romfs.py`) mounted at /rom instead, as on a device with a
 romfs partition; here the image is one block in the heap (on the device it is
 memory-mapped flash). Prints `http://127.0.0.1:PORT/`
-once the servers listen, like `p1tool.py run` on CPython. SIGINT (Ctrl-C)
-stops the app cleanly (MQTT says offline) and exits 0; a start failure exits 1.
+once the servers listen, like `p1tool.py run` on CPython. With --stdin-stop
+(how tools/run_host.py runs it) EOF on stdin stops the app cleanly (MQTT says
+offline) and it exits 0; a start failure exits 1. SIGINT (Ctrl-C when run by
+hand) stops it too, less surely: the KeyboardInterrupt lands in whatever runs.
 With --mem S it prints `micropython.mem_info()` (after a collection) every S
 seconds: the memory budget test reads the free heap and the largest free block.
 As on the device (app.main), the config module leaves RAM after loading.
