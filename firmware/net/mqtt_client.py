@@ -165,7 +165,8 @@ class Outbox:
             self.spool_dropped += sp.dropped
             self.spool_errors += sp.errors
             self.spool = None
-            unload("net.spool")
+            # (fsutil came in with it; a cold job using it meanwhile keeps its own references)
+            unload("net.spool", "fsutil")
 
 
 class MqttService:
