@@ -12,18 +12,32 @@ bytes" (the pool's entries) with 56 KB free, every time. Imported here, one
 module at a time into a heap still in one piece, and dropped again, those
 names cost what they would cost anyway, and the pools are allocated while
 there is room for them.
+
+Only the pools need that, not every name: the code few dongles run (settings,
+login, the OTA update, the HomeWizard API, relays, the captive portal's DNS,
+the general decoder) is in `LATER`, not interned here. Its names go into the
+free slots of the pool allocated at boot when it is first used: no new pool,
+and its ~2 KB of name text (as much on the ESP32) only on the dongles that use
+it. host_tests/test_warmup.py checks both halves: the pool that name 621 needs
+is allocated by `run()`, and the names of `LATER` fit in it (below 1261, where
+a 7th pool of 1280 entries, ~9 KB on the ESP32, would start).
 """
 
 import gc
 import sys
 
-# Every module the firmware imports for a moment while it runs (mem.unload after use).
+# The modules the firmware imports for a moment while it runs (mem.unload after use)
+# on every dongle: interned at boot.
 COLD = (
-    "config", "boardfile", "appstart", "health", "web.status", "web.metrics", "web.cold", "web.files", "web.settings",
-    "web.auth", "web.homewizard", "p1.table", "p1.jsonout", "p1.bodyread", "p1.bodyrare",
-    "net.mqtt_rare", "net.mqtt_status", "net.ha", "net.spool", "net.dns",
-    "history", "histread", "fsutil", "tariff", "loadscold", "web.relays", "otaboot", "web.update",
-    "p1.parse", "p1.readings", "p1.values",  # the general decoder, for a line p1.body declines
+    "config", "boardfile", "appstart", "health", "web.status", "web.metrics", "web.cold", "web.files",
+    "p1.table", "p1.jsonout", "p1.bodyread", "p1.bodyrare", "p1.values",
+    "net.mqtt_rare", "net.mqtt_status", "net.ha", "net.spool",
+    "history", "histread", "fsutil", "tariff",
+)  # fmt: skip
+# The cold modules only some dongles use: their names are interned when first used.
+LATER = (
+    "web.settings", "web.auth", "web.homewizard", "loadscold", "web.relays", "otaboot", "web.update", "net.dns",
+    "p1.parse", "p1.readings",  # the general decoder, for a line p1.body declines
 )  # fmt: skip
 
 
