@@ -195,13 +195,15 @@ def build_unix(out: Path = ROOT / "build" / "unix") -> Path:
     import build_device
 
     build_device.build(out, march="x64")
-    # the host entry's body, compiled like the firmware (tools/mp/unix_main.py imports it)
-    err = build_device.compile_one(
-        [*build_device.mpy_cross_cmd(), "-march=x64"], ROOT / "tools" / "mp" / "hostmain.py",
-        out / "hostmain.mpy", "hostmain.mpy",
-    )
-    if err:
-        raise RuntimeError(err)
+    # the host entry's body and the recovery test's hog, compiled like the firmware
+    # (tools/mp/unix_main.py imports hostmain)
+    for name in ("hostmain", "hosthog"):
+        err = build_device.compile_one(
+            [*build_device.mpy_cross_cmd(), "-march=x64"], ROOT / "tools" / "mp" / f"{name}.py",
+            out / f"{name}.mpy", f"{name}.mpy",
+        )
+        if err:
+            raise RuntimeError(err)
     return out
 
 
