@@ -9,7 +9,7 @@ reduced TX power, the HTTP server, the raw telegram server and MQTT.
 import asyncio
 
 import log
-from aio import sleep_ms
+from aio import guard_poller, sleep_ms
 from version import VERSION
 
 
@@ -17,6 +17,7 @@ async def start(app):
     """Start every service; return when HTTP (and raw TCP) listen. Raises OSError
     if a port cannot be bound on the host board."""
     b = app.board
+    guard_poller()  # (MicroPython: a registration out of memory must not leave a crash behind)
     try:
         asyncio.get_event_loop().set_exception_handler(app._handler)
     except AttributeError:  # pragma: no cover - very old MicroPython
