@@ -114,8 +114,6 @@ def run_ota(cfg: dict, args: argparse.Namespace, config_path: str) -> int:
         cmd = [sys.executable, str(ROOT / "tools" / "host_main.py"), str(root), str(tmp), str(run_dir)]
     if args.quiet:
         cmd.append("-q")
-    if args.mp:
-        cmd.append("--stdin-stop")
     stopping = False
     proc: subprocess.Popen | None = None
 
@@ -147,10 +145,13 @@ def run_ota(cfg: dict, args: argparse.Namespace, config_path: str) -> int:
 
 def start_child(cmd: list[str], mp: bool) -> subprocess.Popen:
     """The firmware's process, in a session of its own (a terminal's Ctrl-C comes
-    to us and we pass it on). Under MicroPython its stdin is a pipe from us:
-    closing it (stop_child, or our end when we die) stops the firmware
-    (hostmain --stdin-stop); a SIGINT would land anywhere in its event loop."""
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE if mp else subprocess.DEVNULL, start_new_session=True)
+    to us and we pass it on). Under MicroPython (`mp`: cmd runs unix_main.py) its
+    stdin is a pipe from us and it is told so (--stdin-stop): closing the pipe
+    (stop_child, or our end when we die) stops the firmware; a SIGINT would land
+    anywhere in its event loop."""
+    if mp:
+        return subprocess.Popen([*cmd, "--stdin-stop"], stdin=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def stop_child(proc: subprocess.Popen) -> None:
@@ -236,7 +237,7 @@ def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> in
         cmd += ["--mem", str(args.mem)]
     if args.hog:
         cmd += ["--hog", args.hog]
-    proc = start_child([*cmd, "--stdin-stop"], True)
+    proc = start_child(cmd, True)
 
     def forward(signum, frame):  # Ctrl-C or SIGTERM: the firmware stops cleanly
         stop_child(proc)

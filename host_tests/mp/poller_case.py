@@ -31,8 +31,10 @@ async def main(mode, gap):
         g = (g,)
     held = None
     gc.collect()
+    # The heap, to its last block, in this frame (as tools/mp/hosthog.py fills it):
+    # a helper function's frame would be freed on its return, leaving room again.
     try:
-        while True:  # the heap, to its last block
+        while True:
             held = (held, bytearray(16))
     except MemoryError:
         pass
