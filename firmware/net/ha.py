@@ -21,8 +21,7 @@ from binascii import crc32
 from net.mqtt import publish_head, write
 from p1.bodyread import items, text_value
 from p1.jsonout import dumps
-from p1.obis import MBUS
-from p1.table import by_name, names  # (at the top: MqttService._rare drops what this imports)
+from p1.obis import MBUS, MBUS_ORDER, T, UNITS, unit_line  # (resident: no p1.table for a round)
 
 # Tables as "|key=value|" strings: a dict's short strings would be interned and
 # stay in RAM after this module is dropped; one long string goes with it.
@@ -92,6 +91,47 @@ def model(ident):
     return out or (ident or "unknown")
 
 
+def _spec(name):
+    """(unit, kind letter) of reading `name` in the OBIS table: kind c cumulative, i
+    instantaneous, t a time stamp, another letter else; (None, None) if unknown.
+    Read off `p1.obis.T` here rather than by `p1.table.by_name`: a discovery round
+    is MQTT's largest cold job, and p1.table would add ~2 KB (64-bit) to it."""
+    for t in MBUS:
+        m = MBUS[t]
+        if name == m[0]:
+            return m[1], "c"
+        if name == m[2]:
+            return None, "t"
+    i = T.find(b" " + name.encode() + b"\n")  # the name field (a code or a kind ends with " ")
+    if i < 0:
+        return None, None
+    u = T[i - 1]
+    if u != 0x2D:  # "-": no unit
+        a = unit_line(u) + 3
+        u = UNITS[a : UNITS.find(b"|", a)].decode()
+    else:
+        u = None
+    return u, chr(T[i - 2])
+
+
+def names():
+    """Every reading name of the OBIS table, then the M-Bus names: a generator (a
+    full round walks them between writes; a list would hold ~100 strings meanwhile)."""
+    i = 0
+    while True:
+        i = T.find(b"\n", i)
+        if i < 0 or i + 1 >= len(T):
+            break
+        j = T.find(b"\n", i + 1)
+        nm = T[T.rfind(b" ", i, j) + 1 : j].decode()
+        if nm != "-":
+            yield nm
+        i = j
+    for t in MBUS_ORDER:
+        yield MBUS[t][0]
+        yield MBUS[t][2]
+
+
 def device_class(name, unit):
     """Home Assistant device class of reading `name` (table unit `unit`), or None."""
     for t in MBUS:
@@ -103,9 +143,7 @@ def device_class(name, unit):
 def sensor_config(name, value, device_id, base, dev):
     """The discovery config (a dict) of one reading `name` whose current value text
     (as in the JSON body: `896.020`, `"LGF5E360"`, `null`) is `value`."""
-    entry = by_name(name)
-    kind = entry[2] if entry else None
-    unit = entry[1] if entry else None
+    unit, kind = _spec(name)
     number = value[:1] not in ('"', "n")
     var = unit == "kvar"
     cfg = {
@@ -117,7 +155,7 @@ def sensor_config(name, value, device_id, base, dev):
         "availability_topic": base + "/status",
         "device": dev,
     }
-    if kind == "ts" or name == "timestamp":
+    if kind == "t" or name == "timestamp":
         cfg["device_class"] = "timestamp"
     elif number:
         if unit:
@@ -125,8 +163,8 @@ def sensor_config(name, value, device_id, base, dev):
             dc = device_class(name, unit)
             if dc:
                 cfg["device_class"] = dc
-        cfg["state_class"] = "total_increasing" if kind == "cum" else "measurement"
-        if kind == "cum" or kind == "inst":  # exact fixed point: the meter's decimals
+        cfg["state_class"] = "total_increasing" if kind == "c" else "measurement"
+        if kind == "c" or kind == "i":  # exact fixed point: the meter's decimals
             dot = value.find(".")
             d = 0 if dot < 0 else len(value) - dot - 1
             cfg["suggested_display_precision"] = max(d - 3, 0) if var else d

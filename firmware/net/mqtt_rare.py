@@ -52,10 +52,10 @@ def init(svc, hub, cfg, device_id, version, spool_dir):
     # `buffer` counts readings: each one is a state, plus a message per value
     # with per_value_topics and the telegram with raw_topic.
     n = 2 if c["raw_topic"] else 1
-    if c["per_value_topics"]:
-        from p1.table import names  # (dropped after this job)
+    if c["per_value_topics"]:  # one per named line of the OBIS table, and the M-Bus names
+        from p1.obis import MBUS, T
 
-        n += sum(1 for _ in names())
+        n += T.count(b"\n") - 1 - T.count(b" -\n") + 2 * len(MBUS)
     ob = svc.outbox = outbox(max(c["buffer"], 1) * n, svc.max_inflight, spool_dir, c["spill_kb"] * 1024)
     ob.qos = 1 if c["qos"] else 0
     svc._state = "disconnected" if c["enabled"] else "disabled"

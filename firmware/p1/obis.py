@@ -20,7 +20,8 @@ Each line is `<OBIS> <kind><unit> <name>`:
 M-Bus objects are written `0-n:...`: any channel 1-9 looks the same up.
 Line order in a telegram never matters; unknown codes are kept by the
 parser but get no name. Lookups by name and with str codes (the general
-decoder, metrics, discovery) are in `p1.table`, imported only by them.
+decoder, metrics) are in `p1.table`, imported only by them; discovery's
+in `net.ha`.
 """
 
 T = (

@@ -1,11 +1,12 @@
 """Lookups in the OBIS table (`p1.obis`) with str codes and names: for the general
-decoder (`p1.parse`, `p1.readings`), metrics and Home Assistant discovery.
+decoder (`p1.parse`, `p1.readings`) and metrics. (Home Assistant discovery reads
+`p1.obis` itself: see `net.ha`.)
 
 Kept out of `p1.obis` so that the device's one-pass decoder (`p1.body`) does
 not carry them: this module is imported only by code that runs now and then.
 """
 
-from p1.obis import MBUS, MBUS_ORDER, T, UNITS, find, shift, unit_line
+from p1.obis import MBUS, T, UNITS, find, shift, unit_line
 
 KINDS = {
     0x63: "cum",
@@ -99,20 +100,3 @@ def by_name(name):
             return code.decode(), e[1], e[2]
         i += 1
 
-
-def names():
-    """Every reading name, table order, then the M-Bus names: a generator (a discovery
-    round walks them between writes; a list would hold ~100 strings meanwhile)."""
-    i = 0
-    while True:
-        i = T.find(b"\n", i)
-        if i < 0 or i + 1 >= len(T):
-            break
-        j = T.find(b"\n", i + 1)
-        nm = T[T.rfind(b" ", i, j) + 1 : j].decode()
-        if nm != "-":
-            yield nm
-        i = j
-    for t in MBUS_ORDER:
-        yield MBUS[t][0]
-        yield MBUS[t][2]
