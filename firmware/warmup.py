@@ -29,7 +29,7 @@ import sys
 # The modules the firmware imports for a moment while it runs (mem.unload after use)
 # on every dongle: interned at boot.
 COLD = (
-    "config", "boardfile", "appstart", "health", "web.status", "web.metrics", "web.cold", "web.files",
+    "config", "boardfile", "appstart", "health", "web.status", "net.wifi_rare", "web.metrics", "web.cold", "web.files",
     "p1.table", "p1.jsonout", "p1.bodyread", "p1.bodyrare", "p1.values",
     "net.mqtt_rare", "net.mqtt_status", "net.ha", "net.spool",
     "history", "histread", "fsutil", "tariff",

@@ -19,7 +19,8 @@ the log that /api/v1/status shows). A configured password the radio refuses
 (config.py already refuses 1..7 characters) is logged and the generated one
 used instead.
 
-While the access point is up, net.dns answers every name with its address
+The access point's code and status() are in net/wifi_rare.py, in RAM only
+while they run. While it is up, net.dns answers every name with its address
 (a captive portal: phones open the setup page by themselves; web/api.py
 redirects unknown paths there); it stops, and leaves RAM, with the access
 point.
@@ -47,35 +48,6 @@ _BACKOFF_MIN_MS = const(2000)
 _BACKOFF_MAX_MS = const(120000)
 _AP_AFTER = const(3)  # failed attempts before the access point opens
 _CHECK_MS = const(5000)
-_WPA2 = const(3)  # network.AUTH_WPA2_PSK
-
-
-def _stat(code):
-    """network.STAT_* name of a WLAN.status() code (the port's own strings)."""
-    for n in dir(network):
-        if n.startswith("STAT_") and getattr(network, n) == code:
-            return n
-    return str(code)
-
-
-def ap_key(folder):
-    """The generated access point password: read from <folder>/ap_key, made
-    (and written there) the first time."""
-    from fsutil import read, write_atomic  # (power-safe: a cut never leaves half a key)
-
-    p = (folder or ".").rstrip("/") + "/ap_key"
-    k = (read(p, 64)[0] or b"").strip()
-    if len(k) >= 8:
-        return k.decode()
-    import os
-
-    a = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off a console
-    k = "".join(a[b % 31] for b in os.urandom(10))
-    try:
-        write_atomic(p, k)
-    except OSError as e:  # a new one each boot, still printed
-        log.error("wifi: cannot keep ap_key: %s" % e)
-    return k
 
 
 class Wifi:
@@ -112,62 +84,28 @@ class Wifi:
             except Exception as e:  # noqa: BLE001 - out of range for this chip: keep its default
                 self._fault("txpower", e)
 
+    def _rare(self, job, *args):
+        """A job of net.wifi_rare, loaded for the call and dropped again: a dongle
+        on its network runs none of it but status() (for a page, now and then)."""
+        from mem import unload
+
+        try:
+            return getattr(__import__("net.wifi_rare", None, None, (job,)), job)(self, *args)
+        finally:
+            unload("net.wifi_rare")
+
     def start_ap(self):
         """Open the access point (once); never raises."""
-        if self.ap is not None:
-            return
-        ap = None
-        try:
-            ap = network.WLAN(network.AP_IF)
-            ap.active(True)
-            self._power(ap)
-            pw = self._ap_password
-            if self._ap_open:
-                ap.config(essid=self.hostname, authmode=0)
-            else:
-                try:
-                    ap.config(essid=self.hostname, password=pw or ap_key(self._key_dir), authmode=_WPA2)
-                except OSError as e:  # "Wifi Invalid Password": WPA2 takes 8..63 characters
-                    if not pw:
-                        raise
-                    self._fault("ap_password refused, generated one used", e)
-                    pw = ""
-                    ap.config(essid=self.hostname, password=ap_key(self._key_dir), authmode=_WPA2)
-                if not pw:  # the console only: status shows the log to anyone on the network
-                    print("wifi: access point %s, WPA2 password: %s" % (self.hostname, ap_key(self._key_dir)))
-            self.ap = ap
-            if self.state != "connected":
-                self.state = "ap"
-            log.info("wifi: access point %s" % self.hostname)
+        if self.ap is None:
             try:
-                from net.dns import serve
-
-                self.dns = {}
-                self._dns = asyncio.create_task(serve(ap.ifconfig()[0], self.dns_port, self.dns))
-            except Exception as e:  # noqa: BLE001 - no captive portal: the address still works
-                self._fault("dns", e)
-        except Exception as e:  # noqa: BLE001 - tried again after the next failure
-            self._fault("ap", e)
-            try:
-                if ap is not None:
-                    ap.active(False)
-            except Exception:  # noqa: BLE001
-                pass
+                self._rare("start")
+            except Exception as e:  # noqa: BLE001 - MemoryError importing it: tried again after the next failure
+                self._fault("ap", e)
 
     def stop_ap(self):
-        ap = self.ap
-        self.ap = None
-        if self._dns is not None:
-            self._dns.cancel()
-            self._dns = None
-            from mem import unload
-
-            unload("net.dns")
-        if ap is not None:
-            try:
-                ap.active(False)
-            except Exception as e:  # noqa: BLE001
-                self._fault("ap off", e)
+        """Close the access point and its captive portal, if open."""
+        if self.ap is not None or self._dns is not None:
+            self._rare("stop")
 
     async def run(self):
         """The supervisor: join, watch, rejoin. Returns never; raises only CancelledError."""
@@ -226,7 +164,7 @@ class Wifi:
                     pass
                 if self._fails >= _AP_AFTER:
                     self.start_ap()
-                self.error = "%s: %s (attempt %d)" % (self.ssid, _stat(st), self._fails)
+                self.error = "%s: %s (attempt %d)" % (self.ssid, self._rare("stat", st), self._fails)
                 log.warn("wifi: " + self.error)
                 return False
         if self.state != "connected":  # joined now, or the radio rejoined by itself
@@ -241,24 +179,5 @@ class Wifi:
         return True
 
     def status(self):
-        out = {
-            "state": self.state,
-            "ssid": self.ssid,
-            "hostname": self.hostname,
-            "attempts": self.attempts,
-            "reconnects": self.reconnects,
-            "error": self.error,
-            "ip": None,
-            "rssi": None,
-            "ap": None,
-        }
-        try:
-            if self.ap is not None:
-                out["ap"] = {"essid": self.hostname, "ip": self.ap.ifconfig()[0]}
-            sta = self.sta
-            if sta is not None and sta.isconnected():
-                out["ip"] = sta.ifconfig()[0]
-                out["rssi"] = sta.status("rssi")
-        except Exception:  # noqa: BLE001 - the link dropped just now: report what is known
-            pass
-        return out
+        """The status page's and the HomeWizard API's `wifi` section (net.wifi_rare)."""
+        return self._rare("status")
