@@ -735,6 +735,45 @@ asyncio.run(main())
     assert out["ap_failed"] and out["error"] == "ap: Wifi Internal Error"
 
 
+def test_wifi_rare_code_is_loaded_per_call_and_status_survives_its_import_failing(tmp_path):
+    """net.wifi_rare (access point, status section) leaves RAM after each call; when
+    it cannot be imported (out of memory), status() still answers with the state."""
+    out = run_wifi(
+        """
+import sys
+w = Wifi({"ssid": "home", "password": "secret123"}, "p1-3456", 8.5)
+network._aps["home"] = ["secret123", -58]
+
+
+async def main():
+    t = asyncio.create_task(w.run())
+    await until(w, lambda: w.state == "connected", 600000, "connected")
+    st = w.status()
+    loaded = "net.wifi_rare" in sys.modules
+    w.start_ap()  # as without a station
+    ap = w.ap is not None
+    w.stop_ap()
+    loaded_after_ap = "net.wifi_rare" in sys.modules
+
+    def no_memory(job, *args):
+        raise MemoryError("memory allocation failed, allocating 512 bytes")
+
+    w._rare = no_memory
+    failed = w.status()
+    result({"ip": st["ip"], "loaded": loaded, "ap": ap, "ap_closed": w.ap is None,
+            "loaded_after_ap": loaded_after_ap, "failed": failed, "alive": not t.done()})
+    t.cancel()
+
+
+asyncio.run(main())
+""",
+        tmp_path,
+    )
+    assert out["ip"] and out["ap"] and out["ap_closed"] and out["alive"]
+    assert not out["loaded"] and not out["loaded_after_ap"]
+    assert out["failed"]["state"] == "connected" and "MemoryError" in out["failed"]["error"]
+
+
 def test_heap_that_keeps_failing_resets_the_device_after_recording_why(tmp_path):
     """App's heap watch on an ESP32: 8 caught MemoryErrors within a minute -> the reason
     goes to bootinfo.json, then machine.reset(); the next boot shows it in status."""

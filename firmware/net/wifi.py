@@ -179,5 +179,9 @@ class Wifi:
         return True
 
     def status(self):
-        """The status page's and the HomeWizard API's `wifi` section (net.wifi_rare)."""
-        return self._rare("status")
+        """The status page's and the HomeWizard API's `wifi` section (net.wifi_rare);
+        never raises (out of memory for the import: the state and the reason)."""
+        try:
+            return self._rare("status")
+        except Exception as e:  # noqa: BLE001
+            return {"state": self.state, "ssid": self.ssid, "error": "status: %r" % e}
