@@ -206,7 +206,7 @@ def test_var_template_moves_the_decimal_point_exactly(text):
     from net.ha import sensor_config
 
     name = "l1_reactive_power_import_kvar"
-    cfg = json.dumps(sensor_config(name, text, "d", "p1/d", {"identifiers": ["d"]}))
+    cfg = sensor_config(name, text, "d", "p1/d", '{"identifiers": ["d"]}')
     (result,) = ha_check([{"state": '{"%s": %s}' % (name, text), "configs": {"t": cfg}}])
     r = result["configs"]["t"]
     assert (r["error"], r["warnings"]) == (None, [])

@@ -20,7 +20,6 @@ from binascii import crc32
 
 from net.mqtt import publish_head, write
 from p1.bodyread import items, text_value
-from p1.jsonout import dumps
 from p1.obis import MBUS, MBUS_ORDER, T, UNITS, unit_line  # (resident: no p1.table for a round)
 
 # Tables as "|key=value|" strings: a dict's short strings would be interned and
@@ -140,35 +139,65 @@ def device_class(name, unit):
     return _get(_CLASS, unit) if unit else None
 
 
+def _q(s):
+    """`s` as a JSON string: plain ASCII here, the rest (a topic with a quote, a
+    non-ASCII base topic) by p1.jsonout, loaded only then."""
+    for c in s:
+        if c < " " or c > "~" or c == '"' or c == "\\":
+            from p1.jsonout import quote
+
+            return quote(s)
+    return '"' + s + '"'
+
+
+def _config(name, label, topic, template, device_id, base, dev, dc=None, sc=None, unit=None, more="", prec=None):
+    """One sensor config as JSON text, keys in sorted order as p1.jsonout writes a dict
+    (configs are byte-identical on CPython and MicroPython; no dict nor JSON writer is
+    loaded for a round). dev: the device block (JSON); unit: JSON text; more: the
+    optional `"last_reset_value_template"` member."""
+    o = '{"availability_topic": %s, "default_entity_id": %s, "device": %s' % (
+        _q(base + "/status"),
+        _q("sensor.p1_" + name),
+        dev,
+    )
+    if dc:
+        o += ', "device_class": "%s"' % dc
+    o += more + ', "name": ' + _q(label)
+    if sc:
+        o += ', "state_class": "%s"' % sc
+    o += ', "state_topic": ' + _q(base + topic)
+    if prec is not None:
+        o += ', "suggested_display_precision": %d' % prec
+    o += ', "unique_id": ' + _q(device_id + "_" + name)
+    if unit:
+        o += ', "unit_of_measurement": ' + unit
+    return o + ', "value_template": %s}' % _q(template)
+
+
 def sensor_config(name, value, device_id, base, dev):
-    """The discovery config (a dict) of one reading `name` whose current value text
-    (as in the JSON body: `896.020`, `"LGF5E360"`, `null`) is `value`."""
+    """The discovery config (JSON text) of one reading `name` whose current value text
+    (as in the JSON body: `896.020`, `"LGF5E360"`, `null`) is `value`; dev: the
+    device block as JSON text."""
     unit, kind = _spec(name)
-    number = value[:1] not in ('"', "n")
     var = unit == "kvar"
-    cfg = {
-        "unique_id": device_id + "_" + name,
-        "default_entity_id": "sensor.p1_" + name,
-        "name": friendly(name),
-        "state_topic": base + "/state",
-        "value_template": (_VAR if var else "{{ value_json.%s }}") % name,
-        "availability_topic": base + "/status",
-        "device": dev,
-    }
+    template = (_VAR if var else "{{ value_json.%s }}") % name
+    label = friendly(name)
     if kind == "t" or name == "timestamp":
-        cfg["device_class"] = "timestamp"
-    elif number:
-        if unit:
-            cfg["unit_of_measurement"] = "var" if var else "m³" if unit == "m3" else unit  # HA's spelling
-            dc = device_class(name, unit)
-            if dc:
-                cfg["device_class"] = dc
-        cfg["state_class"] = "total_increasing" if kind == "c" else "measurement"
-        if kind == "c" or kind == "i":  # exact fixed point: the meter's decimals
-            dot = value.find(".")
-            d = 0 if dot < 0 else len(value) - dot - 1
-            cfg["suggested_display_precision"] = max(d - 3, 0) if var else d
-    return cfg
+        return _config(name, label, "/state", template, device_id, base, dev, "timestamp")
+    if value[:1] in ('"', "n"):  # text, or no value yet: no unit nor class
+        return _config(name, label, "/state", template, device_id, base, dev)
+    dc = u = prec = None
+    if unit:
+        # HA's spelling; "m\u00b3" is what the JSON writer makes of m3's "m³"
+        u = '"var"' if var else '"m\\u00b3"' if unit == "m3" else '"%s"' % unit
+        dc = device_class(name, unit)
+    if kind == "c" or kind == "i":  # exact fixed point: the meter's decimals
+        dot = value.find(".")
+        prec = 0 if dot < 0 else len(value) - dot - 1
+        if var:
+            prec = max(prec - 3, 0)
+    sc = "total_increasing" if kind == "c" else "measurement"
+    return _config(name, label, "/state", template, device_id, base, dev, dc, sc, u, "", prec)
 
 
 def configs(body, device_id, base, prefix, sw_version, relays=()):
@@ -179,68 +208,64 @@ def configs(body, device_id, base, prefix, sw_version, relays=()):
         if name == "meter":
             meter = text_value(v) or ""
             break
-    dev = {
-        "identifiers": [device_id],
-        "name": "P1 reader " + device_id,
-        "manufacturer": manufacturer(meter),
-        "model": model(meter),
-        "sw_version": sw_version,
-    }
+    dev = '{"identifiers": [%s], "manufacturer": %s, "model": %s, "name": %s, "sw_version": %s}' % (
+        _q(device_id),
+        _q(manufacturer(meter)),
+        _q(model(meter)),
+        _q("P1 reader " + device_id),
+        _q(sw_version),
+    )
+    head = "%s/sensor/%s/%%s/config" % (prefix, device_id)
     for name, v in items(body):
         if name != "meter":  # in the state, but the device block carries it
-            yield (
-                "%s/sensor/%s/%s/config" % (prefix, device_id, name),
-                dumps(sensor_config(name, v, device_id, base, dev)),
-            )
+            yield head % name, sensor_config(name, v, device_id, base, dev)
     if body.startswith(b'{"timestamp": "'):  # the tariff monitor (needs the meter's time)
         for part in _TARIFF[1:-1].split("|"):
             name, _, path = part.partition("=")
-            cfg = {
-                "unique_id": device_id + "_" + name,
-                "default_entity_id": "sensor.p1_" + name,
-                "name": friendly(name).replace(" w", "").replace("15min", "15 min"),
-                "state_topic": base + "/tariff",
-                "value_template": "{{ value_json['%s'] }}" % path.replace(".", "']['"),
-                "availability_topic": base + "/status",
-                "device": dev,
-                "unit_of_measurement": "W",
-                "device_class": "power",
-                "state_class": "measurement",
-            }
-            yield "%s/sensor/%s/%s/config" % (prefix, device_id, name), dumps(cfg)
+            label = friendly(name).replace(" w", "").replace("15min", "15 min")
+            template = "{{ value_json['%s'] }}" % path.replace(".", "']['")
+            yield (
+                head % name,
+                _config(name, label, "/tariff", template, device_id, base, dev, "power", "measurement", '"W"'),
+            )
         for way in ("import", "export"):  # the last closed hour of the history (history.py)
             name = "energy_hour_%s_wh" % way
-            cfg = {
-                "unique_id": device_id + "_" + name,
-                "default_entity_id": "sensor.p1_" + name,
-                "name": "Energy %s, last hour" % way,
-                "state_topic": base + "/energy/hour",
-                "value_template": "{{ value_json.%s_wh }}" % way,  # (null in a gap: None, unknown)
-                "last_reset_value_template": "{{ value_json.start }}",
-                "availability_topic": base + "/status",
-                "device": dev,
-                "unit_of_measurement": "Wh",
-                "device_class": "energy",
-                "state_class": "total",
-            }
-            yield "%s/sensor/%s/%s/config" % (prefix, device_id, name), dumps(cfg)
+            yield (
+                head % name,
+                _config(
+                    name,
+                    "Energy %s, last hour" % way,
+                    "/energy/hour",
+                    "{{ value_json.%s_wh }}" % way,  # (null in a gap: None, unknown)
+                    device_id,
+                    base,
+                    dev,
+                    "energy",
+                    "total",
+                    '"Wh"',
+                    ', "last_reset_value_template": "{{ value_json.start }}"',
+                ),
+            )
     for i, (n, label) in enumerate(relays):  # on/off: an override (loads.override_s); state from <base>/relays
         name = "relay%d" % n
-        cfg = {
-            "unique_id": device_id + "_" + name,
-            "default_entity_id": "switch.p1_" + name,
-            "name": label,
-            "state_topic": base + "/relays",
-            "value_template": "{{ 'on' if value_json.relays[%d].on else 'off' }}" % i,
-            "command_topic": "%s/relay/%d/set" % (base, n),
-            "payload_on": "on",
-            "payload_off": "off",
-            "state_on": "on",
-            "state_off": "off",
-            "availability_topic": base + "/status",
-            "device": dev,
-        }
-        yield "%s/switch/%s/%s/config" % (prefix, device_id, name), dumps(cfg)
+        yield (
+            "%s/switch/%s/%s/config" % (prefix, device_id, name),
+            (
+                '{"availability_topic": %s, "command_topic": %s, "default_entity_id": %s, "device": %s, '
+                '"name": %s, "payload_off": "off", "payload_on": "on", "state_off": "off", "state_on": "on", '
+                '"state_topic": %s, "unique_id": %s, "value_template": %s}'
+                % (
+                    _q(base + "/status"),
+                    _q("%s/relay/%d/set" % (base, n)),
+                    _q("switch.p1_" + name),
+                    dev,
+                    _q(label),
+                    _q(base + "/relays"),
+                    _q(device_id + "_" + name),
+                    _q("{{ 'on' if value_json.relays[%d].on else 'off' }}" % i),
+                )
+            ),
+        )
 
 
 def _crc(name):
