@@ -237,3 +237,21 @@ def test_energy_history_sensors():
             assert r["rendered"] == str(want), (topic, r["rendered"])  # 'None' for a gap: unknown
             assert r["numeric"] is True
             assert datetime.fromisoformat(r["last_reset"]) == datetime.fromisoformat(json.loads(state)["start"])
+
+
+def test_configs_are_canonical_json_for_every_recorded_telegram():
+    """net.ha writes each config as text (no dict, no JSON writer on the device): it
+    must be exactly what a JSON writer makes of it, keys sorted, non-ASCII escaped,
+    for every recorded telegram, with relays and with a topic that needs escaping."""
+    from p1.body import Encoder
+    from p1util import frames
+
+    n = 0
+    for path in recorded():
+        for frame in frames(path.read_bytes())[0]:
+            body = Encoder().encode(bytes(frame))[0]
+            for args in (("d1", "p1/d1", PREFIX, "1.0", ()), ('q"d', "p1/ä\\x", "ha", "0.1", ((2, 'Sa"una ä'),))):
+                for topic, payload in configs(body, *args):
+                    assert payload == json.dumps(json.loads(payload), sort_keys=True), (path.name, topic)
+                    n += 1
+    assert n > 1000
