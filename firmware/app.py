@@ -129,14 +129,21 @@ class App:
                 asyncio.create_task(self._history(b))
 
     async def _history(self, body):
-        """history.job (cold): the snapshot of `body`, in the cold slot; then its MQTT
-        messages, copied once its code is gone (so they do not split that hole)."""
+        """The history job (cold, in the cold slot) in two steps whose code is never in
+        RAM at once: history.job (the snapshot), then tariff.job (the monitor's peaks and
+        report); then its MQTT messages, copied once that code is gone (so they do not
+        split that hole)."""
         await turn()
-        before = loaded("history", "fsutil", "tariff")
+        mods = ("history", "histcore", "fsutil", "tariff")
+        before = loaded(*mods)
         gc.collect()  # (its code then goes where the garbage was, not past the live data)
         msgs = ()
         try:
-            msgs = __import__("history").job(self, body)
+            msgs, closed, quarter = __import__("history").job(self, body)
+            unload_new(before, "history")
+            gc.collect()
+            if closed or quarter:
+                msgs += __import__("tariff").job(self, closed, quarter)
         except MemoryError:
             log.oom("history")
         except Exception as e:  # noqa: BLE001 - a full or read-only flash: logged, the meter goes on
@@ -147,7 +154,7 @@ class App:
                     self.loads.cold("sync", body)
                 except Exception as e:  # noqa: BLE001 - MemoryError too: the next quarter hour again
                     log.exc(e, "loads")
-            unload_new(before, "history", "fsutil", "tariff")
+            unload_new(before, *mods)
             gc.collect()
             done()
         m = self.mqtt

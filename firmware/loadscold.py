@@ -43,7 +43,7 @@ def sync(ld, body):
     """At the first reading of each quarter hour (app._history, in the cold slot):
     the tariff period now, the import register at its start from the history (None:
     not seen from its start) and whether the tariff's rule counts it."""
-    import history as h
+    import histcore as h
     from tariff import counts
 
     t = h.stamp(body)

@@ -15,7 +15,7 @@ Wh, never integrated power.
 
 import json
 
-import history as h
+import histcore as h
 from fsutil import read, write_atomic
 
 _KEPT = 5  # (top is at most 5)
@@ -149,3 +149,15 @@ def report(app):
         ("tariff_w", sum(p[1] for p in top) // len(top) if top else None),
         ("counts_now", counts(rule, t[0] + t[2])),
     ])[0]  # fmt: skip
+
+
+def job(app, closed, quarter):
+    """The history job's second step (app._history, once history's code left RAM):
+    the monitor's peaks for the periods that closed (history.job's `closed`), then,
+    at a quarter hour with MQTT on, its report: [("/tariff", JSON text)] or []."""
+    folder = app.board.path("hist")
+    rule = app.cfg["tariff"]
+    for c in closed:
+        update(folder, rule, *c)
+    t = report(app) if quarter else None
+    return [] if t is None else [("/tariff", t)]
