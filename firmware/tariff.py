@@ -9,7 +9,8 @@ day. Only imported energy counts (1.8.0): the average power of a period is its
 energy from the history (history.py) over its length, so it is exact to the
 Wh, never integrated power.
 
-`update()` runs from history.close() when a period of the rule's length closes;
+`update()` runs for each period of the rule's length that closed: from `job()`,
+the history job's second step (app.py), or from history.close() given a rule;
 `hist/peaks.json` (fsutil, power-safe) keeps the month's best TOP_KEPT periods.
 """
 
