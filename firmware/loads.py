@@ -40,7 +40,7 @@ _PHASES = (b'"l1_current_a": ', b'"l2_current_a": ', b'"l3_current_a": ')
 def num(body, name):
     """The number after `name` in a reading's body in thousandths (1.5 -> 1500,
     exact: kWh -> Wh, A -> mA, kW -> W); -1 if absent or not a number. (The same
-    reader as history.wh, on purpose: this module stays in RAM with a relay, history
+    reader as histcore.wh, on purpose: this module stays in RAM with a relay, histcore
     is loaded for a snapshot only; shared, one would bring the other's code in.)"""
     i = body.find(name)
     if i < 0:
