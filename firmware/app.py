@@ -27,7 +27,7 @@ from clock import ticks_diff, ticks_ms
 from hub import Hub
 from meter import Pipeline
 from meter import run as run_meter
-from mem import done, loaded, turn, unload, unload_new
+from mem import call, done, loaded, turn, unload, unload_new
 from version import VERSION
 
 try:
@@ -258,15 +258,11 @@ class App:
         self._cold_call("health", job, *args)
 
     def _cold_call(self, mod, job, *args):
-        """<mod>.<job>(self, *args), cold: the module (and what it brought in) is in RAM only meanwhile."""
-        before = loaded("fsutil")
+        """<mod>.<job>(self, *args), cold (`mem.call`), its errors logged."""
         try:
-            getattr(__import__(mod), job)(self, *args)
+            call(mod, job, self, *args, drop=("fsutil",))
         except Exception as e:  # noqa: BLE001 - MemoryError included: tried again next time
             log.exc(e, mod)
-        finally:
-            unload_new(before, "fsutil")
-            unload(mod)
 
     async def _supervise(self):
         b = self.board

@@ -14,7 +14,7 @@ All values are integers: currents in mA, power in W, energy in Wh.
 """
 
 from clock import ticks_diff, ticks_ms
-from mem import loaded, unload_new
+from mem import call
 
 try:
     from micropython import const
@@ -219,11 +219,7 @@ class Loads:
 
     def cold(self, job, *args):
         """loadscold.<job>(self, *args), the module loaded for the call only."""
-        before = loaded("loadscold", "p1.jsonout")
-        try:
-            return getattr(__import__("loadscold"), job)(self, *args)
-        finally:
-            unload_new(before, "loadscold", "p1.jsonout")
+        return call("loadscold", job, self, *args, drop=("p1.jsonout",))
 
     def status(self):
         """The "loads" section of the status (and /api/v1/relays)."""

@@ -31,6 +31,18 @@ def unload_new(before, *names):
     unload(*[n for n in names if n not in before])
 
 
+def call(mod, job, *args, drop=()):
+    """`<mod>.<job>(*args)` with `mod`, and those of `drop` it brings in, in RAM for
+    the call only: unloaded after it (whatever happens) unless they were imported
+    before. What it returns is returned; a coroutine keeps the code it runs alive
+    until it ends."""
+    before = loaded(mod, *drop)
+    try:
+        return getattr(__import__(mod, None, None, (job,)), job)(*args)
+    finally:
+        unload_new(before, mod, *drop)
+
+
 # The cold slot: one cold job at a time (a status or metrics page, an MQTT login,
 # a discovery round, the end of a session). Each brings 4-8 KB of code into RAM
 # (64-bit) plus what it builds; when they overlapped -- the page's polling during a

@@ -99,3 +99,22 @@ def test_unload_gives_a_cold_modules_ram_back(unix_micropython):
     took, freed, attr, mod = r.stdout.split()
     assert attr == b"False" and mod == b"False"
     assert int(freed) >= int(took) // 2, r.stdout
+
+
+def test_call_loads_a_cold_module_for_the_call_only(unix_micropython):
+    """mem.call, the cold paths' one way in (App._cold_call, the MQTT service's
+    rare jobs, load management, Wi-Fi's rare half, web.server.cold): the module and
+    what of `drop` it brought in leave RAM after the call, also when the job raises;
+    a module imported before stays, so a caller's own import is never pulled away."""
+    code = (
+        "import sys\nfrom mem import call\n"
+        "v = call('p1.jsonout', 'dumps', {'a': 1}, drop=('p1.values',))\n"
+        "gone = 'p1.jsonout' not in sys.modules\n"
+        "try:\n call('p1.table', 'by_name')\nexcept TypeError:\n err = 'TypeError'\n"
+        "gone2 = 'p1.table' not in sys.modules\n"
+        "import p1.jsonout\ncall('p1.jsonout', 'dumps', 1)\n"
+        "print(v, gone, err, gone2, 'p1.jsonout' in sys.modules)"
+    )
+    r = unix_micropython(["-c", code])
+    assert r.returncode == 0, describe(r)
+    assert r.stdout.split() == [b'{"a":', b"1}", b"True", b"TypeError", b"True", b"True"], r.stdout

@@ -38,7 +38,7 @@ from random import getrandbits
 
 import log
 from clock import ticks_diff, ticks_ms
-from mem import done, loaded, turn, unload, unload_new
+from mem import call, done, loaded, turn, unload, unload_new
 from net import mqtt
 from net.mqtt import sleep_ms
 
@@ -387,11 +387,7 @@ class MqttService:
         """`<module>.<job>(self, *args)`: the module, and what it imports, is loaded for
         the call and dropped after it (a coroutine it returns, awaited by the caller,
         keeps what it uses alive until it ends)."""
-        before = loaded(*_RARE)
-        try:
-            return getattr(__import__(module, None, None, (job,)), job)(self, *args)
-        finally:
-            unload_new(before, *_RARE)
+        return call(module, job, self, *args, drop=_RARE)
 
     async def _rx(self, reader, w):
         """The connection's reader: PUBACKs free slots in flight (and the next message

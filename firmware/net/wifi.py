@@ -87,12 +87,9 @@ class Wifi:
     def _rare(self, job, *args):
         """A job of net.wifi_rare, loaded for the call and dropped again: a dongle
         on its network runs none of it but status() (for a page, now and then)."""
-        from mem import unload
+        from mem import call
 
-        try:
-            return getattr(__import__("net.wifi_rare", None, None, (job,)), job)(self, *args)
-        finally:
-            unload("net.wifi_rare")
+        return call("net.wifi_rare", job, self, *args)
 
     def start_ap(self):
         """Open the access point (once); never raises."""

@@ -67,12 +67,10 @@ _cs = -1
 def cold(name, *a, mod="web.cold"):
     """`name`(*a) of `mod` (web.cold: a status text, percent-decoding ...;
     web.files: a static file): rarely used code, imported for the call and
-    dropped after (`mem.unload`), so it takes no RAM in between."""
-    from mem import unload  # (imports inside a function: no name kept in this module)
+    dropped after (`mem.call`), so it takes no RAM in between."""
+    from mem import call  # (imports inside a function: no name kept in this module)
 
-    f = getattr(__import__(mod, None, None, (name,)), name)
-    unload(mod)
-    return f(*a)
+    return call(mod, name, *a)
 
 
 def error(status, msg=None, extra=""):
