@@ -97,46 +97,53 @@ class Outbox:
     _pid: int  # the last packet id given out
 
     def put(self, msg):
+        """Queue `msg` behind the others. A MemoryError (opening the spool, writing to
+        it) leaves the queue as it was: `msg` is not taken (the intake counts it),
+        nothing taken before is lost."""
         ring = self.ring
         if len(ring) >= self.size:
             if self.spool_at is None:
                 self.dropped += 1
-            elif self.spool is None:  # (a MemoryError here loses `msg` only, counted by the intake)
-                from net.spool import Spool
+            else:
+                if self.spool is None:
+                    from net.spool import Spool
 
-                self.spool = Spool(*self.spool_at)
-            old = ring.pop(0)
-            if self.spool is not None:
+                    self.spool = Spool(*self.spool_at)
+                old = ring[0]  # (off the ring once it is on flash, or counted as lost)
                 self.spool.append(old[0], old[1], self.qos, old[2])  # counts its own failures
+            ring.pop(0)
         ring.append(msg)
 
     def take(self, now):
-        """The next message to send and its pid (0 for QoS 0), or None."""
+        """The next message to send and its pid (0 for QoS 0), or None. A MemoryError
+        (reading the spool) leaves every message where it was: tried again later."""
         qos = self.qos
         if qos and len(self.inflight) >= self.max_inflight:
             return None
-        msg = pos = None
+        e = [0, None, now, 1, None]  # its in-flight entry, made first: no allocation after a message is taken
         sp = self.spool
         if sp is not None:
-            r = sp.read()
-            if r is not None:
-                msg, pos = (r[0], r[1], r[3]), sp.last
-        if msg is None:
+            msg = sp.read()  # (topic, payload, retain) or None; the cursor moves in RAM only
+            if msg is not None:
+                e[1], e[4] = msg, sp.last
+        if e[1] is None:
             if not self.ring:
                 return None
-            msg = self.ring.pop(0)
+            e[1] = self.ring.pop(0)
+        msg = e[1]
         if not qos:
-            if pos is not None:
+            if e[4] is not None:
                 self._commit()
             return msg, 0
         while True:  # the next packet id not in flight
             self._pid = pid = self._pid % 65535 + 1
-            for e in self.inflight:
-                if e[0] == pid:
+            for f in self.inflight:
+                if f[0] == pid:
                     break
             else:
                 break
-        self.inflight.append([pid, msg, now, 1, pos])
+        e[0] = pid
+        self.inflight.append(e)  # (at most max_inflight: the list no longer grows)
         return msg, pid
 
     def ack(self, pid):
@@ -311,6 +318,8 @@ class MqttService:
         except OSError as e:  # the session loop reconnects (QoS 1 sends it again)
             self._err = e
             self._w = None
+        except MemoryError:  # every message stays where it was: the next round sends it
+            log.oom("mqtt")
 
     # ---- the connection -----------------------------------------------------------
 

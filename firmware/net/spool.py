@@ -2,11 +2,13 @@
 
 Strategy: pure file I/O (open/read/write/seek-from-start, os.listdir/stat/
 remove/rename only: what MicroPython's FAT and littlefs VFS offer), no
-asyncio, never raises. The outbox moves its oldest RAM message here when its
-ring is full and reads back from here first after a reconnect, so the order
-is the order the readings were taken. The outbox imports this module only
-when its ring first overflows (or an earlier run left spool files) and drops
-it again once everything in it is delivered and the files are gone.
+asyncio, never raises but MemoryError, which leaves the spool as it was (a
+read or an append tried again later loses nothing). The outbox moves its
+oldest RAM message here when its ring is full and reads back from here first
+after a reconnect, so the order is the order the readings were taken. The
+outbox imports this module only when its ring first overflows (or an earlier
+run left spool files) and drops it again once everything in it is delivered
+and the files are gone.
 
 Files in `dirname` (the board's storage dir):
   spool-<n>.bin   append-only segments, n = 0, 1, 2 ... oldest first; each at
@@ -191,10 +193,11 @@ class Spool:
     # ---- reading -------------------------------------------------------------------
 
     def read(self):
-        """The oldest unread message `(topic, payload, qos, retain)` or None.
+        """The oldest unread message `(topic, payload, retain)` (as the outbox queues
+        it; the record's QoS flag is the writer's) or None.
 
         Advances the read cursor in RAM only; `commit()` makes it last. No file
-        I/O when nothing is unread.
+        I/O when nothing is unread. A MemoryError leaves the cursor where it was.
         """
         segs = self._segs
         i = 0
@@ -238,7 +241,7 @@ class Spool:
                             b = f.read(tl + pl)
                             if len(b) == tl + pl and crc32(b, crc32(h[2:8])) & 0xFFFFFFFF == crc:
                                 try:
-                                    return (b[:tl].decode(), b[tl:], flags & 1, bool(flags & 2)), pos, end
+                                    return (b[:tl].decode(), b[tl:], bool(flags & 2)), pos, end
                                 except UnicodeError:
                                     pass
                     if pos == off:
@@ -258,7 +261,7 @@ class Spool:
                 else:
                     if pos == off:  # not even a header's room left
                         self.errors += 1
-        except (OSError, MemoryError):
+        except OSError:  # (a MemoryError goes to the caller, the cursor unmoved)
             self.errors += 1
         return None, off, size
 
