@@ -42,24 +42,26 @@ class Firmware:
         self._err = open(self.err_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err)
         self.lines: list[str] = []
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline().decode()
-            if not line:
-                break
-            self.lines.append(line)
-            if line.startswith("http://"):
-                assert line.strip() == f"http://127.0.0.1:{self.port}/"
-                threading.Thread(target=self._drain, daemon=True).start()
-                return
+        self._up = threading.Event()  # its "http://" line came (or its output ended)
+        threading.Thread(target=self._drain, daemon=True).start()
+        # (a reader thread, not readline() here: a firmware that prints nothing, hung
+        # before it serves, must fail the test after 20 s, not block it)
+        self._up.wait(20)
+        served = [ln for ln in self.lines if ln.startswith("http://")]
+        if served:
+            assert served[0].strip() == f"http://127.0.0.1:{self.port}/"
+            return
         self.stop()
         raise AssertionError("firmware did not start:\n" + "".join(self.lines)[-3000:] + self.stderr())
 
     def _drain(self) -> None:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace"))
+            line = raw.decode(errors="replace")
+            self.lines.append(line)
+            if line.startswith("http://"):
+                self._up.set()
+        self._up.set()
 
     def stderr(self) -> str:
         if not self._err.closed:

@@ -346,3 +346,27 @@ def test_firmware_imports_are_frozen():
                     missing.add(f"{_id(p)} imports {n}")
     # boardfile.py imports boards_host only for the host board (chip "host", or CPython)
     assert missing == {"boardfile.py imports boards_host"}, missing
+
+
+def test_the_unix_build_is_made_again_only_when_its_inputs_change_and_never_in_place(tmp_path):
+    """run_host.build_unix (every `p1tool.py run --mp`): a second run with the same
+    sources reuses the build; a changed input (here: the stamp no longer matching)
+    builds a new folder that takes the old one's place in one rename, so a firmware
+    running from it never imports a half-written .mpy, and no temporary folder is left."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import run_host
+
+    out = tmp_path / "unix"
+    assert run_host.build_unix(out) == out
+    app = out / "app.mpy"
+    first = app.stat().st_mtime_ns
+    assert (out / "hostmain.mpy").is_file() and (out / ".inputs").read_text() == run_host._fingerprint()
+    run_host.build_unix(out)
+    assert app.stat().st_mtime_ns == first  # reused
+    held = app.open("rb")  # as a running firmware's import would
+    (out / ".inputs").write_text("stale\n")
+    run_host.build_unix(out)
+    assert held.read(1) == b"M" and app.read_bytes()[:1] == b"M"  # the old file intact, a new one there
+    held.close()
+    assert (out / ".inputs").read_text() == run_host._fingerprint()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unix"]

