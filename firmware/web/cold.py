@@ -93,12 +93,45 @@ def close(srv):
     if srv.server:
         srv.server.close()
         srv._tick.cancel()
-    srv.server = None
+    srv.server = srv.sock = None  # (the cancelled accept loop closes the socket)
     for r in srv._live:
         try:
             r.task.cancel()
         except RuntimeError:  # MicroPython: a handler closing its own server
             pass
+
+
+async def listen(srv, host, port):
+    """Server.start's listening: asyncio.start_server(srv._conn, ...), whose socket
+    MicroPython keeps only in the accept loop's frame; here it is also kept in
+    `srv.sock`, so that relisten can close it once that loop died (the Unix
+    port's sockets have no finaliser: dropped, the port stayed taken for good)."""
+    import asyncio
+
+    try:
+        from asyncio.stream import Server  # pyright: ignore[reportMissingImports]  # MicroPython
+    except ImportError:  # CPython: its server closes its own socket
+        return await asyncio.start_server(srv._conn, host, port, backlog=srv.backlog)
+    import socket
+
+    s = socket.socket()
+    try:  # (as asyncio.start_server)
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(socket.getaddrinfo(host, port)[0][-1])
+        s.listen(srv.backlog)
+        a = Server()
+        try:
+            c = a._serve(s, srv._conn, None)  # pyright: ignore[reportAttributeAccessIssue]
+        except TypeError:  # MicroPython before 1.23: no ssl argument
+            c = a._serve(s, srv._conn)  # pyright: ignore[reportAttributeAccessIssue]
+        a.task = asyncio.create_task(c)  # pyright: ignore[reportAttributeAccessIssue]
+    except BaseException:
+        s.close()
+        raise
+    srv.sock = s
+    await asyncio.sleep_ms(0)  # pyright: ignore[reportAttributeAccessIssue]  # (the loop runs first, as there)
+    return a
 
 
 async def relisten(srv, host, port):
@@ -109,9 +142,12 @@ async def relisten(srv, host, port):
     import log
     from web.server import Server
 
-    # The dead accept loop's frame still holds the listening socket: drop our
-    # reference to it so that the collection closes it (its finaliser), or the
-    # port stays taken (EADDRINUSE on every try, seen under memory pressure).
+    # The dead accept loop's frame still holds the listening socket: close it
+    # (the device's sockets would close when collected, the Unix port's never:
+    # EADDRINUSE on every try, seen under memory pressure) and drop the server.
+    if srv.sock is not None:
+        srv.sock.close()
+        srv.sock = None
     srv.server = False  # (not None: the reaper calls this again if it fails half-way)
     # A MemoryError inside asyncio's IOQueue._enqueue (its entry stored, poller.register
     # failed) leaves an entry that holds the socket for ever: the port stayed taken

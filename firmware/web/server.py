@@ -187,6 +187,7 @@ class Server:
         global _b
         self.handler = handler
         self.server = None
+        self.sock = None  # MicroPython: the listening socket (web.cold.listen)
         self.stats = {"requests": 0, "errors": 0, "conns": 0, "refused": 0, "streams": 0, "timeouts": 0}
         self._live = []  # Requests of the open connections
         if len(_b) != self.out_size:
@@ -194,7 +195,7 @@ class Server:
 
     async def start(self, host, port):
         """Listen (OSError if the port is taken) and start the reaper task."""
-        self.server = await asyncio.start_server(self._conn, host, port, backlog=self.backlog)
+        self.server = await cold("listen", self, host, port)
         self._tick = asyncio.create_task(self._reap(host, port))
 
     def close(self):
@@ -231,8 +232,9 @@ class Server:
                 # MicroPython: an exception (MemoryError) ends its accept loop for
                 # good; listen again (web.cold.relisten drops it, its finaliser closes the socket)
                 # (CPython: no such task; False: a relisten that failed half-way, again)
-                s = self.server
-                if s is False or getattr(s, "task", self._tick).done():
+                # (no local for the Server: this frame, waiting in relisten, would keep
+                # its dead task and so the listening socket: EADDRINUSE for good)
+                if self.server is False or getattr(self.server, "task", self._tick).done():
                     return await cold("relisten", self, host, port)
             except Exception as e:  # noqa: BLE001 - this task must not end
                 _log(e)

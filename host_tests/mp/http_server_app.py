@@ -162,11 +162,21 @@ async def stats(req):
 
 
 async def kill_accept(req):
-    """MicroPython: end the accept loop as an exception in it would."""
+    """MicroPython: end the accept loop by an exception in it (at the next connection
+    it accepts), as a MemoryError there does. Unlike a cancellation, which closes
+    the listening socket, that leaves it open: web.cold.relisten must close it."""
     t = getattr(srv.server, "task", None)
     if t is None:
         return error(404, "no accept task here")
-    t.cancel()
+    import asyncio.stream as st
+
+    real = st.Stream
+
+    def dies(*args):
+        st.Stream = real
+        raise ValueError("the accept loop dies")
+
+    st.Stream = dies
     return 200, "text/plain", "killed"
 
 
