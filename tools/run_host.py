@@ -199,15 +199,25 @@ def build_unix(out: Path = ROOT / "build" / "unix") -> Path:
     firmware already running from `out` (another `make run MP=1`, a test) imports
     its cold modules from there while it runs, and a build written over it in
     place fed it half-written .mpy files (seen: a firmware spinning at 100 % CPU
-    before it served anything)."""
+    before it served anything). A lock file beside it makes runs that start
+    together build it once."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(f".{out.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; the next one finds it made
+        mark = _fingerprint()
+        stamp = out / ".inputs"
+        if not (stamp.is_file() and stamp.read_text() == mark):
+            _build_unix(out, mark)
+    return out
+
+
+def _build_unix(out: Path, mark: str) -> None:
     import shutil
 
     import build_device
 
-    mark = _fingerprint()
-    stamp = out / ".inputs"
-    if stamp.is_file() and stamp.read_text() == mark:
-        return out
     new = out.with_name(f".{out.name}.new-{os.getpid()}")
     if new.exists():
         shutil.rmtree(new)
@@ -228,7 +238,6 @@ def build_unix(out: Path = ROOT / "build" / "unix") -> Path:
         out.rename(old)  # (two renames: `out` is missing for a moment, never half-written)
     new.rename(out)
     shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 def _fingerprint() -> str:
