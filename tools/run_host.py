@@ -269,7 +269,9 @@ def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> in
         import romfs
 
         image = code.with_name(code.name + ".romfs")
-        image.write_bytes(romfs.make_image(code))
+        part = image.with_name(f".{image.name}.{os.getpid()}")
+        part.write_bytes(romfs.make_image(code))
+        part.replace(image)  # (whole: another run may be mounting it right now)
         romfs_args = ["--romfs", str(image)]
         if heap == MP_HEAP:
             heap = f"{int(MP_HEAP[:-1]) + -(-image.stat().st_size // 1024)}K"
