@@ -114,11 +114,12 @@ async def listen(srv, host, port):
         return await asyncio.start_server(srv._conn, host, port, backlog=srv.backlog)
     import socket
 
-    s = socket.socket()
+    ai = socket.getaddrinfo(host, port)[0]
+    s = socket.socket(ai[0])  # (its family: ::1 too)
     try:  # (as asyncio.start_server)
         s.setblocking(False)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(socket.getaddrinfo(host, port)[0][-1])
+        s.bind(ai[-1])
         s.listen(srv.backlog)
         a = Server()
         try:
@@ -130,7 +131,12 @@ async def listen(srv, host, port):
         s.close()
         raise
     srv.sock = s
-    await asyncio.sleep_ms(0)  # pyright: ignore[reportAttributeAccessIssue]  # (the loop runs first, as there)
+    try:
+        await asyncio.sleep_ms(0)  # pyright: ignore[reportAttributeAccessIssue]  # (the loop runs first, as there)
+    except asyncio.CancelledError:
+        a.task.cancel()  # (it closes the socket)
+        srv.sock = None
+        raise
     return a
 
 

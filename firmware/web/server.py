@@ -230,7 +230,7 @@ class Server:
                         self.stats["timeouts"] += 1
                         r.task.cancel()
                 # MicroPython: an exception (MemoryError) ends its accept loop for
-                # good; listen again (web.cold.relisten drops it, its finaliser closes the socket)
+                # good; listen again (web.cold.relisten closes the socket it left open)
                 # (CPython: no such task; False: a relisten that failed half-way, again)
                 # (no local for the Server: this frame, waiting in relisten, would keep
                 # its dead task and so the listening socket: EADDRINUSE for good)
