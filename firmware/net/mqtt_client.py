@@ -306,7 +306,11 @@ class MqttService:
                     w.write(mqtt.publish_head(m[0], len(m[1]), ob.qos, m[2], True, e[0]))
                     w.write(m[1])
             while w is not None and not getattr(w, "out_buf", b""):
-                m = ob.take(now)
+                try:
+                    m = ob.take(now)
+                except MemoryError:  # every message stays where it was: the next round takes it
+                    log.oom("mqtt")
+                    return
                 if m is None:
                     return
                 (topic, payload, retain), pid = m  # pyright: ignore[reportGeneralTypeIssues]
@@ -318,8 +322,6 @@ class MqttService:
         except OSError as e:  # the session loop reconnects (QoS 1 sends it again)
             self._err = e
             self._w = None
-        except MemoryError:  # every message stays where it was: the next round sends it
-            log.oom("mqtt")
 
     # ---- the connection -----------------------------------------------------------
 
