@@ -55,6 +55,18 @@ def test_every_service_recovers_after_the_heap_ran_out(tmp_path):
             sse2 = SseClient(fw.port)
             fw.wait(lambda: len(sse2.events) >= 3, 30, "a new SSE client served")
             recovered_s = time.monotonic() - t_back
+
+            def accounted() -> bool:
+                """Nothing accepted was lost on its way to MQTT: every reading the hub took
+                reached the subscriber, waits in the ring, the spool or in flight, or was
+                counted as dropped (status first: the subscriber can only have more)."""
+                st = fw.status()
+                m = st["mqtt"]
+                with sub.cond:
+                    got = {json.loads(p)["timestamp"] for _, p, _ in sub.messages}
+                return len(got) + m["dropped"] + m["queued"] + m["spooled"] >= st["telegrams"]
+
+            fw.wait(accounted, 20, "every accepted reading at the subscriber, queued or counted")
             st = fw.status()
             sse.close()
             sse2.close()
