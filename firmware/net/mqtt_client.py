@@ -289,7 +289,8 @@ class MqttService:
         """Write what may go now: with `resend`, first the in-flight messages whose PUBACK
         is overdue (again, DUP: OSError after `max_tries` sends); then what the outbox lets
         go, while connected and, on MicroPython, while the stream took everything so far
-        (the session loop drains the rest). A broken link ends the session."""
+        (the session loop drains the rest). A broken link, or a write that ran out of
+        memory, ends the session."""
         ob = self.outbox
         w = self._w
         now = ticks_ms()
@@ -319,9 +320,11 @@ class MqttService:
                 self._n[_TX] = now
                 if not pid and topic == self.state_topic:
                     self._n[_PUB] += 1
-        except OSError as e:  # the session loop reconnects (QoS 1 sends it again)
+        except (OSError, MemoryError) as e:  # the session loop reconnects (QoS 1 sends it again)
             self._err = e
             self._w = None
+            if isinstance(e, MemoryError) and w is not None:  # a packet may be cut short (its
+                w.close()  # head sent, not its payload): nothing may follow it, or the broker reads on
 
     # ---- the connection -----------------------------------------------------------
 
@@ -364,6 +367,8 @@ class MqttService:
                     # No local (nor a stack slot of this long-lived frame) may keep a message
                     # or a sample: a reading's body is ~1 KB that would stay alive.
                     self._pump(True)
+                    if self._err is not None:  # (before the stream's buffer is written out)
+                        raise self._err
                     # Discovery once a backlog on flash has been sent: the two jobs' code
                     # (net.ha, net.spool) would otherwise be in RAM at the same time.
                     if self._discover and ob.spool is None and self.hub.sample is not None:

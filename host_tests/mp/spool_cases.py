@@ -400,6 +400,38 @@ def case_outbox_out_of_memory_loses_nothing_it_took(d):
     assert ob.spool is None and files(d) == [] and ob.dropped == ob.spool_dropped == ob.spool_errors == 0
 
 
+class _CutWriter:
+    """A connection's writer that runs out of memory at its `fail_at`th write."""
+
+    def __init__(self, fail_at):
+        self.writes = []
+        self.fail_at = fail_at
+        self.closed = False
+
+    def write(self, b):
+        if len(self.writes) + 1 == self.fail_at:
+            self.fail_at = 0
+            raise MemoryError("memory allocation failed, allocating 1040 bytes")
+        self.writes.append(bytes(b))
+
+    def close(self):
+        self.closed = True
+
+
+def case_service_out_of_memory_writing_ends_the_session_and_loses_nothing(d):
+    """A MemoryError between a PUBLISH's head and its payload: nothing more is written
+    on that connection (closed at once: the broker must not read the next bytes as the
+    payload), the session ends, the reading stays in flight for the next session and
+    is not counted as lost."""
+    reading = b'{"timestamp": "000001", "meter": "m"}'
+    svc = MqttService(Hub(), {"enabled": True, "host": "h", "buffer": 2}, "dev1", spool_dir=d)
+    w = svc._w = _CutWriter(2)  # the head goes, the payload does not
+    assert svc.offer(Sample(1, reading, len(reading) - 1, b"", 0)) is True
+    assert w.closed and len(w.writes) == 1 and svc._w is None and isinstance(svc._err, MemoryError)
+    ob = svc.outbox
+    assert [e[1][1] for e in ob.inflight] == [reading] and svc.status()["dropped"] == 0
+
+
 CASES = [
     case_order_across_segments,
     case_bound_drops_the_oldest_segment_and_counts_it,
@@ -419,4 +451,5 @@ CASES = [
     case_service_keeps_the_spool_counters_after_it_closes,
     case_out_of_memory_reading_or_appending_loses_nothing,
     case_outbox_out_of_memory_loses_nothing_it_took,
+    case_service_out_of_memory_writing_ends_the_session_and_loses_nothing,
 ]
