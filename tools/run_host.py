@@ -221,17 +221,20 @@ def _build_unix(out: Path, mark: str) -> None:
     new = out.with_name(f".{out.name}.new-{os.getpid()}")
     if new.exists():
         shutil.rmtree(new)
-    build_device.build(new, march="x64")
-    # the host entry's body and the recovery test's hog, compiled like the firmware
-    # (tools/mp/unix_main.py imports hostmain)
-    for name in ("hostmain", "hosthog"):
-        err = build_device.compile_one(
-            [*build_device.mpy_cross_cmd(), "-march=x64"], ROOT / "tools" / "mp" / f"{name}.py",
-            new / f"{name}.mpy", f"{name}.mpy",
-        )
-        if err:
-            shutil.rmtree(new)
-            raise RuntimeError(err)
+    try:
+        build_device.build(new, march="x64")  # (SystemExit on a compile error)
+        # the host entry's body and the recovery test's hog, compiled like the firmware
+        # (tools/mp/unix_main.py imports hostmain)
+        for name in ("hostmain", "hosthog"):
+            err = build_device.compile_one(
+                [*build_device.mpy_cross_cmd(), "-march=x64"], ROOT / "tools" / "mp" / f"{name}.py",
+                new / f"{name}.mpy", f"{name}.mpy",
+            )
+            if err:
+                raise RuntimeError(err)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)  # (what stays is the last good build)
+        raise
     (new / ".inputs").write_text(mark)
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
     if out.exists():
