@@ -118,8 +118,8 @@ class Outbox:
         """The next message to send and its pid (0 for QoS 0), or None. A MemoryError
         (reading the spool) leaves every message where it was: tried again later."""
         qos = self.qos
-        if qos and len(self.inflight) >= self.max_inflight:
-            return None
+        if qos and len(self.inflight) >= self.max_inflight or not self.ring and self.spool is None:
+            return None  # (nothing allocated: the session loop asks every tick)
         e = [0, None, now, 1, None]  # its in-flight entry, made first: no allocation after a message is taken
         sp = self.spool
         if sp is not None:

@@ -101,45 +101,6 @@ def close(srv):
             pass
 
 
-async def listen(srv, host, port):
-    """Server.start's listening: asyncio.start_server(srv._conn, ...), whose socket
-    MicroPython keeps only in the accept loop's frame; here it is also kept in
-    `srv.sock`, so that relisten can close it once that loop died (the Unix
-    port's sockets have no finaliser: dropped, the port stayed taken for good)."""
-    import asyncio
-
-    try:
-        from asyncio.stream import Server  # pyright: ignore[reportMissingImports]  # MicroPython
-    except ImportError:  # CPython: its server closes its own socket
-        return await asyncio.start_server(srv._conn, host, port, backlog=srv.backlog)
-    import socket
-
-    ai = socket.getaddrinfo(host, port)[0]
-    s = socket.socket(ai[0])  # (its family: ::1 too)
-    try:  # (as asyncio.start_server)
-        s.setblocking(False)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(ai[-1])
-        s.listen(srv.backlog)
-        a = Server()
-        try:
-            c = a._serve(s, srv._conn, None)  # pyright: ignore[reportAttributeAccessIssue]
-        except TypeError:  # MicroPython before 1.23: no ssl argument
-            c = a._serve(s, srv._conn)  # pyright: ignore[reportAttributeAccessIssue]
-        a.task = asyncio.create_task(c)  # pyright: ignore[reportAttributeAccessIssue]
-    except BaseException:
-        s.close()
-        raise
-    srv.sock = s
-    try:
-        await asyncio.sleep_ms(0)  # pyright: ignore[reportAttributeAccessIssue]  # (the loop runs first, as there)
-    except asyncio.CancelledError:
-        a.task.cancel()  # (it closes the socket)
-        srv.sock = None
-        raise
-    return a
-
-
 async def relisten(srv, host, port):
     """MicroPython: listen again after the accept loop died."""
     import asyncio

@@ -187,7 +187,7 @@ class Server:
         global _b
         self.handler = handler
         self.server = None
-        self.sock = None  # MicroPython: the listening socket (web.cold.listen)
+        self.sock = None  # MicroPython: the listening socket (start)
         self.stats = {"requests": 0, "errors": 0, "conns": 0, "refused": 0, "streams": 0, "timeouts": 0}
         self._live = []  # Requests of the open connections
         if len(_b) != self.out_size:
@@ -195,7 +195,13 @@ class Server:
 
     async def start(self, host, port):
         """Listen (OSError if the port is taken) and start the reaper task."""
-        self.server = await cold("listen", self, host, port)
+        self.server = s = await asyncio.start_server(self._conn, host, port, backlog=self.backlog)
+        # MicroPython keeps the listening socket only in the accept loop's frame; the
+        # loop's entry in asyncio's I/O queue names it, for web.cold.relisten to close
+        # once that loop died (CPython: no such queue)
+        for e in getattr(getattr(getattr(asyncio, "core", None), "_io_queue", None), "map", {}).values():
+            if e[0] is getattr(s, "task", 0):
+                self.sock = e[2]
         self._tick = asyncio.create_task(self._reap(host, port))
 
     def close(self):
