@@ -45,6 +45,17 @@ def drain(sp, commit=False):
             sp.commit()
 
 
+def drain_acked(ob):
+    """Take every message of outbox `ob`, each acknowledged at once: their numbers."""
+    got = []
+    while True:
+        m = ob.take(0)
+        if m is None:
+            return got
+        got.append(num(m[0][1]))
+        ob.ack(m[1])
+
+
 def files(d):
     return sorted(n for n in os.listdir(d) if n.startswith("spool"))
 
@@ -213,13 +224,7 @@ def case_outbox_opens_the_spool_at_start_only_when_files_exist(d):
         ob.put((TOPIC, msg(i), False))
     ob = outbox(2, 8, d, 8192)  # a restart: the spool of the last run is there
     assert ob.spool is not None and len(ob.spool) == 3
-    got = []
-    while True:
-        m = ob.take(0)
-        if m is None:
-            break
-        got.append(num(m[0][1]))
-        ob.ack(m[1])
+    got = drain_acked(ob)
     assert got == [0, 1, 2] and ob.spool is None and files(d) == []
     write_file(d + "/spool.pos", b"7 0\n")  # a cursor alone: looked at, cleaned up, closed
     ob = outbox(2, 8, d, 8192)
@@ -389,13 +394,7 @@ def case_outbox_out_of_memory_loses_nothing_it_took(d):
     finally:
         del mod.open
     ob.put((TOPIC, msg(7), False))
-    got = []
-    while True:
-        m = ob.take(0)
-        if m is None:
-            break
-        got.append(num(m[0][1]))
-        ob.ack(m[1])
+    got = drain_acked(ob)
     assert got == [0, 1, 2, 3, 4, 5, 7], got
     assert ob.spool is None and files(d) == [] and ob.dropped == ob.spool_dropped == ob.spool_errors == 0
 
