@@ -238,10 +238,16 @@ class Spool:
                         magic, flags, _, tl, pl, crc = unpack("<HBBHHI", h)
                         end = pos + HEADER_LEN + tl + pl
                         if magic == _MAGIC and end <= size and end - pos <= _MAX_RECORD:
-                            b = f.read(tl + pl)
-                            if len(b) == tl + pl and crc32(b, crc32(h[2:8])) & 0xFFFFFFFF == crc:
+                            # topic and payload read apart: no copy of the payload out of
+                            # the record (a second ~1 KB block while the heap is short)
+                            t = f.read(tl)
+                            b = f.read(pl)
+                            if (
+                                len(t) == tl and len(b) == pl
+                                and crc32(b, crc32(t, crc32(h[2:8]))) & 0xFFFFFFFF == crc
+                            ):  # fmt: skip
                                 try:
-                                    return (b[:tl].decode(), b[tl:], bool(flags & 2)), pos, end
+                                    return (t.decode(), b, bool(flags & 2)), pos, end
                                 except UnicodeError:
                                     pass
                     if pos == off:
