@@ -273,7 +273,7 @@ class Server:
                     try:
                         while True:
                             if need < 0:
-                                e = buf.find(10, pos)  # 10: "\n"
+                                e = buf.find(b"\n", pos)
                                 if (len(buf) if e < 0 else e) - pos > self.max_line:
                                     resp = 431 if lines >= 0 else 414
                                     raise ValueError
@@ -294,7 +294,7 @@ class Server:
                                             r.deadline = ticks_add(ticks_ms(), self.read_ms)
                                     elif e > s:  # a header line
                                         lines += 1
-                                        c = buf.find(58, s, e)  # 58: ":"
+                                        c = buf.find(b":", s, e)
                                         need -= e - s  # the header lines' bytes so far, negative
                                         if lines > self.max_headers or need < -self.max_head:
                                             resp = 431
