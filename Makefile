@@ -18,6 +18,8 @@ STUBS_TAG := 1.29.0.post1
 ESPTOOL := esptool==5.6.0
 MPREMOTE := mpremote==1.29.0
 APT_PKGS := mosquitto mosquitto-clients chromium prometheus
+# the 32-bit C library for Debian's i386 MicroPython (tools/mp32.py: the memory budget in the ESP32's word size)
+APT_PKGS += $(if $(filter x86_64,$(shell uname -m)),libc6-i386)
 
 VENV_STAMP := $(VENV)/.p1-requirements.stamp
 NODE_STAMP := tools/mp/node_modules/.p1-npm.stamp
@@ -29,6 +31,7 @@ HA_VENV := .venv-ha
 HWE_VERSION := 4.3.1
 HA_STAMP := $(HA_VENV)/.p1-ha-$(HA_VERSION)-hwe-$(HWE_VERSION).stamp
 TYPINGS_STAMP := typings/.p1-stubs-$(STUBS_TAG).stamp
+MP32_STAMP := $(VENV)/mp32/.p1-mp32
 
 # `make run` options, forwarded only when set: make run INTERVAL=1 SOURCE=sim MQTT=127.0.0.1:1883
 # MP=1 runs the firmware under MicroPython's Unix port (HEAP=160K by default).
@@ -77,7 +80,7 @@ help:
 	@echo "make clean      remove build output and caches; distclean also .venv etc."
 
 # ---------------------------------------------------------------- setup
-setup: apt $(VENV_STAMP) $(NODE_STAMP) $(TYPINGS_STAMP)
+setup: apt $(VENV_STAMP) $(NODE_STAMP) $(TYPINGS_STAMP) $(MP32_STAMP)
 
 # Debian packages, installed only when missing (node/npm and python3-venv only
 # when the machine lacks them).  Needs root or sudo only if something is missing.
@@ -111,6 +114,12 @@ $(VENV_STAMP): requirements-dev.txt | apt
 $(NODE_STAMP): tools/mp/package.json tools/mp/package-lock.json | apt
 	cd tools/mp && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Debian's 32-bit MicroPython Unix port (.debs checked against the archive's signature,
+# unpacked into .venv/mp32, run by .venv/bin/micropython32): the budget test's heap is then
+# the ESP32's own 100 KB, not a 64-bit equivalent (docs/MEMORY.md).
+$(MP32_STAMP): tools/mp32.py | $(VENV_STAMP) apt
+	$(VPY) tools/mp32.py
 
 # Installed with the release's own pins: homeassistant/package_constraints.txt,
 # which ships inside its wheel (the file HA's own installs use); without them pip

