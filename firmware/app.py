@@ -22,6 +22,7 @@ import asyncio
 import gc
 
 import log
+import mem
 from aio import sleep_ms
 from clock import ticks_diff, ticks_ms
 from hub import Hub
@@ -283,7 +284,9 @@ class App:
             if self.trial is not None and ticks_diff(ticks_ms(), tried) >= _SUPERVISE_MS:
                 tried = ticks_ms()  # a new version on trial: healthy in time, or rolled back
                 self._cold_call("otaboot", "tick")
-            if ticks_diff(ticks_ms(), checked) >= _HEALTH_MS:
+            # (not while another cold job holds the slot -- a status page, MQTT's login:
+            # their code and the check's would be in RAM together; a second later)
+            if ticks_diff(ticks_ms(), checked) >= _HEALTH_MS and not mem.busy:
                 checked = ticks_ms()
                 self._health("check")
             if self._led_at is not None and ticks_diff(ticks_ms(), self._led_at) >= _LED_MS:
