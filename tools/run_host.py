@@ -266,7 +266,7 @@ def _build_unix(out: Path, mark: str, march: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _fingerprint(march: str) -> str:
+def _fingerprint(march: str = MP_MARCH) -> str:
     """A hash of everything build_unix's output is made from: the firmware and
     board files, the host entry and hog, the build script, mpy-cross's version."""
     import hashlib
