@@ -82,7 +82,7 @@ DEFAULTS = {
         "keepalive_s": 30,
         "per_value_topics": False,
         "raw_topic": False,
-        "buffer": 2,  # RAM ring, readings (~1 KB of heap each for a state); then the flash spool
+        "buffer": 1,  # RAM ring, readings (~1 KB of heap each for a state); then the flash spool
         "spill_kb": 256,  # flash spool for what the ring cannot hold; 0 = off
     },
     "alarms": {"no_telegram_s": 300, "crc_error_pct": 5, "heap_floor": 12288},

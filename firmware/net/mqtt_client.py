@@ -190,7 +190,7 @@ class MqttService:
     backoff_min_ms = 1000
     backoff_max_ms = 60000
     auth_backoff_ms = 30000  # first wait after "not authorized"
-    max_inflight = 2  # QoS 1 messages awaiting PUBACK: each holds its ~1 KB payload (a meter sends one a second)
+    max_inflight = 1  # QoS 1 messages awaiting PUBACK: each holds its ~1 KB payload (a meter sends one a second)
     name = "mqtt"  # as the hub's subscriber
     maxlen = 1
     _q = ()  # (nothing waits in the hub)
