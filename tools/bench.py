@@ -102,6 +102,7 @@ def main(argv: list[str]) -> int:
         try:
             import bench_memory
 
+            figs += bench_memory.soak32(log)
             figs += bench_memory.soak(code, log)
         except Exception as e:  # noqa: BLE001
             figs.append(_error("soak", e))
