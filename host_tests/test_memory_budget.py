@@ -16,6 +16,7 @@ the lowest free heap and largest free block printed. `[device]` runs it on Debia
 second; `[today]` on the 64-bit port at five telegrams a second with load
 management's rules, at the heap it needs today (a guard against growth).
 """
+
 from __future__ import annotations
 
 import json
