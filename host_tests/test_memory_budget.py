@@ -80,7 +80,7 @@ CASES = {
         pytest.param(
             "device",
             marks=pytest.mark.xfail(
-                reason="at the margin: passed 2 runs of 4 (one or two MemoryErrors at a cold job's peak"
+                reason="at the margin: passed 2 runs of 5 (one or two MemoryErrors at a cold job's peak"
                 " otherwise: the outage's drain, the history job), docs/MEMORY.md (issue 8)",
                 strict=False,
             ),
