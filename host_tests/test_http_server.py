@@ -1226,6 +1226,7 @@ def test_accept_loop_restarted_after_it_dies(server):
             time.sleep(0.05)
         assert server.get("/").status == 200
 
+
 def test_stats_count_requests_and_errors(server):
     st0 = server.settle()
     server.get("/")

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import loadgen  # noqa: E402
 import memory  # noqa: E402
+import run_host  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not available(), reason="mosquitto not installed (make setup)")
 
@@ -99,12 +100,11 @@ CASES = {
 )
 def test_whole_firmware_fits_the_classic_esp32_budget_under_load(tmp_path, case):
     heap_k, mp32, rules, interval, total, before = CASES[case]
-    if mp32 and not (ROOT / ".venv" / "bin" / "micropython32").exists():
+    if mp32 and not run_host.MP32_EXE.exists():
         pytest.skip("Debian's 32-bit MicroPython is not installed (make setup; x86 machines only)")
     romfs_args = []
     if heap_k == ROMFS:
         import romfs
-        import run_host
 
         image = len(romfs.make_image(run_host.build_unix()))
         heap_k = memory.unix_limit() // 1024 + -(-image // 1024)
@@ -154,7 +154,7 @@ def test_whole_firmware_fits_the_classic_esp32_budget_under_load(tmp_path, case)
             fw.stop()
             sub.close()
     out = "".join(fw.lines)
-    h = loadgen.heap_figures(out, 16 if mp32 else loadgen.BLOCK_BYTES)
+    h = loadgen.heap_figures(out, loadgen.BLOCK_BYTES_32 if mp32 else loadgen.BLOCK_BYTES)
     port = "32-bit (Debian's i386 build: the ESP32's word size)" if mp32 else "64-bit"
     print(
         f"\nmemory budget [{case}]: Unix port {port}, heap {limit // 1024}K"

@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import lzma
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,7 +113,7 @@ def install(dest: Path) -> Path:
                 f"mp32: {SUITE} has micropython {version}, not {VERSION}: update VERSION and docs/MEMORY.md"
             )
         new = dest.with_name(dest.name + ".new")
-        subprocess.run(["rm", "-rf", str(new)], check=True)
+        shutil.rmtree(new, ignore_errors=True)
         new.mkdir(parents=True)
         for p in PACKAGES:
             f = found[p]
@@ -120,7 +121,7 @@ def install(dest: Path) -> Path:
             deb.write_bytes(checked(fetch(f"{MIRROR}/{f['Filename']}"), f["SHA256"], f["Filename"]))
             subprocess.run(["dpkg-deb", "-x", str(deb), str(new)], check=True)
         (new / ".p1-mp32").write_text(f"{version}\n" + "".join(f"{p} {found[p]['Version']}\n" for p in PACKAGES))
-        subprocess.run(["rm", "-rf", str(dest)], check=True)
+        shutil.rmtree(dest, ignore_errors=True)
         new.rename(dest)
     return exe
 

