@@ -40,6 +40,7 @@ class Firmware:
         ]  # fmt: skip
         self.err_path = tmp / "firmware.stderr"
         self._err = open(self.err_path, "wb")
+        self._out = open(tmp / "firmware.stdout", "w")  # (all of it, for a run gone wrong: --basetemp)
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err)
         self.lines: list[str] = []
         self._up = threading.Event()  # its "http://" line came (or its output ended)
@@ -59,8 +60,10 @@ class Firmware:
         for raw in self.proc.stdout:
             line = raw.decode(errors="replace")
             self.lines.append(line)
+            self._out.write(line)
             if line.startswith("http://"):
                 self._up.set()
+        self._out.close()
         self._up.set()
 
     def stderr(self) -> str:
@@ -111,7 +114,7 @@ class Firmware:
             if v:
                 return v
             time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}\n" + self.stderr())
+        raise AssertionError(f"timed out waiting for {what}\n" + "".join(self.lines[-40:]) + self.stderr())
 
 
 def exact_json(body: bytes | str):

@@ -172,8 +172,7 @@ class Outbox:
             self.spool_dropped += sp.dropped
             self.spool_errors += sp.errors
             self.spool = None
-            # (fsutil came in with it; a cold job using it meanwhile keeps its own references)
-            unload("net.spool", "fsutil")
+            unload("net.spool")  # (fsutil: net.spool loads it per call)
 
 
 class MqttService:

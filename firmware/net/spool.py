@@ -32,14 +32,17 @@ would pass it, the oldest segment is deleted and its unread messages counted
 in `dropped`. A record is at most MAX_RECORD bytes; bigger messages are not
 spooled (counted dropped). RAM: one small list per segment plus one record
 while it is read or written. Few methods: each costs RAM while the spool is open.
+`fsutil` (the cursor, removing files) is loaded for each such call only
+(`mem.call`): it is needed at the open, per deleted segment and every
+`persist_every` records, not per message, and an outage or a backlog's drain
+is where the heap is fullest (~1 KB of code, 32-bit).
 """
 
 import os
 from binascii import crc32
 from struct import pack, unpack
 
-from fsutil import read as read_file
-from fsutil import remove, write_atomic
+from mem import call
 
 try:
     from micropython import const
@@ -82,7 +85,7 @@ class Spool:
         ns.sort()
         cn = -1  # the cursor, from spool.pos (the whole copy a power cut left: fsutil)
         coff = 0
-        parts = (read_file(self._p("spool.pos"), 64)[0] or b"").split()
+        parts = (call("fsutil", "read", self._p("spool.pos"), 64)[0] or b"").split()
         if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
             cn, coff = int(parts[0]), int(parts[1])
         h = bytearray(HEADER_LEN)
@@ -140,7 +143,10 @@ class Spool:
         d = self.dir
         p = (d if not d or d.endswith("/") else d + "/") + (n if isinstance(n, str) else "spool-%d.bin" % n)
         if rm:
-            remove(p)  # (the cursor's copies too: an old .bak must not come back)
+            try:
+                call("fsutil", "remove", p)  # (the cursor's copies too: an old .bak must not come back)
+            except MemoryError:  # the file stays: the cursor, or the next open, retires it
+                self.errors += 1
         return p
 
     # ---- writing -------------------------------------------------------------------
@@ -294,7 +300,7 @@ class Spool:
                 self._unsaved = 0
         elif gone or self._unsaved >= self.persist_every:
             try:
-                write_atomic(self._p("spool.pos"), "%d %d\n" % (n, off))
+                call("fsutil", "write_atomic", self._p("spool.pos"), "%d %d\n" % (n, off))
                 self._unsaved = 0
-            except OSError:
+            except (OSError, MemoryError):  # (a MemoryError too: the cursor is written next time)
                 self.errors += 1
