@@ -81,8 +81,8 @@ CASES = {
         pytest.param(
             "device",
             marks=pytest.mark.xfail(
-                reason="at the margin: passed 2 runs of 5 (one or two MemoryErrors at a cold job's peak"
-                " otherwise: the outage's drain, the history job), docs/MEMORY.md (issue 8)",
+                reason="at the margin: passed 13 runs of 15 (one MemoryError at a cold job's peak"
+                " otherwise: MQTT's login after the outage, the history job), docs/MEMORY.md (issue 8)",
                 strict=False,
             ),
         ),
