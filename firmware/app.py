@@ -48,6 +48,7 @@ _OOM_LIMIT = const(8)  # caught MemoryErrors ...
 _OOM_WINDOW_MS = const(60000)  # ... within this window: the heap does not recover
 _DEAD_FAILS = const(6)  # a task that failed this often without a healthy minute between is down
 _HEALTH_MS = const(60000)  # between two health checks (the alarms)
+_HISTORY_TRIES = const(3)  # history jobs in a row that ran out of memory before the snapshot
 
 
 def offset_minutes(text):
@@ -92,6 +93,7 @@ class App:
         self.http_error = ""
         self._led_at = None
         self._hq = self._hd = -1  # the last telegram's quarter hour and day (history)
+        self._hfail = 0  # history jobs in a row without their snapshot (out of memory)
         self.heap_log = False  # log the heap after each telegram (the device console)
         # ticks of the last _OOM_LIMIT caught MemoryErrors, oldest first (None: none yet);
         # fixed size: the heap watch must not need the heap it watches
@@ -133,20 +135,28 @@ class App:
         """The history job (cold, in the cold slot) in two steps whose code is never in
         RAM at once: history.job (the snapshot), then tariff.job (the monitor's peaks and
         report); then its MQTT messages, copied once that code is gone (so they do not
-        split that hole)."""
+        split that hole). Out of memory before the snapshot was written (loading its
+        code, mostly), the next telegram tries again, up to _HISTORY_TRIES times: the
+        period boundary is not lost for a moment's full heap."""
         await turn()
         mods = ("history", "histcore", "fsutil", "tariff")
         before = loaded(*mods)
         gc.collect()  # (its code then goes where the garbage was, not past the live data)
         msgs = ()
+        wrote = False
         try:
             msgs, closed, quarter = __import__("history").job(self, body)
+            wrote = True
+            self._hfail = 0
             unload_new(before, "history")
             gc.collect()
             if closed or quarter:
                 msgs += __import__("tariff").job(self, closed, quarter)
         except MemoryError:
             log.oom("history")
+            if not wrote and self._hfail < _HISTORY_TRIES:
+                self._hfail += 1
+                self._hq = -1  # (the next telegram's quarter differs: the job again)
         except Exception as e:  # noqa: BLE001 - a full or read-only flash: logged, the meter goes on
             log.exc(e, "history")
         finally:

@@ -293,5 +293,24 @@ c = per_telegram(lambda i: (page(st_mod.status(app)), page(metrics_mod.metrics(a
 print("  one /api/v1/status + one /metrics: #2 %d, #20 %d" % (c[1], c[-1]))
 check(max(c[1:]) - min(c[1:]) <= 256, "status+metrics allocation flat: %r" % (c,))
 
+
+# --- the history job out of memory before its snapshot: tried again -------------
+class NoRoom:
+    """`history` whose code could not be loaded: the job runs out of memory."""
+
+    def job(self, app, body):
+        raise MemoryError
+
+
+app = App(config.copy_defaults(), [], FakeBoard())
+sys.modules["history"] = NoRoom()  # (found by the job's __import__)
+tries = []
+for i in range(5):
+    app._hq = 7  # the quarter the job was started for
+    await app._history(b'{"timestamp": "2026-12-03T10:15:02+01:00"}')  # noqa: F704
+    tries.append(app._hq)
+sys.modules.pop("history")
+check(tries == [-1, -1, -1, 7, 7], "history out of memory: the next telegram tries again, 3 times: %r" % (tries,))
+
 print("runtime_mp: %d failures" % len(failures))
 sys.exit(1 if failures else 0)
