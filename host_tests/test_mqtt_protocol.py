@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
 
-from net import mqtt, mqtt_rare  # noqa: E402
-from net.mqtt_rare import outbox  # noqa: E402
+from net import mqtt, mqtt_rare, mqtt_setup  # noqa: E402
+from net.mqtt_setup import outbox  # noqa: E402
 
 
 def publish(topic, payload, qos=0, retain=False, dup=False, pid=0) -> bytes:
@@ -320,7 +320,7 @@ def test_the_service_knows_how_many_keys_a_full_mqtt_section_has():
     from hub import Hub
     from net import mqtt_client
 
-    assert mqtt_rare._NKEYS == len(DEFAULTS["mqtt"])
+    assert mqtt_setup._NKEYS == len(DEFAULTS["mqtt"])
     full = dict(DEFAULTS["mqtt"], host="h")
     assert mqtt_client.MqttService(Hub(), full, "dev").cfg is full
     part = {"enabled": True, "host": "h"}

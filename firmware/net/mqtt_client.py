@@ -18,7 +18,7 @@ raises `OSError`; everything that decides lives here.
   with exponential backoff plus jitter.
 - The connection's reader task decodes what the broker sends: a PUBACK frees
   a slot in flight, so it writes the next message; a command is handled by
-  `net.mqtt_rare`; an error ends the session (at the loop's next turn).
+  `net.mqtt_setup`; an error ends the session (at the loop's next turn).
 - QoS 1: at most `max_inflight` unacknowledged messages; one not acknowledged
   within `ack_timeout_ms` is sent again with DUP, and everything still in
   flight is sent again (DUP, in order) after a reconnect, before the spool
@@ -26,7 +26,8 @@ raises `OSError`; everything that decides lives here.
 - Keepalive: a PINGREQ when nothing was sent, or nothing heard, for half the
   keepalive; a connection that stays silent for the whole keepalive is dead.
 - RAM: what runs rarely is imported when it is needed and dropped after it
-  (`mem.unload`): logging in and the commands (`net.mqtt_rare`), a
+  (`mem.unload`): logging in (`net.mqtt_rare`), set-up, commands and stop
+  (`net.mqtt_setup`), a
   discovery round (`net.ha` with the JSON writer), and the spool (`net.spool`,
   opened when the ring first overflows or an earlier run left spool files,
   closed once everything in it is delivered and its files are gone).
@@ -50,15 +51,15 @@ except ImportError:  # CPython
 
 _PUBLISH = const(3)
 _PUBACK = const(4)
-# What a rare job (net.mqtt_rare, net.ha) may import that nothing on the hot path keeps.
-_RARE = ("net.mqtt_rare", "net.mqtt_status", "net.ha", "p1.table", "p1.jsonout", "p1.values", "p1.bodyread")
-# MqttService._n: counters and times (ticks_ms). net.mqtt_rare counts in it too, and
+# What a rare job (net.mqtt_rare, net.mqtt_setup, net.ha) may import that nothing on the hot path keeps.
+_RARE = ("net.mqtt_rare", "net.mqtt_setup", "net.mqtt_status", "net.ha", "p1.table", "p1.jsonout", "p1.values", "p1.bodyread")
+# MqttService._n: counters and times (ticks_ms). net.mqtt_rare and net.mqtt_setup count in it too, and
 # shows them (its status(): keep its indexes the same).
 _PUB = const(0)  # state messages acknowledged (QoS 1) or written (QoS 0)
 _CONN = const(1)  # connections made
 _SKIP = const(2)  # samples skipped by interval_s
-_CMD = const(3)  # commands (net.mqtt_rare)
-_BAD = const(4)  # bad commands (net.mqtt_rare)
+_CMD = const(3)  # commands (net.mqtt_setup)
+_BAD = const(4)  # bad commands (net.mqtt_setup)
 _DISC = const(5)  # discovery rounds
 _RX = const(6)  # the last packet read
 _TX = const(7)  # the last packet written
@@ -80,10 +81,10 @@ class Outbox:
     (`net.spool.Spool`) is opened when the ring first overflows, or at once when
     spool files of an earlier run exist, and closed, its module unloaded, once
     it holds nothing (everything delivered, its files removed). Made by
-    `net.mqtt_rare.outbox()`.
+    `net.mqtt_setup.outbox()`.
     """
 
-    # made by net.mqtt_rare.outbox() (declared for type checkers; no bytecode)
+    # made by net.mqtt_setup.outbox() (declared for type checkers; no bytecode)
     size: int  # ring items at most
     ring: list
     inflight: list
@@ -193,7 +194,7 @@ class MqttService:
     name = "mqtt"  # as the hub's subscriber
     maxlen = 1
     _q = ()  # (nothing waits in the hub)
-    # set by net.mqtt_rare.init (declared for type checkers; no bytecode)
+    # set by net.mqtt_setup.init (declared for type checkers; no bytecode)
     cfg: dict
     hub: Any  # a hub.Hub
     device_id: str
@@ -215,7 +216,7 @@ class MqttService:
     def __init__(self, hub, cfg, device_id, version="", board=None, spool_dir=None):
         """The service for `hub` with the "mqtt" config section `cfg` (a partial one is
         completed from config.DEFAULTS); `spool_dir`: where the flash spool may go."""
-        self._rare("net.mqtt_rare", "init", hub, cfg, device_id, version, spool_dir)
+        self._rare("net.mqtt_setup", "init", hub, cfg, device_id, version, spool_dir)
 
     def status(self):
         return self._rare("net.mqtt_status", "status")
@@ -406,7 +407,7 @@ class MqttService:
 
     async def _rx(self, reader, w):
         """The connection's reader: PUBACKs free slots in flight (and the next message
-        goes), commands go to `net.mqtt_rare.command`; an error ends the session."""
+        goes), commands go to `net.mqtt_setup.command`; an error ends the session."""
         n = self._n
         try:
             while True:
@@ -418,11 +419,11 @@ class MqttService:
                         n[_PUB] += 1
                     self._pump()
                 elif t == _PUBLISH:  # a command, or Home Assistant's birth message
-                    self._rare("net.mqtt_rare", "command", w, pid, topic, payload)
+                    self._rare("net.mqtt_setup", "command", w, pid, topic, payload)
         except Exception as e:  # noqa: BLE001
             self._err = e if isinstance(e, OSError) else OSError(repr(e))
 
     def stop(self):
         """Say "offline" (retained) and disconnect cleanly (DISCONNECT tells the broker
-        to drop the will); run() ends. Returns the coroutine to await (net.mqtt_rare)."""
-        return self._rare("net.mqtt_rare", "stop")
+        to drop the will); run() ends. Returns the coroutine to await (net.mqtt_setup)."""
+        return self._rare("net.mqtt_setup", "stop")

@@ -1,6 +1,6 @@
 """The "mqtt" section of the status (`MqttService.status()`), on its own: the status
-page and /metrics ask for it every few seconds, and loading `net.mqtt_rare` (the
-login, TLS, commands) for it put ~6 KB more code in RAM (64-bit) each time.
+page and /metrics ask for it every few seconds, and loading `net.mqtt_rare` (then also
+the set-up and commands) for it put ~6 KB more code in RAM (64-bit) each time.
 Imported for the call and dropped after, like net.mqtt_rare."""
 
 from clock import ticks_diff, ticks_ms

@@ -18,7 +18,7 @@ from p1.body import Encoder
 from p1.framer import Framer
 
 port, ca, spool_dir, telegram = sys.argv[1:5]
-RARE = ("net.mqtt_rare", "net.ha", "p1.jsonout", "p1.values", "p1.table", "p1.bodyread")
+RARE = ("net.mqtt_rare", "net.mqtt_setup", "net.ha", "p1.jsonout", "p1.values", "p1.table", "p1.bodyread")
 failures = 0
 
 

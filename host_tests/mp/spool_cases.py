@@ -7,7 +7,7 @@ import os
 
 from hub import Hub, Sample
 from net.mqtt_client import MqttService
-from net.mqtt_rare import outbox
+from net.mqtt_setup import outbox
 from net.spool import HEADER_LEN, Spool
 
 TOPIC = "p1/dev1/state"

@@ -10,7 +10,7 @@ from binascii import crc32
 from hub import Hub, Sample
 from net import ha, mqtt, mqtt_rare
 from net.mqtt_client import MqttService
-from net.mqtt_rare import outbox
+from net.mqtt_setup import outbox
 from p1.body import Encoder
 from p1.bodyread import items
 from p1.framer import Framer
