@@ -52,7 +52,10 @@ except ImportError:  # CPython
 _PUBLISH = const(3)
 _PUBACK = const(4)
 # What a rare job (net.mqtt_rare, net.mqtt_setup, net.ha) may import that nothing on the hot path keeps.
-_RARE = ("net.mqtt_rare", "net.mqtt_setup", "net.mqtt_status", "net.ha", "p1.table", "p1.jsonout", "p1.values", "p1.bodyread")
+_RARE = (
+    "net.mqtt_rare", "net.mqtt_setup", "net.mqtt_status", "net.ha",
+    "p1.table", "p1.jsonout", "p1.values", "p1.bodyread",
+)  # fmt: skip
 # MqttService._n: counters and times (ticks_ms). net.mqtt_rare and net.mqtt_setup count in it too, and
 # shows them (its status(): keep its indexes the same).
 _PUB = const(0)  # state messages acknowledged (QoS 1) or written (QoS 0)
