@@ -36,6 +36,7 @@ class Mqtt:
     def __init__(self):
         self.base = "p1/test"
         self.outbox = Outbox()
+        self._w = object()  # logged in (None: the broker is away)
 
 
 class App:
@@ -252,6 +253,15 @@ def case_override_with_expiry(folder):
     # each change published, retained, on <base>/relays
     m = app.mqtt.outbox.msgs
     assert m and m[-1][0] == "p1/test/relays" and m[-1][2] is True and b'"mode": "auto"' in m[-1][1], m[-1]
+    # while the broker is away nothing waits in the outbox; once logged in, the newest state only
+    app.mqtt._w = None
+    n = len(m)
+    assert ld.cold("command", "1", b"off 30", 620000) is True and ld.cold("command", "1", b"auto", 620000) is True
+    ld.tick(620000)
+    assert len(m) == n, m[n:]
+    app.mqtt._w = object()
+    ld.tick(620000)
+    assert len(m) == n + 1 and b'"mode": "auto"' in m[-1][1], m[n:]
 
 
 def case_meter_clock_going_back(folder):
