@@ -211,12 +211,14 @@ class Loads:
         self.dirty = True
 
     def publish(self):
-        """The state, retained on <base>/relays, when it changed, once MQTT is logged in:
-        only the newest state matters (retained), so none waits in the outbox while the
-        broker is away -- it took the one-reading RAM ring's place and pushed the
-        reading to the flash spool at every start and outage."""
+        """The state, retained on <base>/relays, when it changed, once MQTT is logged in
+        and a backlog on flash is sent: only the newest state matters (retained), so none
+        waits in the outbox while the broker is away (it took the one-reading RAM ring's
+        place and pushed the reading to the flash spool at every start and outage), and
+        its code (loadscold, the JSON writer) does not join the login's and the
+        spool's, as discovery does not."""
         m = self.app.mqtt
-        if self.dirty and m is not None and m._w is not None:
+        if self.dirty and m is not None and m._w is not None and m.outbox.spool is None:
             self.dirty = False
             m.outbox.put((m.base + "/relays", self.cold("text").encode(), True))
 

@@ -27,6 +27,7 @@ class Board:
 class Outbox:
     def __init__(self):
         self.msgs = []
+        self.spool = None  # (a backlog on flash: the relays' state waits for it)
 
     def put(self, m):
         self.msgs.append(m)
