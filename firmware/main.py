@@ -28,16 +28,16 @@ import log
 def run():
     import gc
 
+    import mem
+
     try:  # collect after every 1.5 KB allocated, not only when the heap is full
-        gc.threshold(1536)
+        gc.threshold(mem.GC_EVERY)
     except AttributeError:  # a port built without MICROPY_GC_ALLOC_THRESHOLD
         pass
     import warmup
 
     warmup.run()  # names of the code loaded now and then, interned while the heap is in one piece
     del warmup
-    import mem
-
     mem.unload("warmup")
     import app
 

@@ -2,6 +2,11 @@
 
 import sys
 
+# The collector runs after every GC_EVERY bytes allocated (gc.threshold), not only
+# when the heap is full: set by main.py on the device and by the Unix-port entry
+# (tools/mp/hostmain.py) in the tests, one figure for both (why: main.py).
+GC_EVERY = 1536
+
 
 def unload(*names):
     """Forget modules (MicroPython): code needed only now and then (boot, the general
