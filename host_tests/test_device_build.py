@@ -370,3 +370,25 @@ def test_the_unix_build_is_made_again_only_when_its_inputs_change_and_never_in_p
     held.close()
     assert (out / ".inputs").read_text() == run_host._fingerprint()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".unix.lock", "unix"]  # no build left half-way
+
+
+def test_a_running_firmware_keeps_its_code_when_a_new_build_takes_the_place_of_its_own(tmp_path):
+    """run_host.pin_build: a firmware runs in its code folder and imports cold modules
+    from it while it runs; a build made meanwhile (another run with changed sources)
+    replaced that folder, and every later cold import failed ("no module named
+    'web.status'"). Each run gets hard links of its own, which a new build leaves
+    alone; a view whose run is gone is removed by the next run."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import run_host
+
+    out = tmp_path / "unix"
+    run_host.build_unix(out)
+    pin = run_host.pin_build(out)
+    assert pin.parent == tmp_path and (pin / "web" / "status.mpy").read_bytes()[:1] == b"M"
+    assert (pin / "app.mpy").stat().st_ino == (out / "app.mpy").stat().st_ino  # linked, not copied
+    (out / ".inputs").write_text("stale\n")
+    run_host.build_unix(out)  # a new build takes `out`'s place
+    assert (pin / "web" / "status.mpy").read_bytes()[:1] == b"M"  # the running firmware's code is still there
+    dead = tmp_path / ".unix.run-999999999"  # (no such process)
+    dead.mkdir()
+    assert run_host.pin_build(out) == pin and not dead.exists()

@@ -287,17 +287,52 @@ def _fingerprint(march: str = MP_MARCH) -> str:
 
 def run_micropython(cfg: dict, args: argparse.Namespace, config_path: str) -> int:
     """The firmware under MicroPython with `cfg` (overrides included) until Ctrl-C/SIGTERM."""
+    exe, march = (micropython32_exe(), "x86") if args.mp32 else (micropython_exe(), MP_MARCH)
+    build = build_unix(march=march)
+    code = pin_build(build)
+    try:
+        return _run_pinned(exe, build, code, cfg, args, config_path)
+    finally:
+        import shutil
+
+        shutil.rmtree(code, ignore_errors=True)
+
+
+def pin_build(build: Path) -> Path:
+    """A private view of `build` for one running firmware: hard links (no bytes
+    copied) in a folder of its own beside it. The firmware runs in its code folder
+    and imports its cold modules from there while it runs; a later build that takes
+    `build`'s place (another run with changed sources) took that folder away from
+    it ("no module named 'web.status'" from then on). Views left by a killed run
+    are removed here too."""
+    import fcntl
+    import shutil
+
+    with open(build.with_name(f".{build.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # (not while a build swaps it)
+        for old in build.parent.glob(f".{build.name}.run-*"):
+            try:
+                os.kill(int(old.name.rsplit("-", 1)[1]), 0)
+            except ProcessLookupError:  # its run is gone
+                shutil.rmtree(old, ignore_errors=True)
+            except (ValueError, PermissionError):
+                pass
+        pin = build.with_name(f".{build.name}.run-{os.getpid()}")
+        shutil.rmtree(pin, ignore_errors=True)
+        shutil.copytree(build, pin, copy_function=os.link)
+    return pin
+
+
+def _run_pinned(exe: str, build: Path, code: Path, cfg: dict, args: argparse.Namespace, config_path: str) -> int:
     import config
 
-    exe, march = (micropython32_exe(), "x86") if args.mp32 else (micropython_exe(), MP_MARCH)
-    code = build_unix(march=march)
     heap, romfs_args = args.heap, []
     if args.mp32 and heap == MP_HEAP:
         heap = MP32_HEAP
     if args.romfs:  # tools/romfs.py; on the Unix port the image is one block in the heap
         import romfs
 
-        image = code.with_name(code.name + ".romfs")
+        image = build.with_name(build.name + ".romfs")
         part = image.with_name(f".{image.name}.{os.getpid()}")
         part.write_bytes(romfs.make_image(code))
         part.replace(image)  # (whole: another run may be mounting it right now)
