@@ -160,14 +160,18 @@ class App:
         except Exception as e:  # noqa: BLE001 - a full or read-only flash: logged, the meter goes on
             log.exc(e, "history")
         finally:
-            if self.loads is not None:  # the power guard's period (its start from the history)
-                try:
-                    self.loads.cold("sync", body)
-                except Exception as e:  # noqa: BLE001 - MemoryError too: the next quarter hour again
-                    log.exc(e, "loads")
-            unload_new(before, *mods)
-            gc.collect()
-            done()
+            try:
+                if self.loads is not None:  # the power guard's period (its start from the history)
+                    unload_new(before, "history", "tariff")  # (sync needs histcore only)
+                    gc.collect()
+                    try:
+                        self.loads.cold("sync", body)
+                    except Exception as e:  # noqa: BLE001 - MemoryError too: the next quarter hour again
+                        log.exc(e, "loads")
+                unload_new(before, *mods)
+                gc.collect()
+            finally:
+                done()  # (whatever happened above: a cold slot held for good slows every job)
         m = self.mqtt
         if m is not None:
             for t, p in msgs:

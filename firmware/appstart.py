@@ -63,8 +63,9 @@ def _start_loads(app):
 
     try:
         ld = __import__("loadscold").setup(app)
+        __import__("loadstate")  # (its names interned now, at the heap's bottom, not at the first page)
     finally:
-        unload("loadscold", "p1.jsonout")
+        unload("loadscold", "loadstate", "p1.jsonout")
     if ld is not None:
         app.loads = app.hub.loads = ld
         app.hub.add_status("loads", ld.status)

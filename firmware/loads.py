@@ -4,7 +4,7 @@ expiry; each relay's safe state at boot and when readings stop.
 
 Resident only while a relay is configured (appstart imports it then; else
 nothing of it is loaded). What runs rarely (set-up, the period's start from
-the history, overrides, the state as JSON) is in the cold `loadscold`.
+the history, overrides) is in the cold `loadscold`, the state as JSON in `loadstate`.
 
 Clocks: the rules (delay, restore hold, minimum on/off) count the meter's
 seconds (its time stamp; the board's clock for a meter without one), so the
@@ -35,6 +35,7 @@ _UNTIL = const(8)
 _SW = const(9)
 _LOG = const(8)  # decisions kept
 _PHASES = (b'"l1_current_a": ', b'"l2_current_a": ', b'"l3_current_a": ')
+MODES = ("auto", "on", "off")
 
 
 def num(body, name):
@@ -215,20 +216,24 @@ class Loads:
         and a backlog on flash is sent: only the newest state matters (retained), so none
         waits in the outbox while the broker is away (it took the one-reading RAM ring's
         place and pushed the reading to the flash spool at every start and outage), and
-        its code (loadscold, the JSON writer) does not join the login's and the
+        its code (loadstate, the JSON writer) does not join the login's and the
         spool's, as discovery does not."""
         m = self.app.mqtt
         if self.dirty and m is not None and m._w is not None and m.outbox.spool is None:
             self.dirty = False
-            m.outbox.put((m.base + "/relays", self.cold("text").encode(), True))
+            m.outbox.put((m.base + "/relays", self.text().encode(), True))
 
     def cold(self, job, *args):
         """loadscold.<job>(self, *args), the module loaded for the call only."""
         return call("loadscold", job, self, *args, drop=("p1.jsonout",))
 
-    def status(self):
-        """The "loads" section of the status (and /api/v1/relays)."""
-        return self.cold("state")
+    def status(self, now=None):
+        """The "loads" section of the status page (a dict)."""
+        return call("loadstate", "state", self, now)
+
+    def text(self):
+        """The state as JSON text (/api/v1/relays, MQTT)."""
+        return call("loadstate", "text", self, drop=("p1.jsonout",))
 
 
 def _amps(ma):

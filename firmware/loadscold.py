@@ -1,11 +1,10 @@
 """Load management's rare work (cold: loaded for a call, dropped after): set-up at
-boot, the period's start from the history, overrides (HTTP, MQTT), the state as
-a dict or JSON text. The rules that run on each reading are in `loads`."""
+boot, the period's start from the history, overrides (HTTP, MQTT). The rules that
+run on each reading are in `loads`; the state as a dict or JSON text (each status
+page, each change on MQTT) in the smaller `loadstate`."""
 
-from clock import ticks_add, ticks_diff, ticks_ms
-from loads import Loads, clock
-
-_MODES = ("auto", "on", "off")
+from clock import ticks_add, ticks_ms
+from loads import MODES, Loads, clock
 
 
 def setup(app):
@@ -44,7 +43,6 @@ def sync(ld, body):
     the tariff period now, the import register at its start from the history (None:
     not seen from its start) and whether the tariff's rule counts it."""
     import histcore as h
-    from tariff import counts
 
     t = h.stamp(body)
     k = clock(body)
@@ -57,7 +55,7 @@ def sync(ld, body):
     wh = None if rec is None or rec[2] > h.LATE_S or rec[5] < 0 else rec[5]
     el = (k[1] % 15 if r == 0 else k[1]) * 60 + k[2]
     lm = (key * 15 if r == 0 else key * 60 - t[2] % 60) + t[2]  # (local minute of its start, as tariff.update)
-    ld.per = (k[0] - el, wh, counts(rule, lm))
+    ld.per = (k[0] - el, wh, h.counts(rule, lm))
 
 
 def find(ld, n):
@@ -75,7 +73,7 @@ def override(ld, n, mode, secs, src, now=None):
     r = find(ld, n) if isinstance(n, int) and not isinstance(n, bool) else None
     if r is None:
         errs["relay"] = "a configured relay: " + ", ".join("%d" % x[0] for x in sorted(ld.r))
-    if mode not in _MODES:
+    if mode not in MODES:
         errs["mode"] = "on, off or auto"
     if secs is None:
         secs = ld.c["override_s"]
@@ -87,7 +85,7 @@ def override(ld, n, mode, secs, src, now=None):
         r[7] = 0
         ld.note(r, "auto (%s)" % src)
     else:
-        r[7] = _MODES.index(mode)
+        r[7] = MODES.index(mode)
         r[8] = ticks_add(ticks_ms() if now is None else now, secs * 1000)
         ld.set(r, mode == "on", "override %s for %d s (%s)" % (mode, secs, src))
     ld.publish()
@@ -104,31 +102,3 @@ def command(ld, n, payload, now=None):
     if not n.isdigit() or not 1 <= len(p) <= 2 or (len(p) == 2 and not p[1].isdigit()):
         return False
     return override(ld, int(n), p[0], int(p[1]) if len(p) == 2 else None, "mqtt", now) is None
-
-
-def state(ld, now=None):
-    """The state: relays by number, the guards, the decisions (oldest first)."""
-    now = ticks_ms() if now is None else now
-    rel = []
-    for r in sorted(ld.r):
-        rel.append({
-            "relay": r[0], "name": r[1], "priority": r[2], "safe": "on" if r[3] else "off", "on": r[6],
-            "mode": _MODES[r[7]], "override_s": max(ticks_diff(r[8], now), 0) // 1000 if r[7] else None,
-        })  # fmt: skip
-    c = ld.c
-    return {
-        "relays": rel,
-        "stale": ld.stale,
-        "guard": ld.why,
-        "fuse_a": c["fuse_a"],
-        "limit_w": c["limit_w"],
-        "projected_w": ld.proj,
-        "log": [{"uptime_s": x[0], "at": x[1], "relay": x[2], "on": x[3], "reason": x[4]} for x in ld.log],
-    }
-
-
-def text(ld):
-    """The state as JSON text (keys sorted: the same on both interpreters)."""
-    from p1.jsonout import dumps
-
-    return dumps(state(ld))

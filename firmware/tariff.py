@@ -17,33 +17,10 @@ the history job's second step (app.py), or from history.close() given a rule;
 import json
 
 import histcore as h
+from histcore import counts
 from fsutil import read, write_atomic
 
 _KEPT = 5  # (top is at most 5)
-
-
-def _range(text, lo, hi):
-    """'7-21' -> (7, 21); None if malformed."""
-    a, _, b = text.partition("-")
-    if not (a.isdigit() and b.isdigit()):
-        return None
-    a, b = int(a), int(b)
-    return (a, b) if lo <= a <= hi and lo <= b <= hi else None
-
-
-def counts(rule, lm):
-    """Whether the period starting at local minute `lm` (from 2000) counts for `rule`."""
-    ld = lm // 1440
-    if rule["weekdays_only"] and (ld + 5) % 7 >= 5:  # (2000-01-01 was a Saturday)
-        return False
-    hr = _range(rule["hours"], 0, 24) or (0, 24)
-    if not hr[0] <= lm % 1440 // 60 < hr[1]:
-        return False
-    mr = _range(rule["months"], 1, 12) or (1, 12)
-    m = h.civil(ld)[1]
-    if mr[0] <= mr[1]:
-        return mr[0] <= m <= mr[1]
-    return m >= mr[0] or m <= mr[1]  # (November-March)
 
 
 def _ring(rule):

@@ -36,7 +36,8 @@ COLD = (
 )  # fmt: skip
 # The cold modules only some dongles use: their names are interned when first used.
 LATER = (
-    "web.settings", "web.auth", "web.homewizard", "loadscold", "web.relays", "otaboot", "web.update", "net.dns",
+    "web.settings", "web.auth", "web.homewizard", "loadscold", "loadstate", "web.relays", "otaboot", "web.update",
+    "net.dns",
     "p1.parse", "p1.readings",  # the general decoder, for a line p1.body declines
 )  # fmt: skip
 

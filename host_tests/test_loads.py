@@ -153,7 +153,7 @@ def test_relay_switches_pass_home_assistant(tmp_path):
     if not ha_py.exists():
         pytest.fail("Home Assistant's venv is missing: `make test` makes .venv-ha", pytrace=False)
     app, ld = loads_cases.make(str(tmp_path), relays={1: {"name": "sauna", "safe": "on"}, 3: {"name": ""}})
-    state = ld.cold("text")
+    state = ld.text()
     body = loads_cases.body(0)
     rel = [(r[0], r[1]) for r in sorted(ld.r)]
     cfgs = {t: p for t, p in ha.configs(body, "dev1", "p1/dev1", "homeassistant", "1.0", rel) if "/switch/" in t}

@@ -101,7 +101,7 @@ async def _history(req, app):
 
 
 _UPD = ("web.update", "otaboot", "fsutil", "web.auth")
-_REL = ("web.relays", "web.auth", "p1.jsonout", "loadscold")
+_REL = ("web.relays", "web.auth", "p1.jsonout", "loadscold", "loadstate")
 
 
 async def _page(name, app, ctype, mod):

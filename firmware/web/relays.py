@@ -29,7 +29,7 @@ def handle(req, app):
             return error(401, "login required")
         if ld is None:
             return error(404, "no relay configured")
-        return 200, JSON, ld.cold("text"), NOSTORE
+        return 200, JSON, ld.text(), NOSTORE
     why = auth.refused(req, app)
     if why:
         return error(*why)
@@ -50,4 +50,4 @@ def handle(req, app):
         from p1.jsonout import dumps
 
         return 422, JSON, dumps({"errors": errs}), NOSTORE
-    return 200, JSON, ld.cold("text"), NOSTORE
+    return 200, JSON, ld.text(), NOSTORE

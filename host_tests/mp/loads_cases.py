@@ -92,7 +92,7 @@ def on(ld):
 
 
 def state(ld, now=None):
-    return ld.cold("state", now)
+    return ld.status(now)
 
 
 def case_boot_safe_state_and_no_relay(folder):

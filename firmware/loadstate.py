@@ -1,0 +1,34 @@
+"""Load management's state as a dict (the status page's "loads" section) or JSON
+text (/api/v1/relays, retained MQTT <base>/relays): cold, loaded per call. Apart
+from `loadscold` so that each status page brings only this small part."""
+
+from clock import ticks_diff, ticks_ms
+from loads import MODES
+
+
+def state(ld, now=None):
+    """The state: relays by number, the guards, the decisions (oldest first)."""
+    now = ticks_ms() if now is None else now
+    rel = []
+    for r in sorted(ld.r):
+        rel.append({
+            "relay": r[0], "name": r[1], "priority": r[2], "safe": "on" if r[3] else "off", "on": r[6],
+            "mode": MODES[r[7]], "override_s": max(ticks_diff(r[8], now), 0) // 1000 if r[7] else None,
+        })  # fmt: skip
+    c = ld.c
+    return {
+        "relays": rel,
+        "stale": ld.stale,
+        "guard": ld.why,
+        "fuse_a": c["fuse_a"],
+        "limit_w": c["limit_w"],
+        "projected_w": ld.proj,
+        "log": [{"uptime_s": x[0], "at": x[1], "relay": x[2], "on": x[3], "reason": x[4]} for x in ld.log],
+    }
+
+
+def text(ld):
+    """The state as JSON text (keys sorted: the same on both interpreters)."""
+    from p1.jsonout import dumps
+
+    return dumps(state(ld))
