@@ -104,14 +104,14 @@ def test_whole_firmware_fits_the_classic_esp32_budget_under_load(tmp_path, case)
         image = len(romfs.make_image(run_host.build_unix()))
         heap_k = memory.unix_limit() // 1024 + -(-image // 1024)
         romfs_args = ["--romfs"]
-    # P1_BUDGET_HEAP_K: try another heap (exploring what the firmware needs)
+    # P1_BUDGET_HEAP_K: try another heap, P1_BUDGET_DIALECT another meter (exploring)
     limit = int(os.environ.get("P1_BUDGET_HEAP_K") or heap_k) * 1024
     with Mosquitto(tmp_path / "broker", tls=True) as broker:
         sub = loadgen.state_subscriber(broker)
         fw = Firmware(
             tmp_path,
             "--mp", *(["--mp32"] if mp32 else []), "--heap", f"{limit // 1024}K", "--mem", "1", *romfs_args,
-            "--interval", str(interval), "--step", "1", "--dialect", "dsmr5",
+            "--interval", str(interval), "--step", "1", "--dialect", os.environ.get("P1_BUDGET_DIALECT") or "dsmr5",
             "--mqtt", f"mqtts://127.0.0.1:{broker.port}?ca={broker.ca}",
             config=json.dumps(RULES if rules else {}),
         )  # fmt: skip

@@ -19,8 +19,7 @@ SECRETS = ("wifi.password", "wifi.ap_password", "mqtt.password", "admin.password
 
 def status(app):
     """Yield the JSON text of everything /api/v1/status shows, in pieces."""
-    b = app.board
-    app._health("check")  # the alarms as of now (and on MQTT if they changed)
+    b = app.board  # (the alarms were checked before this module was loaded: web.api._page)
     s = app.hub.sample
     try:
         alloc = gc.mem_alloc()  # type: ignore[attr-defined]
