@@ -34,6 +34,14 @@ _MODE = const(7)
 _UNTIL = const(8)
 _SW = const(9)
 _LOG = const(8)  # decisions kept
+# What the guards say and why a relay switched, as numbers: the texts are written by
+# `loadstate` (cold) when the state is shown, not kept in RAM with the rules. `why`:
+# _BELOW, _BETWEEN, (phase 1..3, mA, limit mA) or (period s, projected W, limit W); a
+# decision's reason: (why, for s), _ENDED, (_STALE, s) or a text (the cold paths').
+_BELOW = const(0)
+_BETWEEN = const(1)
+_ENDED = const(2)
+_STALE = const(3)
 _PHASES = (b'"l1_current_a": ', b'"l2_current_a": ', b'"l3_current_a": ')
 MODES = ("auto", "on", "off")
 
@@ -96,14 +104,14 @@ class Loads:
     app: Any
     c: dict  # the config's "loads" section
     r: list  # the relays, in shedding order (lowest priority first)
-    log: list  # the last _LOG decisions: (uptime s, meter time text or None, relay, on, reason)
+    log: list  # the last _LOG decisions: (uptime s, meter time text or None, relay, on, reason (_BELOW above))
     seen: Any  # ticks_ms of the last reading
     stale: bool
     t: Any  # meter seconds of the last reading (None before one)
     at: Any  # its time stamp text
     over: Any  # meter s since the guards want a load shed (None: they do not)
     ok: Any  # meter s since both guards are below their restore levels
-    why: str  # what the guards say now
+    why: Any  # what the guards say now (as numbers: _BELOW above)
     per: Any  # the period now, from the history: (start, Wh at its start or None, counts)
     proj: Any  # the projected period average (W) or None
     dirty: bool  # the state changed: publish it (retained <base>/relays)
@@ -135,7 +143,7 @@ class Loads:
             for i in range(3):
                 a = num(body, _PHASES[i])
                 if a > hi and over is None:
-                    over = "L%d %s A > %s A" % (i + 1, _amps(a), _amps(hi))
+                    over = (i + 1, a, hi)
                 if a > lo:
                     ok = False
         w = c["limit_w"]
@@ -151,10 +159,10 @@ class Loads:
                 pw = max(num(body, b'"power_import_kw": '), 0)
                 x = self.proj = ((e - p[1]) * 3600 + pw * (length - el)) // length
                 if x > w and over is None:
-                    over = "projected %s average %d W > %d W" % ("15 min" if length == 900 else "hour", x, w)
+                    over = (length, x, w)
                 if x * 100 >= w * c["limit_restore_pct"]:
                     ok = False
-        self.why = over or ("below restore levels" if ok else "between the levels")
+        self.why = over or (_BELOW if ok else _BETWEEN)
         if over is not None:
             self.ok = None
             if self.over is None:
@@ -162,7 +170,7 @@ class Loads:
             elif t - self.over >= c["delay_s"]:
                 for r in self.r:
                     if not r[_MODE] and r[_ON] and (r[_SW] is None or t - r[_SW] >= r[_MINON]):
-                        self.set(r, False, "%s for %d s" % (over, t - self.over))
+                        self.set(r, False, (over, t - self.over))
                         self.over = t  # the next one after delay_s more
                         break
         else:
@@ -174,7 +182,7 @@ class Loads:
             elif t - self.ok >= c["restore_s"]:
                 for r in reversed(self.r):
                     if not r[_MODE] and not r[_ON] and (r[_SW] is None or t - r[_SW] >= r[_MINOFF]):
-                        self.set(r, True, "%s for %d s" % (self.why, t - self.ok))
+                        self.set(r, True, (self.why, t - self.ok))
                         self.ok = t
                         break
         self.publish()
@@ -185,7 +193,7 @@ class Loads:
         for r in self.r:
             if r[_MODE] and ticks_diff(now, r[_UNTIL]) >= 0:
                 r[_MODE] = 0
-                self.note(r, "override ended: auto")
+                self.note(r, _ENDED)
         s = self.c["stale_s"]
         if ticks_diff(now, self.seen) >= s * 1000:  # (an override that ends meanwhile too)
             if not self.stale:
@@ -193,7 +201,7 @@ class Loads:
                 self.over = self.ok = self.proj = None
             for r in self.r:
                 if not r[_MODE] and r[_ON] != r[_SAFE]:
-                    self.set(r, r[_SAFE], "stale: no reading for %d s: safe state" % s)
+                    self.set(r, r[_SAFE], (_STALE, s))
         self.publish()
 
     def set(self, r, on, why):
@@ -235,6 +243,3 @@ class Loads:
         """The state as JSON text (/api/v1/relays, MQTT)."""
         return call("loadstate", "text", self, drop=("p1.jsonout",))
 
-
-def _amps(ma):
-    return "%d.%03d" % (ma // 1000, ma % 1000)

@@ -6,6 +6,25 @@ from clock import ticks_diff, ticks_ms
 from loads import MODES
 
 
+def _amps(ma):
+    return "%d.%03d" % (ma // 1000, ma % 1000)
+
+
+def why(x):
+    """The text of a guard's state or a decision's reason (loads keeps them as numbers)."""
+    if isinstance(x, str):  # (set-up's and the overrides' own)
+        return x
+    if isinstance(x, int):
+        return ("below restore levels", "between the levels", "override ended: auto")[x]
+    if len(x) == 2:
+        if x[0] == 3:  # loads._STALE
+            return "stale: no reading for %d s: safe state" % x[1]
+        return "%s for %d s" % (why(x[0]), x[1])
+    if x[0] <= 3:
+        return "L%d %s A > %s A" % (x[0], _amps(x[1]), _amps(x[2]))
+    return "projected %s average %d W > %d W" % ("15 min" if x[0] == 900 else "hour", x[1], x[2])
+
+
 def state(ld, now=None):
     """The state: relays by number, the guards, the decisions (oldest first)."""
     now = ticks_ms() if now is None else now
@@ -19,11 +38,11 @@ def state(ld, now=None):
     return {
         "relays": rel,
         "stale": ld.stale,
-        "guard": ld.why,
+        "guard": why(ld.why),
         "fuse_a": c["fuse_a"],
         "limit_w": c["limit_w"],
         "projected_w": ld.proj,
-        "log": [{"uptime_s": x[0], "at": x[1], "relay": x[2], "on": x[3], "reason": x[4]} for x in ld.log],
+        "log": [{"uptime_s": x[0], "at": x[1], "relay": x[2], "on": x[3], "reason": why(x[4])} for x in ld.log],
     }
 
 
