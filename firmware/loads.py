@@ -13,8 +13,8 @@ the board's monotonic clock (ticks_ms): they must run when readings stop.
 All values are integers: currents in mA, power in W, energy in Wh.
 """
 
+import mem
 from clock import ticks_diff, ticks_ms
-from mem import call
 
 try:
     from micropython import const
@@ -225,21 +225,23 @@ class Loads:
         waits in the outbox while the broker is away (it took the one-reading RAM ring's
         place and pushed the reading to the flash spool at every start and outage), and
         its code (loadstate, the JSON writer) does not join the login's and the
-        spool's, as discovery does not."""
+        spool's, as discovery does not. Nor any other cold job's: only while the cold
+        slot is free (mem.busy; this runs to its end without yielding), else with a
+        later reading or tick (one a second)."""
         m = self.app.mqtt
-        if self.dirty and m is not None and m._w is not None and m.outbox.spool is None:
+        if self.dirty and m is not None and m._w is not None and m.outbox.spool is None and not mem.busy:
             self.dirty = False
             m.outbox.put((m.base + "/relays", self.text().encode(), True))
 
     def cold(self, job, *args):
         """loadscold.<job>(self, *args), the module loaded for the call only."""
-        return call("loadscold", job, self, *args, drop=("p1.jsonout",))
+        return mem.call("loadscold", job, self, *args, drop=("p1.jsonout",))
 
     def status(self, now=None):
         """The "loads" section of the status page (a dict)."""
-        return call("loadstate", "state", self, now)
+        return mem.call("loadstate", "state", self, now)
 
     def text(self):
         """The state as JSON text (/api/v1/relays, MQTT)."""
-        return call("loadstate", "text", self, drop=("p1.jsonout",))
+        return mem.call("loadstate", "text", self, drop=("p1.jsonout",))
 

@@ -6,6 +6,7 @@
 import sys
 
 import config
+import mem
 import history as h
 
 T0 = h.days(2026, 11, 20) * 1440 + 8 * 60  # UTC minutes: 10:00 local (+02:00)
@@ -261,6 +262,11 @@ def case_override_with_expiry(folder):
     ld.tick(620000)
     assert len(m) == n, m[n:]
     app.mqtt._w = object()
+    # nor while another cold job holds the cold slot (its code and this one's never at once)
+    mem.busy = 1
+    ld.tick(620000)
+    assert len(m) == n, m[n:]
+    mem.busy = 0
     ld.tick(620000)
     assert len(m) == n + 1 and b'"mode": "auto"' in m[-1][1], m[n:]
 
