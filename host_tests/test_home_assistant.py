@@ -197,6 +197,24 @@ def test_a_reading_the_meter_stopped_sending_loses_its_config(dongle):
     assert gas not in dongle.retained()
 
 
+def test_after_a_broker_restart_every_config_again_but_not_the_empty_ones(dongle):
+    """The broker restarted (without a store: every retained config gone): the dongle's
+    next session sends every config of its readings again; the empty configs of the
+    names it does not send went out in the boot's first round and are not sent again."""
+    tel = REPO / "host_tests" / "telegrams"
+    state, _ = dongle.send((tel / "se-lg-e360-01.txt").read_bytes(), 1)
+    want = dongle.wait_configs(state)
+    # the boot's first round also emptied the configs of the names an E360 does not send
+    assert dongle.sub.wait(lambda: len([1 for _, p, _ in dongle.sub.messages if not p]) > 10, 10)
+    dongle.sub.close()
+    dongle.broker.stop()
+    dongle.broker.start()
+    dongle.sub = sub = Subscriber(dongle.broker, [f"{PREFIX}/sensor/{dongle.device_id}/+/config"])
+    dongle.fw.wait(lambda: dongle.fw.status()["mqtt"]["discovery_sent"] >= 2, what="a round after the restart")
+    assert sub.wait(lambda: {t: p.decode() for t, p, _ in sub.messages if p} == want, 10), sub.messages
+    assert [t for t, p, _ in sub.messages if not p] == []
+
+
 @pytest.mark.parametrize(
     "text", ["0.308", "1.2345", "12.3", "5", "0.001", "0.000", "0.29", "1.005", "123456.789", "null"]
 )

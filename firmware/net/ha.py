@@ -277,8 +277,9 @@ async def announce(svc):
     sample: one retained config per reading, QoS 0. The names count as announced
     from the start: one that appears meanwhile calls for another round.
 
-    A full round (`svc._announced` empty: a new session, Home Assistant's
-    `online`, `<base>/set/discovery`, or a reading gone from the telegrams)
+    A full round (`svc._announced` empty: the boot's first session, Home
+    Assistant's `online`, `<base>/set/discovery`, or a reading gone from the
+    telegrams)
     also empties the retained config of every other reading name (a meter seen
     before, before a restart too): Home Assistant removes those sensors. A
     round for a new name only adds: a meter that leaves a line out now and

@@ -176,11 +176,14 @@ async def connect(svc):
         await write(writer, subscribe_packet(ob._pid, topics), svc.write_timeout_ms)
         # "online" after SUBSCRIBE: whoever reacts to it finds the commands subscribed
         await write(writer, publish_head(status, 6, 0, True), svc.write_timeout_ms, b"online")
-        # A new session: what was in flight goes again first (DUP, in order), discovery is due.
+        # A new session: what was in flight goes again first (DUP, in order), discovery is
+        # due: every config again (the broker may have lost them), but the emptied ones of
+        # names this meter does not send only in the boot's first round (`_announced` is
+        # b"" then, net.ha.announce): done once, they stay done; a round after an outage is
+        # shorter, and with it the time its code is in RAM beside the readings.
         for e in ob.inflight:
             e[3] = 0
         svc._discover = c["discovery"]
-        svc._announced = b""
     except BaseException:
         try:
             writer.close()
