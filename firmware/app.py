@@ -28,7 +28,7 @@ from clock import ticks_diff, ticks_ms
 from hub import Hub
 from meter import Pipeline
 from meter import run as run_meter
-from mem import call, done, loaded, turn, unload, unload_new
+from mem import call, unload
 from version import VERSION
 
 try:
@@ -129,53 +129,23 @@ class App:
             if q != self._hq or d != self._hd:
                 self._hq = q
                 self._hd = d
-                asyncio.create_task(self._history(b))
+                try:
+                    asyncio.create_task(self._history(b))
+                except MemoryError:  # (histjob's code): the next telegram again
+                    log.oom("history")
+                    self._again()
 
-    async def _history(self, body):
-        """The history job (cold, in the cold slot) in two steps whose code is never in
-        RAM at once: history.job (the snapshot), then tariff.job (the monitor's peaks and
-        report); then its MQTT messages, copied once that code is gone (so they do not
-        split that hole). Out of memory before the snapshot was written (loading its
-        code, mostly), the next telegram tries again, up to _HISTORY_TRIES times: the
-        period boundary is not lost for a moment's full heap."""
-        await turn()
-        mods = ("history", "histcore", "fsutil", "tariff")
-        before = loaded(*mods)
-        gc.collect()  # (its code then goes where the garbage was, not past the live data)
-        msgs = ()
-        wrote = False
-        try:
-            msgs, closed, quarter = __import__("history").job(self, body)
-            wrote = True
-            self._hfail = 0
-            unload_new(before, "history")
-            gc.collect()
-            if closed or quarter:
-                msgs += __import__("tariff").job(self, closed, quarter)
-        except MemoryError:
-            log.oom("history")
-            if not wrote and self._hfail < _HISTORY_TRIES:
-                self._hfail += 1
-                self._hq = -1  # (the next telegram's quarter differs: the job again)
-        except Exception as e:  # noqa: BLE001 - a full or read-only flash: logged, the meter goes on
-            log.exc(e, "history")
-        finally:
-            try:
-                if self.loads is not None:  # the power guard's period (its start from the history)
-                    unload_new(before, "history", "tariff")  # (sync needs histcore only)
-                    gc.collect()
-                    try:
-                        self.loads.cold("sync", body)
-                    except Exception as e:  # noqa: BLE001 - MemoryError too: the next quarter hour again
-                        log.exc(e, "loads")
-                unload_new(before, *mods)
-                gc.collect()
-            finally:
-                done()  # (whatever happened above: a cold slot held for good slows every job)
-        m = self.mqtt
-        if m is not None:
-            for t, p in msgs:
-                m.outbox.put((m.base + t, p.encode(), True))  # (sent with the next reading)
+    def _history(self, body):
+        """The history job for the reading `body` (a coroutine: histjob.run, cold)."""
+        return call("histjob", "run", self, body)
+
+    def _again(self):
+        """The history job ran out of memory before its snapshot was written (loading
+        its code, mostly): the next telegram starts it again, up to _HISTORY_TRIES times
+        in a row, so a period boundary is not lost for a moment's full heap."""
+        if self._hfail < _HISTORY_TRIES:
+            self._hfail += 1
+            self._hq = -1  # (the next telegram's quarter differs: the job again)
 
     def _task(self, factory, name):
         """Run `factory()` (an async function) supervised: restarted with backoff if it

@@ -32,7 +32,7 @@ COLD = (
     "config", "boardfile", "appstart", "health", "web.status", "net.wifi_rare", "web.metrics", "web.cold", "web.files",
     "p1.table", "p1.jsonout", "p1.bodyread", "p1.bodyrare", "p1.values",
     "net.mqtt_rare", "net.mqtt_setup", "net.mqtt_status", "net.ha", "net.spool",
-    "history", "histcore", "histread", "fsutil", "tariff",
+    "histjob", "history", "histcore", "histread", "fsutil", "tariff",
 )  # fmt: skip
 # The cold modules only some dongles use: their names are interned when first used.
 LATER = (
