@@ -1,10 +1,9 @@
 """The history's core, shared by `history` (writing the snapshots), `tariff` (the
 power-tariff monitor) and `loadscold` (the relays' tariff period): the record
-format, the time arithmetic, reading a ring's file and whether a period counts
-for the tariff's rule. A module of its own so that the history job's two steps
-(history.job, then tariff.job: app._history) never have both `history` and
-`tariff` in RAM at once, only this part of it, and the relays' period needs
-neither.
+format, the time arithmetic and reading a ring's file. A module of its own so
+that the history job's two steps (history.job, then tariff.job: histjob.py)
+never have both `history` and `tariff` in RAM at once, only this part of it,
+and the relays' period needs neither (with `tariffrule`).
 """
 
 from struct import unpack_from
@@ -56,30 +55,6 @@ def civil(n):
     d = doy - (153 * mp + 2) // 5 + 1
     m = mp + 3 if mp < 10 else mp - 9
     return era * 400 + yoe + (1 if m < 3 else 0), m, d
-
-
-def _range(text, lo, hi):
-    """'7-21' -> (7, 21); None if malformed."""
-    a, _, b = text.partition("-")
-    if not (a.isdigit() and b.isdigit()):
-        return None
-    a, b = int(a), int(b)
-    return (a, b) if lo <= a <= hi and lo <= b <= hi else None
-
-
-def counts(rule, lm):
-    """Whether the period starting at local minute `lm` (from 2000) counts for `rule`."""
-    ld = lm // 1440
-    if rule["weekdays_only"] and (ld + 5) % 7 >= 5:  # (2000-01-01 was a Saturday)
-        return False
-    hr = _range(rule["hours"], 0, 24) or (0, 24)
-    if not hr[0] <= lm % 1440 // 60 < hr[1]:
-        return False
-    mr = _range(rule["months"], 1, 12) or (1, 12)
-    m = civil(ld)[1]
-    if mr[0] <= mr[1]:
-        return mr[0] <= m <= mr[1]
-    return m >= mr[0] or m <= mr[1]  # (November-March)
 
 
 def _num(b, i, j):

@@ -18,7 +18,7 @@ from mem import done, loaded, turn, unload_new
 async def run(app, body):
     """The job for the reading `body`, in the cold slot (mem.turn)."""
     await turn()
-    mods = ("history", "histcore", "fsutil", "tariff")
+    mods = ("history", "histcore", "fsutil", "tariff", "tariffrule")
     before = loaded(*mods)
     gc.collect()  # (its code then goes where the garbage was, not past the live data)
     msgs = ()
@@ -40,7 +40,7 @@ async def run(app, body):
     finally:
         try:
             if app.loads is not None:  # the power guard's period (its start from the history)
-                unload_new(before, "history", "tariff")  # (sync needs histcore only)
+                unload_new(before, "history", "tariff")  # (sync needs histcore and tariffrule only)
                 gc.collect()
                 try:
                     app.loads.cold("sync", body)

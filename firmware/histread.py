@@ -174,7 +174,7 @@ def serve(req, app, before):
 
 
 def _end(before):
-    unload_new(before, "histread", "history", "histcore", "fsutil", "web.cold", "tariff")
+    unload_new(before, "histread", "history", "histcore", "fsutil", "web.cold", "tariff", "tariffrule")
     done()
 
 

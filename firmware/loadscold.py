@@ -43,6 +43,7 @@ def sync(ld, body):
     the tariff period now, the import register at its start from the history (None:
     not seen from its start) and whether the tariff's rule counts it."""
     import histcore as h
+    from tariffrule import counts
 
     t = h.stamp(body)
     k = clock(body)
@@ -55,7 +56,7 @@ def sync(ld, body):
     wh = None if rec is None or rec[2] > h.LATE_S or rec[5] < 0 else rec[5]
     el = (k[1] % 15 if r == 0 else k[1]) * 60 + k[2]
     lm = (key * 15 if r == 0 else key * 60 - t[2] % 60) + t[2]  # (local minute of its start, as tariff.update)
-    ld.per = (k[0] - el, wh, h.counts(rule, lm))
+    ld.per = (k[0] - el, wh, counts(rule, lm))
 
 
 def find(ld, n):

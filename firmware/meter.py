@@ -4,8 +4,9 @@ Strategy: `Pipeline` is sans-IO (feed bytes, it publishes accepted telegrams
 into the hub and keeps counters), so it runs under the WebAssembly MicroPython
 with recorded bytes. Each telegram becomes its JSON body in one pass
 (`p1.body`); a telegram that pass declines (a malformed line, DSMR 2/3 layout)
-takes the general decoder (`p1.parse` + `p1.readings`), imported only then
-and unloaded again on MicroPython, so its code costs RAM only while it runs.
+takes the general decoder (`meterrare`: `p1.parse` + `p1.readings`), imported
+only then and unloaded again on MicroPython, so its code costs RAM only while
+it runs.
 `run()` is the thin asyncio shell that reads the source, reopens it with
 backoff when it ends, and never lets an error kill the task.
 
@@ -19,7 +20,7 @@ import asyncio
 
 import log
 from aio import sleep_ms
-from mem import loaded, unload_new
+from mem import call
 from p1.body import Encoder
 from p1.framer import Framer
 
@@ -34,7 +35,6 @@ except ImportError:  # CPython
 _READ = const(512)  # bytes per read from the source
 _BACKOFF_MIN_MS = const(500)
 _BACKOFF_MAX_MS = const(30000)
-_GENERAL = ("p1.parse", "p1.readings", "p1.values", "p1.jsonout", "p1.table", "p1.bodyread")
 
 
 class Pipeline:
@@ -94,7 +94,7 @@ class Pipeline:
             raw = bytes(frame)
             got = self.encoder.encode(raw)
             if got is None:
-                got = self._general(raw, crc)
+                got = call("meterrare", "general", self, raw, crc)
         except MemoryError:  # this telegram is lost; the heap recovers, the meter goes on
             self.memory_errors += 1
             self.last_error = "MemoryError"
@@ -109,26 +109,6 @@ class Pipeline:
         if self.on_telegram is not None:
             self.on_telegram(s)
         return 1
-
-    def _general(self, raw, crc):
-        """The general decoder: (body, cut); counts malformed lines."""
-        self.general += 1
-        before = loaded(*_GENERAL)
-        try:
-            from p1.bodyread import cut_of
-            from p1.jsonout import dumps
-            from p1.parse import parse
-            from p1.readings import readings
-
-            t = parse(raw, crc, self.std_offset)
-            body = dumps(readings(t)).encode()
-        finally:  # give its code's RAM back (what was loaded before stays)
-            unload_new(before, *_GENERAL)
-        if t.errors:
-            self.line_errors += len(t.errors)
-            line, why = t.errors[-1]
-            self.last_error = "%s: %s" % (why, line[:60])
-        return body, cut_of(body)
 
     def status(self):
         s = self.hub.sample

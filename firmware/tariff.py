@@ -17,7 +17,7 @@ the history job's second step (app.py), or from history.close() given a rule;
 import json
 
 import histcore as h
-from histcore import counts
+from tariffrule import counts
 from fsutil import read, write_atomic
 
 _KEPT = 5  # (top is at most 5)

@@ -32,13 +32,13 @@ COLD = (
     "config", "boardfile", "appstart", "health", "web.status", "net.wifi_rare", "web.metrics", "web.cold", "web.files",
     "p1.table", "p1.jsonout", "p1.bodyread", "p1.bodyrare", "p1.values",
     "net.mqtt_rare", "net.mqtt_setup", "net.mqtt_status", "net.ha", "net.spool",
-    "histjob", "history", "histcore", "histread", "fsutil", "tariff",
+    "histjob", "history", "histcore", "histread", "fsutil", "tariff", "tariffrule",
 )  # fmt: skip
 # The cold modules only some dongles use: their names are interned when first used.
 LATER = (
     "web.settings", "web.auth", "web.homewizard", "loadscold", "loadstate", "web.relays", "otaboot", "web.update",
     "net.dns",
-    "p1.parse", "p1.readings",  # the general decoder, for a line p1.body declines
+    "meterrare", "p1.parse", "p1.readings",  # the general decoder, for a line p1.body declines
 )  # fmt: skip
 
 

@@ -17,11 +17,11 @@ import warmup  # noqa: E402
 
 
 def test_every_cold_module_list_of_the_firmware_is_warmed_up_or_later():
-    import meter
+    import meterrare
     from net import mqtt_client
     from web import api
 
-    for names in (meter._GENERAL, mqtt_client._RARE, api._COLD, api._HIST, api._REL, api._UPD):
+    for names in (meterrare._GENERAL, mqtt_client._RARE, api._COLD, api._HIST, api._REL, api._UPD):
         assert set(names) <= set(warmup.COLD + warmup.LATER), set(names) - set(warmup.COLD + warmup.LATER)
     assert not set(warmup.COLD) & set(warmup.LATER)
     assert set(mqtt_client._RARE) <= set(warmup.COLD)  # (MQTT's: every dongle with MQTT)

@@ -84,7 +84,7 @@ async def _slot(req, app, mod, deps):
         done()
 
 
-_HIST = ("histread", "history", "histcore", "fsutil", "web.cold", "tariff")
+_HIST = ("histread", "history", "histcore", "fsutil", "web.cold", "tariff", "tariffrule")
 
 
 async def _history(req, app):
