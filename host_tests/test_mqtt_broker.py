@@ -408,12 +408,17 @@ def dedupe_in_order(msgs: list[bytes]) -> list[bytes]:
     [2, pytest.param(30, id="30s-outage-as-in-the-issue")],
 )
 def test_broker_outage_loses_nothing_and_keeps_order(broker, outage_s):
+    import log
+
+    del log.recent[:]
     sent, got, status = outage(broker, outage_s)
     assert dedupe_in_order(got) == sent  # in order, none lost
     assert len(got) - len(sent) <= 8  # duplicates only from the QoS 1 window
     assert status["dropped"] == 0
     assert status["reconnects"] >= 1
     assert status["state"] == "connected"
+    # the session's end logged once (the status page's "log"), not each failed attempt
+    assert len([x for x in log.recent if "mqtt: disconnected: " in x]) == 1, log.recent
 
 
 def test_outage_longer_than_the_ring_drops_the_oldest_and_counts_them(broker, tmp_path):

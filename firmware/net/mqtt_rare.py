@@ -14,6 +14,7 @@ Each job is a function `job(svc, ...)` of the service `svc` (an MqttService);
 
 import asyncio
 
+import log
 from clock import ticks_ms
 from net.mqtt import packet, publish_head, read_packet, wait_ms, write
 
@@ -216,6 +217,8 @@ async def end(svc, w, rx, backoff):
     if e is not None and not svc._stopping:
         svc._last_error = str(e) or type(e).__name__
         svc._to("auth_failed" if 3 < code < 6 else "disconnected")  # bad login, not authorized
+        if w is not None:  # a session ended (not each failed attempt: one line an outage)
+            log.warn("mqtt: disconnected: " + svc._last_error)
         if w is None:  # no connection: wait longer each time
             backoff = min(
                 max(backoff * 2, svc.auth_backoff_ms if code else 0, svc.backoff_min_ms),
