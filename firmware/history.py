@@ -130,7 +130,7 @@ def _prev(folder, r, key, buf):
 
 
 def job(app, body):
-    """App's history job, its first step (app.py, in the cold slot): the snapshot.
+    """App's history job, its first step (histjob.py, in the cold slot): the snapshot.
     Returns (messages, closed, quarter): the MQTT messages [(topic below <base>,
     payload str)] of each period that closed (retained on <base>/energy/<ring>);
     for tariff.job, the complete periods that closed and whether a quarter hour

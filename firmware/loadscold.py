@@ -39,7 +39,7 @@ def setup(app):
 
 
 def sync(ld, body):
-    """At the first reading of each quarter hour (app._history, in the cold slot):
+    """At the first reading of each quarter hour (histjob.run, in the cold slot):
     the tariff period now, the import register at its start from the history (None:
     not seen from its start) and whether the tariff's rule counts it."""
     import histcore as h

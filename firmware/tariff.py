@@ -10,15 +10,15 @@ energy from the history (history.py) over its length, so it is exact to the
 Wh, never integrated power.
 
 `update()` runs for each period of the rule's length that closed: from `job()`,
-the history job's second step (app.py), or from history.close() given a rule;
+the history job's second step (histjob.py), or from history.close() given a rule;
 `hist/peaks.json` (fsutil, power-safe) keeps the month's best TOP_KEPT periods.
 """
 
 import json
 
 import histcore as h
-from tariffrule import counts
 from fsutil import read, write_atomic
+from tariffrule import counts
 
 _KEPT = 5  # (top is at most 5)
 
@@ -130,7 +130,7 @@ def report(app):
 
 
 def job(app, closed, quarter):
-    """The history job's second step (app._history, once history's code left RAM):
+    """The history job's second step (histjob.run, once history's code left RAM):
     the monitor's peaks for the periods that closed (history.job's `closed`), then,
     at a quarter hour with MQTT on, its report: [("/tariff", JSON text)] or []."""
     folder = app.board.path("hist")
