@@ -95,6 +95,30 @@ def read(path, limit=8192):
     return None, why
 
 
+def read_into(path, buf):
+    """Fill the bytearray `buf` from the newest whole copy of `path` whose data is
+    exactly len(buf) bytes: True; else False (none, every copy broken or of
+    another size), `buf` then undefined. The same copies and checks as read()
+    without its copies of the data: the history's ring files (1.4 KB) cost one
+    block of the heap, the caller's, instead of three of that size."""
+    n = len(buf)
+    for s in ("",) + _SUFFIX:
+        try:
+            with open(path + s, "rb") as f:
+                size = f.seek(0, 2)
+                if size != n + 16 and (s or size != n):  # (`path` itself may have no checksum line)
+                    continue
+                f.seek(0)
+                if f.readinto(buf) != n:
+                    continue
+                t = f.read(16)
+        except OSError:
+            continue
+        if t == _trailer(buf) or (not t and not s):
+            return True
+    return False
+
+
 def write_atomic(path, data):
     """Replace `path` with `data` (str or bytes) power-safely (see above). Raises OSError."""
     if isinstance(data, str):

@@ -8,7 +8,7 @@ and the relays' period needs neither (with `tariffrule`).
 
 from struct import unpack_from
 
-from fsutil import read
+from fsutil import read_into
 
 try:
     from micropython import const
@@ -146,11 +146,13 @@ def path(folder, r, key):
 
 
 def load(folder, r, key):
-    """The file holding ring `r`'s slot for `key`: a bytearray (empty slots if none)."""
-    data = read(path(folder, r, key), PER * REC)[0]
-    if data is None or len(data) != PER * REC:
-        return bytearray(b"\xff" * (PER * REC))
-    return bytearray(data)
+    """The file holding ring `r`'s slot for `key`: a bytearray (empty slots if none),
+    read into its one block of the heap."""
+    buf = bytearray(PER * REC)
+    if not read_into(path(folder, r, key), buf):
+        for i in range(PER * REC):  # (no file yet: empty slots, without a second 1.4 KB block)
+            buf[i] = 0xFF
+    return buf
 
 
 def get(buf, r, key):

@@ -64,12 +64,21 @@ class Fs:
 class Reader:
     def __init__(self, data):
         self.data = data
+        self.pos = 0
 
     def read(self, n=-1):
-        return self.data if n < 0 else self.data[:n]
+        d = self.data[self.pos :] if n < 0 else self.data[self.pos : self.pos + n]
+        self.pos += len(d)
+        return d
+
+    def readinto(self, buf):
+        d = self.read(len(buf))
+        buf[: len(d)] = d
+        return len(d)
 
     def seek(self, off, whence=0):  # (only ever: to the end for the size, back to 0)
-        return len(self.data) if whence == 2 else off
+        self.pos = len(self.data) if whence == 2 else off
+        return self.pos
 
     def __enter__(self):
         return self
@@ -125,8 +134,14 @@ P = "/d/f.json"
 
 
 def read(fs):
+    """What fsutil.read gives; fsutil.read_into (the history's rings) must give the same."""
     fs.budget = -1
-    return fsutil.read(P)[0]
+    got = fsutil.read(P)[0]
+    if got is not None:
+        buf = bytearray(len(got))
+        assert fsutil.read_into(P, buf) and bytes(buf) == got, (got, buf)
+        assert not fsutil.read_into(P, bytearray(len(got) + 1))  # (another size: none)
+    return got
 
 
 def cut_write(fs, data, n):
