@@ -70,7 +70,7 @@ CASES = {
     # The same with load management's rules running (issue 11), with the meter they were
     # made for (the first target: Finnish power tariffs and fuses), at ten times its rate.
     "device-loads": (memory.BUDGET_32 // 1024, True, True, 1.0, 200, 60, "fi"),
-    # The rules with a DSMR 5 meter: not yet (~104K: its M-Bus code and larger telegram).
+    # The rules with a DSMR 5 meter: not yet (~2-4 KB over: its M-Bus code, its larger telegram).
     "device-loads-dsmr5": (memory.BUDGET_32 // 1024, True, True, 1.0, 200, 60, "dsmr5"),
     # The 64-bit guard: five times a meter's rate with the rules, at TODAY_K.
     "today": (TODAY_K, False, True, loadgen.INTERVAL, loadgen.TOTAL, loadgen.BEFORE_OUTAGE, "dsmr5"),
@@ -94,8 +94,8 @@ CASES = {
             "device-loads-dsmr5",
             marks=pytest.mark.xfail(
                 run=False,
-                reason="does not fit yet: ~104K (32-bit) with load management's rules and a DSMR 5 meter,"
-                " docs/MEMORY.md (issue 8)",
+                reason="does not fit yet: ~2-4 KB over (104K passes, 32-bit) with load management's rules and a"
+                " DSMR 5 meter, docs/MEMORY.md",
             ),
         ),
         pytest.param("today"),
