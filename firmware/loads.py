@@ -37,11 +37,11 @@ _LOG = const(8)  # decisions kept
 # What the guards say and why a relay switched, as numbers: the texts are written by
 # `loadstate` (cold) when the state is shown, not kept in RAM with the rules. `why`:
 # _BELOW, _BETWEEN, (phase 1..3, mA, limit mA) or (period s, projected W, limit W); a
-# decision's reason: (why, for s), _ENDED, (_STALE, s) or a text (the cold paths').
+# decision's reason: (why, for s), _ENDED, (STALE, s) or a text (the cold paths').
 _BELOW = const(0)
 _BETWEEN = const(1)
 _ENDED = const(2)
-_STALE = const(3)
+STALE = const(3)  # (public: loadstate tells it apart by it)
 _PHASES = (b'"l1_current_a": ', b'"l2_current_a": ', b'"l3_current_a": ')
 MODES = ("auto", "on", "off")
 
@@ -201,7 +201,7 @@ class Loads:
                 self.over = self.ok = self.proj = None
             for r in self.r:
                 if not r[_MODE] and r[_ON] != r[_SAFE]:
-                    self.set(r, r[_SAFE], (_STALE, s))
+                    self.set(r, r[_SAFE], (STALE, s))
         self.publish()
 
     def set(self, r, on, why):

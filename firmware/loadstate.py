@@ -3,7 +3,7 @@ text (/api/v1/relays, retained MQTT <base>/relays): cold, loaded per call. Apart
 from `loadscold` so that each status page brings only this small part."""
 
 from clock import ticks_diff, ticks_ms
-from loads import MODES
+from loads import MODES, STALE
 
 
 def _amps(ma):
@@ -17,7 +17,7 @@ def why(x):
     if isinstance(x, int):
         return ("below restore levels", "between the levels", "override ended: auto")[x]
     if len(x) == 2:
-        if x[0] == 3:  # loads._STALE
+        if x[0] == STALE:
             return "stale: no reading for %d s: safe state" % x[1]
         return "%s for %d s" % (why(x[0]), x[1])
     if x[0] <= 3:
