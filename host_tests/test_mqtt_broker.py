@@ -209,6 +209,86 @@ def test_discovery_for_the_e360_telegram(broker):
     assert cfgs["energy_import_kwh"]["name"] == "Energy import"
 
 
+def test_a_discovery_round_out_of_memory_keeps_the_session_and_is_done_later(broker, monkeypatch):
+    """The heap full while a round makes its configs (an outage's backlog, the history
+    job): counted, the session goes on (the readings keep flowing), and the whole
+    round goes out again once `discovery_again_ms` has passed."""
+    import log
+    from net import ha
+
+    made = []
+    configs = ha.configs
+
+    def short_of_memory(*a):  # the first round runs out of memory at its 4th config
+        for i, c in enumerate(configs(*a)):
+            if not made and i == 3:
+                made.append(i)
+                raise MemoryError("memory allocation failed, allocating 820 bytes")
+            yield c
+
+    # (net.ha imported before: a round does not drop it, and the patch stays)
+    monkeypatch.setattr(ha, "configs", short_of_memory)
+    raw = E360.read_bytes()
+    sub = Subscriber(broker, [f"homeassistant/sensor/{DEV}/+/config", BASE + "/state"])
+    oom = log.memory_errors
+
+    async def main():
+        async with Running(broker) as r:
+            r.svc.discovery_again_ms = 1500
+            await r.until(lambda: r.svc.status()["state"] == "connected")
+            publish(r.hub, raw)
+            await r.until(lambda: made and log.memory_errors == oom + 1)
+            after_oom = time.monotonic()
+            st = r.svc.status()
+            publish(r.hub, raw)  # the session still takes readings
+            await r.until(lambda: r.svc.status()["discovery_sent"] == 1)
+            return st, time.monotonic() - after_oom, r.svc.status()
+
+    before, waited, after = asyncio.run(main())
+    assert before["state"] == "connected" and before["discovery_sent"] == 0
+    assert 1.0 <= waited, waited  # not at once into the same full heap
+    assert after["reconnects"] == 0 and after["state"] == "connected" and after["published"] == 2
+    names = [n for n in reading_of(raw) if n != "meter"]
+    sub.wait(lambda: {t.split("/")[3] for t, _, _ in sub.messages if t.endswith("/config")} >= set(names), 5)
+    assert len(sub.on(BASE + "/state")) == 2
+    sub.close()
+
+
+def test_a_session_that_runs_out_of_memory_is_counted_and_the_next_login_waits(broker):
+    """A write (or the reader) out of memory ends the session -- a packet may be cut
+    short -- is counted as a memory error, and the next login waits `oom_wait_ms`
+    instead of going at once into the same full heap."""
+    import log
+
+    raw = E360.read_bytes()
+
+    async def main():
+        async with Running(broker, discovery=False) as r:
+            r.svc.oom_wait_ms = 1500
+            await r.until(lambda: r.svc.status()["state"] == "connected")
+            oom = log.memory_errors
+            w = r.svc._w
+            write = w.write
+
+            def out_of_memory(data):
+                w.write = write
+                raise MemoryError("memory allocation failed, allocating 820 bytes")
+
+            w.write = out_of_memory
+            publish(r.hub, raw)
+            await r.until(lambda: r.svc.status()["state"] == "disconnected")
+            t0 = time.monotonic()
+            await r.until(lambda: r.svc.status()["state"] == "connected")
+            waited = time.monotonic() - t0
+            await r.until(lambda: r.svc.status()["published"] == 1)  # QoS 1: the reading again
+            return log.memory_errors - oom, waited, r.svc.status()
+
+    counted, waited, st = asyncio.run(main())
+    assert counted == 1
+    assert waited >= 0.7, waited  # 50..100 % of oom_wait_ms (jitter)
+    assert st["reconnects"] == 1 and "allocating 820 bytes" in st["last_error"]
+
+
 def test_commands_status_detail_and_malformed_ones_counted(broker):
     sub = Subscriber(broker, [BASE + "/status/detail"])
 

@@ -18,9 +18,18 @@ discovery round and drops it after.
 
 from binascii import crc32
 
+import log
+from clock import ticks_add, ticks_ms
 from net.mqtt import publish_head, write
 from p1.bodyread import items, text_value
 from p1.obis import MBUS, MBUS_ORDER, T, UNITS, unit_line  # (resident: no p1.table for a round)
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = int
+
+_HOLD = const(12)  # MqttService._n: no discovery round before this tick (net.mqtt_client)
 
 # Tables as "|key=value|" strings: a dict's short strings would be interned and
 # stay in RAM after this module is dropped; one long string goes with it.
@@ -139,39 +148,50 @@ def device_class(name, unit):
     return _get(_CLASS, unit) if unit else None
 
 
-def _q(s):
-    """`s` as a JSON string: plain ASCII here, the rest (a topic with a quote, a
-    non-ASCII base topic) by p1.jsonout, loaded only then."""
+def _e(s):
+    """`s` as the inside of a JSON string: itself when plain ASCII (nothing made), the
+    rest (a topic with a quote, a non-ASCII base topic) by p1.jsonout, loaded only then."""
     for c in s:
         if c < " " or c > "~" or c == '"' or c == "\\":
             from p1.jsonout import quote
 
-            return quote(s)
-    return '"' + s + '"'
+            return quote(s)[1:-1]
+    return s
+
+
+def _q(s):
+    """`s` as a JSON string."""
+    return '"%s"' % _e(s)
 
 
 def _config(name, label, topic, template, device_id, base, dev, dc=None, sc=None, unit=None, more="", prec=None):
     """One sensor config as JSON text, keys in sorted order as p1.jsonout writes a dict
     (configs are byte-identical on CPython and MicroPython; no dict nor JSON writer is
     loaded for a round). dev: the device block (JSON); unit: JSON text; more: the
-    optional `"last_reset_value_template"` member."""
-    o = '{"availability_topic": %s, "default_entity_id": %s, "device": %s' % (
-        _q(base + "/status"),
-        _q("sensor.p1_" + name),
-        dev,
+    optional `"last_reset_value_template"` member. Written by one `%`: the text is
+    made once (adding its parts one by one would leave a copy per part, ~4 KB of
+    garbage a config, beside the round's code in the fullest moment)."""
+    b = _e(base)
+    return (
+        '{"availability_topic": "%s/status", "default_entity_id": "sensor.p1_%s", "device": %s%s%s, "name": "%s"%s'
+        ', "state_topic": "%s%s"%s, "unique_id": "%s_%s"%s, "value_template": "%s"}'
+        % (
+            b,
+            _e(name),
+            dev,
+            ', "device_class": "%s"' % dc if dc else "",
+            more,
+            _e(label),
+            ', "state_class": "%s"' % sc if sc else "",
+            b,
+            _e(topic),
+            "" if prec is None else ', "suggested_display_precision": %d' % prec,
+            _e(device_id),
+            _e(name),
+            ', "unit_of_measurement": ' + unit if unit else "",
+            _e(template),
+        )
     )
-    if dc:
-        o += ', "device_class": "%s"' % dc
-    o += more + ', "name": ' + _q(label)
-    if sc:
-        o += ', "state_class": "%s"' % sc
-    o += ', "state_topic": ' + _q(base + topic)
-    if prec is not None:
-        o += ', "suggested_display_precision": %d' % prec
-    o += ', "unique_id": ' + _q(device_id + "_" + name)
-    if unit:
-        o += ', "unit_of_measurement": ' + unit
-    return o + ', "value_template": %s}' % _q(template)
 
 
 def sensor_config(name, value, device_id, base, dev):
@@ -283,7 +303,12 @@ async def announce(svc):
     also empties the retained config of every other reading name (a meter seen
     before, before a restart too): Home Assistant removes those sensors. A
     round for a new name only adds: a meter that leaves a line out now and
-    then does not make its sensor come and go."""
+    then does not make its sensor come and go.
+
+    Returns True when the round is done. Out of memory making a config, it
+    returns False: counted, the round due again after `discovery_again_ms` (the session
+    goes on); out of memory handing a packet to the stream, the MemoryError
+    ends the session (the packet may be cut short)."""
     body = svc.hub.sample.body
     old = svc._announced
     # 4 bytes per name: MqttService.offer() looks for a new name's CRC in them
@@ -293,11 +318,30 @@ async def announce(svc):
     svc._announced = new
     w, ms, prefix = svc._w, svc.write_timeout_ms, svc.cfg["discovery_prefix"]
     ld = getattr(svc.hub, "loads", None)
-    rel = [(r[0], r[1]) for r in sorted(ld.r)] if ld is not None else ()
-    for topic, payload in configs(body, svc.device_id, svc.base, prefix, svc.version, rel):
-        payload = payload.encode()
-        await write(w, publish_head(topic, len(payload), 0, True), ms, payload)
-    if not old:
-        for name in names():
-            if _crc(name) not in new:  # an empty retained config: HA drops the sensor
-                await write(w, publish_head("%s/sensor/%s/%s/config" % (prefix, svc.device_id, name), 0, 0, True), ms)
+    cut = False  # True while a packet is handed to the stream
+    try:
+        rel = [(r[0], r[1]) for r in sorted(ld.r)] if ld is not None else ()
+        for topic, payload in configs(body, svc.device_id, svc.base, prefix, svc.version, rel):
+            payload = payload.encode()
+            head = publish_head(topic, len(payload), 0, True)
+            cut = True
+            await write(w, head, ms, payload)
+            cut = False
+        if not old:
+            for name in names():
+                if _crc(name) not in new:  # an empty retained config: HA drops the sensor
+                    head = publish_head("%s/sensor/%s/%s/config" % (prefix, svc.device_id, name), 0, 0, True)
+                    cut = True
+                    await write(w, head, ms)
+                    cut = False
+    except MemoryError:
+        if cut:  # a packet may be cut short: nothing may follow it, the session ends
+            raise
+        # Out of memory making a config: the heap is full for now (an outage's backlog,
+        # the history job). The session goes on; the whole round again in a while.
+        svc._announced = old
+        svc._discover = True
+        svc._n[_HOLD] = ticks_add(ticks_ms(), svc.discovery_again_ms)
+        log.oom("mqtt: discovery")
+        return False
+    return True

@@ -70,6 +70,7 @@ _SINCE = const(8)  # the state changed
 _NAMES = const(9)  # readings in the body offer() last looked at
 _LAST = const(10)  # the last sample offer() took (None: none yet)
 # 11: CONNACK's return code of a refused login (net.mqtt_rare)
+_HOLD = const(12)  # no discovery round before this tick (None: none held; net.ha.announce)
 
 
 class Outbox:
@@ -193,6 +194,8 @@ class MqttService:
     backoff_min_ms = 1000
     backoff_max_ms = 60000
     auth_backoff_ms = 30000  # first wait after "not authorized"
+    oom_wait_ms = 10000  # at least, before the next login after a session that ran out of memory
+    discovery_again_ms = 15000  # a discovery round that ran out of memory starts again after this
     max_inflight = 1  # QoS 1 messages awaiting PUBACK: each holds its ~1 KB payload (a meter sends one a second)
     name = "mqtt"  # as the hub's subscriber
     maxlen = 1
@@ -374,10 +377,16 @@ class MqttService:
                         raise self._err
                     # Discovery once a backlog on flash has been sent: the two jobs' code
                     # (net.ha, net.spool) would otherwise be in RAM at the same time.
-                    if self._discover and ob.spool is None and self.hub.sample is not None:
+                    if (
+                        self._discover
+                        and ob.spool is None
+                        and self.hub.sample is not None
+                        and (n[_HOLD] is None or ticks_diff(now, n[_HOLD]) >= 0)
+                    ):
                         self._discover = False  # a new name from now on calls for another round
-                        await self._slow("net.ha", "announce")  # (it takes the body: no stale ref here)
-                        n[_DISC] += 1
+                        n[_HOLD] = None
+                        if await self._slow("net.ha", "announce"):  # (it takes the body: no stale ref here)
+                            n[_DISC] += 1
                     if getattr(w, "out_buf", None):  # what MicroPython's stream could not write at once
                         await mqtt.write(w, b"", self.write_timeout_ms)  # then at once round again
                     else:
@@ -424,7 +433,8 @@ class MqttService:
                 elif t == _PUBLISH:  # a command, or Home Assistant's birth message
                     self._rare("net.mqtt_setup", "command", w, pid, topic, payload)
         except Exception as e:  # noqa: BLE001
-            self._err = e if isinstance(e, OSError) else OSError(repr(e))
+            if self._err is None:  # (the first cause: a write that closed the link ended it)
+                self._err = e if isinstance(e, (OSError, MemoryError)) else OSError(repr(e))
 
     def stop(self):
         """Say "offline" (retained) and disconnect cleanly (DISCONNECT tells the broker

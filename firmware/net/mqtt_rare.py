@@ -215,6 +215,9 @@ async def end(svc, w, rx, backoff):
     code = n[_REFUSED]  # CONNACK's return code when the broker refused the login
     n[_REFUSED] = 0
     if e is not None and not svc._stopping:
+        if isinstance(e, MemoryError):  # (a write, the reader): counted, and a pause before the
+            log.oom("mqtt")  # next login, itself a large job, so the heap has a moment to clear
+            backoff = max(backoff, svc.oom_wait_ms)
         svc._last_error = str(e) or type(e).__name__
         svc._to("auth_failed" if 3 < code < 6 else "disconnected")  # bad login, not authorized
         if w is not None:  # a session ended (not each failed attempt: one line an outage)

@@ -49,7 +49,7 @@ def init(svc, hub, cfg, device_id, version, spool_dir):
     svc._state = "disconnected" if c["enabled"] else "disabled"
     svc._last_error = ""
     svc.dropped = 0  # samples offer() lost to a MemoryError
-    svc._n = [0, 0, 0, 0, 0, 0, 0, 0, ticks_ms(), 0, None, 0]  # _PUB .. _LAST of net.mqtt_client, _REFUSED
+    svc._n = [0, 0, 0, 0, 0, 0, 0, 0, ticks_ms(), 0, None, 0, None]  # _PUB .. _HOLD of net.mqtt_client
     # Reading names with a discovery config sent: 4 bytes of CRC each (the names
     # themselves are ~700 bytes for an E360).
     svc._announced = b""
