@@ -34,6 +34,7 @@ raises `OSError`; everything that decides lives here.
 """
 
 import asyncio
+import gc
 from binascii import crc32
 from random import getrandbits
 
@@ -385,6 +386,7 @@ class MqttService:
                     ):
                         self._discover = False  # a new name from now on calls for another round
                         n[_HOLD] = None
+                        gc.collect()  # (the round's code goes where the garbage was, not past the live data)
                         if await self._slow("net.ha", "announce"):  # (it takes the body: no stale ref here)
                             n[_DISC] += 1
                     if getattr(w, "out_buf", None):  # what MicroPython's stream could not write at once
