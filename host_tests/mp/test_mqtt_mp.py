@@ -199,5 +199,56 @@ svc = MqttService(Hub(), cfg, "dev1", spool_dir=d)
 check("restart with spool files: spool imported at start", "net.spool" in sys.modules)
 check("restart: the spooled readings are there", svc.status()["spooled"] == 2)
 
+# ---- a discovery round out of memory: counted, the session goes on, the round again later ----
+import log  # noqa: E402
+
+log.quiet = True
+
+
+class Writer:
+    """What the round writes to: MicroPython's stream, having taken everything."""
+
+    out_buf = b""
+
+    def __init__(self):
+        self.data = []
+
+    def write(self, b):
+        self.data.append(bytes(b))
+
+    async def drain(self):
+        pass
+
+
+svc = MqttService(Hub(), {"enabled": True, "host": "h", "buffer": 100}, "dev1", "1.0", None)
+svc.hub.sample = Sample(1, body, cut, data, 0)
+svc._w = Writer()
+real_configs = ha.configs
+
+
+def short_of_memory(*a):
+    for i, c in enumerate(real_configs(*a)):
+        if i == 3:
+            raise MemoryError("allocating 820 bytes")
+        yield c
+
+
+oom = log.memory_errors
+ha.configs = short_of_memory
+done = await ha.announce(svc)  # noqa: F704 - run.mjs runs this file with top-level await
+ha.configs = real_configs
+check("round out of memory: not done", done is False)
+check("... counted", log.memory_errors == oom + 1)
+check("... due again, not at once", svc._discover is True and svc._n[12] is not None and svc._announced == b"")
+check("... 3 configs written, none cut", len(svc._w.data) == 6)
+svc._w = Writer()
+done = await ha.announce(svc)  # noqa: F704
+wrote = len([d for d in svc._w.data if d[:1] == b"\x31"])  # PUBLISH, retained
+check("the round again: done, every config and the emptied ones", done is True and wrote > 30)
+svc._err = MemoryError("allocating 820 bytes")
+wait = await mqtt_rare.end(svc, None, None, 1000)  # noqa: F704
+check("a session out of memory: counted, the next login waits", log.memory_errors == oom + 2 and wait >= 10000)
+check("... its error shown", "820" in svc.status()["last_error"])
+
 print("%d passed, %d failed" % (count - failures, failures))
 sys.exit(1 if failures else 0)
