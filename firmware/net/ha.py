@@ -311,15 +311,15 @@ async def announce(svc):
     ends the session (the packet may be cut short)."""
     body = svc.hub.sample.body
     old = svc._announced
-    # 4 bytes per name: MqttService.offer() looks for a new name's CRC in them
-    new = b"".join([_crc(n) for n, _ in items(body)])
-    if old:
-        new += b"".join([old[i : i + 4] for i in range(0, len(old), 4) if old[i : i + 4] not in new])
-    svc._announced = new
     w, ms, prefix = svc._w, svc.write_timeout_ms, svc.cfg["discovery_prefix"]
     ld = getattr(svc.hub, "loads", None)
     cut = False  # True while a packet is handed to the stream
     try:
+        # 4 bytes per name: MqttService.offer() looks for a new name's CRC in them
+        new = b"".join([_crc(n) for n, _ in items(body)])
+        if old:
+            new += b"".join([old[i : i + 4] for i in range(0, len(old), 4) if old[i : i + 4] not in new])
+        svc._announced = new
         rel = [(r[0], r[1]) for r in sorted(ld.r)] if ld is not None else ()
         for topic, payload in configs(body, svc.device_id, svc.base, prefix, svc.version, rel):
             payload = payload.encode()
