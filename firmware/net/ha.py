@@ -288,6 +288,14 @@ def configs(body, device_id, base, prefix, sw_version, relays=()):
         )
 
 
+def _emptied(prefix, device_id, announced):
+    """(topic, "") for every reading name whose CRC is not in `announced`: an empty
+    retained config, Home Assistant drops the sensor."""
+    for name in names():
+        if _crc(name) not in announced:
+            yield "%s/sensor/%s/%s/config" % (prefix, device_id, name), ""
+
+
 def _crc(name):
     return (crc32(name.encode()) & 0x3FFFFFFF).to_bytes(4, "little")
 
@@ -321,19 +329,16 @@ async def announce(svc):
             new += b"".join([old[i : i + 4] for i in range(0, len(old), 4) if old[i : i + 4] not in new])
         svc._announced = new
         rel = [(r[0], r[1]) for r in sorted(ld.r)] if ld is not None else ()
-        for topic, payload in configs(body, svc.device_id, svc.base, prefix, svc.version, rel):
-            payload = payload.encode()
-            head = publish_head(topic, len(payload), 0, True)
-            cut = True
-            await write(w, head, ms, payload)
-            cut = False
-        if not old:
-            for name in names():
-                if _crc(name) not in new:  # an empty retained config: HA drops the sensor
-                    head = publish_head("%s/sensor/%s/%s/config" % (prefix, svc.device_id, name), 0, 0, True)
-                    cut = True
-                    await write(w, head, ms)
-                    cut = False
+        for part in (
+            configs(body, svc.device_id, svc.base, prefix, svc.version, rel),
+            () if old else _emptied(prefix, svc.device_id, new),  # (a full round: the other names too)
+        ):
+            for topic, payload in part:
+                payload = payload.encode()
+                head = publish_head(topic, len(payload), 0, True)
+                cut = True
+                await write(w, head, ms, payload)
+                cut = False
     except MemoryError:
         if cut:  # a packet may be cut short: nothing may follow it, the session ends
             raise

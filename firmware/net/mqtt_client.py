@@ -386,7 +386,6 @@ class MqttService:
                     ):
                         self._discover = False  # a new name from now on calls for another round
                         n[_HOLD] = None
-                        gc.collect()  # (the round's code goes where the garbage was, not past the live data)
                         if await self._slow("net.ha", "announce"):  # (it takes the body: no stale ref here)
                             n[_DISC] += 1
                     if getattr(w, "out_buf", None):  # what MicroPython's stream could not write at once
@@ -406,8 +405,11 @@ class MqttService:
 
     async def _slow(self, module, job, *args):
         """`_rare` for a job that awaits: in the cold slot (`mem.turn`), one at a time
-        with the status page and the others."""
+        with the status page and the others. The heap is collected once the slot is
+        held (as histjob does): the job's code goes where the garbage was, not past the
+        live data."""
         await turn()
+        gc.collect()
         try:
             return await self._rare(module, job, *args)
         finally:
