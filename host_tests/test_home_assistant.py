@@ -30,8 +30,14 @@ from runtime_harness import REPO, Firmware, MeterServer
 
 sys.path.insert(0, str(REPO / "firmware"))
 
-from net.ha import configs  # noqa: E402
+from net import ha  # noqa: E402
 from p1.table import by_name  # noqa: E402
+
+
+def configs(*args) -> list[tuple[str, str]]:
+    """net.ha.configs, each payload's pieces joined: the config as the broker gets it."""
+    return [(t, "".join(p)) for t, p in ha.configs(*args)]
+
 
 HA_PY = REPO / ".venv-ha" / "bin" / "python"
 CASES = [p for p in recorded() if p.name not in BAD_CRC]
@@ -221,10 +227,8 @@ def test_after_a_broker_restart_every_config_again_but_not_the_empty_ones(dongle
 def test_var_template_moves_the_decimal_point_exactly(text):
     """kvar -> var by HA's template engine, for digits a float product would miss
     (0.29 * 1000 and 1.005 * 1000 are not whole numbers in binary floating point)."""
-    from net.ha import sensor_config
-
     name = "l1_reactive_power_import_kvar"
-    cfg = sensor_config(name, text, "d", "p1/d", '{"identifiers": ["d"]}')
+    cfg = "".join(ha.sensor_config(name, text, "d", "p1/d", '{"identifiers": ["d"]}'))
     (result,) = ha_check([{"state": '{"%s": %s}' % (name, text), "configs": {"t": cfg}}])
     r = result["configs"]["t"]
     assert (r["error"], r["warnings"]) == (None, [])

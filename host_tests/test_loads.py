@@ -156,7 +156,7 @@ def test_relay_switches_pass_home_assistant(tmp_path):
     state = ld.text()
     body = loads_cases.body(0)
     rel = [(r[0], r[1]) for r in sorted(ld.r)]
-    cfgs = {t: p for t, p in ha.configs(body, "dev1", "p1/dev1", "homeassistant", "1.0", rel) if "/switch/" in t}
+    cfgs = {t: "".join(p) for t, p in ha.configs(body, "dev1", "p1/dev1", "homeassistant", "1.0", rel) if "/switch/" in t}
     assert sorted(cfgs) == ["homeassistant/switch/dev1/relay%d/config" % n for n in (1, 2, 4)]
     r = subprocess.run([str(ha_py), str(ROOT / "host_tests" / "ha_check.py")],
                        input=json.dumps([{"state": state, "configs": cfgs}]).encode(), capture_output=True, timeout=300)  # fmt: skip

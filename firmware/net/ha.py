@@ -165,20 +165,20 @@ def _q(s):
 
 
 def _config(name, label, topic, template, device_id, base, dev, dc=None, sc=None, unit=None, more="", prec=None):
-    """One sensor config as JSON text, keys in sorted order as p1.jsonout writes a dict
-    (configs are byte-identical on CPython and MicroPython; no dict nor JSON writer is
-    loaded for a round). dev: the device block (JSON); unit: JSON text; more: the
-    optional `"last_reset_value_template"` member. Written by one `%`: the text is
-    made once (adding its parts one by one would leave a copy per part, ~4 KB of
-    garbage a config, beside the round's code in the fullest moment)."""
+    """One sensor config as JSON text in pieces, a tuple of str (joined: the config), keys
+    in sorted order as p1.jsonout writes a dict (configs are byte-identical on CPython
+    and MicroPython; no dict nor JSON writer is loaded for a round). dev: the device
+    block (JSON); unit: JSON text; more: the optional `"last_reset_value_template"`
+    member. Pieces, each made by one `%`: the device block and the template go out as
+    the strings they are, and no piece needs more than ~400 B in one block (a whole
+    config, ~850 B, often found no such block in a round's fragmented heap), nor
+    leaves a copy per part as adding them up would (~4 KB of garbage a config)."""
     b = _e(base)
     return (
-        '{"availability_topic": "%s/status", "default_entity_id": "sensor.p1_%s", "device": %s%s%s, "name": "%s"%s'
-        ', "state_topic": "%s%s"%s, "unique_id": "%s_%s"%s, "value_template": "%s"}'
+        '{"availability_topic": "%s/status", "default_entity_id": "sensor.p1_%s", "device": ' % (b, _e(name)),
+        dev,
+        '%s%s, "name": "%s"%s, "state_topic": "%s%s"%s, "unique_id": "%s_%s"%s, "value_template": "'
         % (
-            b,
-            _e(name),
-            dev,
             ', "device_class": "%s"' % dc if dc else "",
             more,
             _e(label),
@@ -189,15 +189,16 @@ def _config(name, label, topic, template, device_id, base, dev, dc=None, sc=None
             _e(device_id),
             _e(name),
             ', "unit_of_measurement": ' + unit if unit else "",
-            _e(template),
-        )
+        ),
+        _e(template),
+        '"}',
     )
 
 
 def sensor_config(name, value, device_id, base, dev):
-    """The discovery config (JSON text) of one reading `name` whose current value text
-    (as in the JSON body: `896.020`, `"LGF5E360"`, `null`) is `value`; dev: the
-    device block as JSON text."""
+    """The discovery config (JSON text in pieces, `_config`) of one reading `name` whose
+    current value text (as in the JSON body: `896.020`, `"LGF5E360"`, `null`) is
+    `value`; dev: the device block as JSON text."""
     unit, kind = _spec(name)
     var = unit == "kvar"
     template = (_VAR if var else "{{ value_json.%s }}") % name
@@ -221,8 +222,9 @@ def sensor_config(name, value, device_id, base, dev):
 
 
 def configs(body, device_id, base, prefix, sw_version, relays=()):
-    """Yield (topic, payload str) for every reading in a reading's JSON body, and a
-    switch for each relay of `relays` ((number, name), docs/LOADCONTROL.md)."""
+    """Yield (topic, payload) for every reading in a reading's JSON body, and a switch for
+    each relay of `relays` ((number, name), docs/LOADCONTROL.md); a payload is a
+    tuple of str pieces (`_config`), joined: the config's JSON text."""
     meter = ""
     for name, v in items(body):
         if name == "meter":
@@ -271,29 +273,27 @@ def configs(body, device_id, base, prefix, sw_version, relays=()):
         yield (
             "%s/switch/%s/%s/config" % (prefix, device_id, name),
             (
-                '{"availability_topic": %s, "command_topic": %s, "default_entity_id": %s, "device": %s, '
-                '"name": %s, "payload_off": "off", "payload_on": "on", "state_off": "off", "state_on": "on", '
+                '{"availability_topic": %s, "command_topic": %s, "default_entity_id": %s, "device": '
+                % (_q(base + "/status"), _q("%s/relay/%d/set" % (base, n)), _q("switch.p1_" + name)),
+                dev,
+                ', "name": %s, "payload_off": "off", "payload_on": "on", "state_off": "off", "state_on": "on", '
                 '"state_topic": %s, "unique_id": %s, "value_template": %s}'
                 % (
-                    _q(base + "/status"),
-                    _q("%s/relay/%d/set" % (base, n)),
-                    _q("switch.p1_" + name),
-                    dev,
                     _q(label),
                     _q(base + "/relays"),
                     _q(device_id + "_" + name),
                     _q("{{ 'on' if value_json.relays[%d].on else 'off' }}" % i),
-                )
+                ),
             ),
         )
 
 
 def _emptied(prefix, device_id, announced):
-    """(topic, "") for every reading name whose CRC is not in `announced`: an empty
+    """(topic, ()) for every reading name whose CRC is not in `announced`: an empty
     retained config, Home Assistant drops the sensor."""
     for name in names():
         if _crc(name) not in announced:
-            yield "%s/sensor/%s/%s/config" % (prefix, device_id, name), ""
+            yield "%s/sensor/%s/%s/config" % (prefix, device_id, name), ()
 
 
 def _crc(name):
@@ -334,11 +334,16 @@ async def announce(svc):
             () if old else _emptied(prefix, svc.device_id, new),  # (a full round: the other names too)
         ):
             for topic, payload in part:
-                payload = payload.encode()
-                head = publish_head(topic, len(payload), 0, True)
+                # Its pieces as they are: a config is ASCII (_e escapes the rest), so
+                # their length is their bytes' and no bytes copy is made beside them
+                n = 0
+                for p in payload:
+                    n += len(p)
+                head = publish_head(topic, n, 0, True)
                 cut = True
                 await write(w, head, ms, payload)
                 cut = False
+                payload = head = None  # not alive while the next config is made
     except MemoryError:
         if cut:  # a packet may be cut short: nothing may follow it, the session ends
             raise

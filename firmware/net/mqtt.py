@@ -132,9 +132,15 @@ async def read_packet(reader, max_size=_MAX_PACKET):
 
 
 async def write(writer, data, ms=10000, more=None):
-    """Write bytes (then `more`, if given) and wait until the stream took them, at most `ms`."""
+    """Write bytes (then `more`, if given) and wait until the stream took them, at most `ms`.
+    `more` is bytes, or a tuple of ASCII str (a discovery config's pieces, net.ha): each
+    written as it is on MicroPython, whose streams take a str's bytes (no copy made),
+    encoded on CPython."""
     writer.write(data)
-    if more:
+    if type(more) is tuple:
+        for p in more:
+            writer.write(p if hasattr(writer, "out_buf") else p.encode())
+    elif more:
         writer.write(more)
     if getattr(writer, "out_buf", 1):  # (CPython's writer has none: always drained)
         await wait_ms(writer.drain(), ms)
